@@ -1,0 +1,104 @@
+"""The command line: the one place that turns user errors into messages and exit statuses.
+
+Exit 0: all good; 1: a spec has errors; 2: archspec was called wrongly (no such file, bad flag).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import SpecError, UsageError
+
+EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)  # exits 2 on a bad flag
+    try:
+        return args.run(args)
+    except UsageError as exc:
+        print(f"archspec: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="archspec", description="Check and compile neural-network architecture specs.")
+    parser.add_argument("--version", action="version", version=f"archspec {__version__}")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    check = commands.add_parser("check", help="check specs statically and print every layer's shape (no torch)")
+    check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
+    check.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
+    check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    check.set_defaults(run=_check)
+
+    build = commands.add_parser("build", help="compile a spec into a PyTorch module and run it once")
+    build.add_argument("spec", metavar="SPEC")
+    build.set_defaults(run=_build)
+    return parser
+
+
+def _analyze(path: str):
+    """The shaped IR, or the errors of the spec as formatted text."""
+    from .pipeline import analyze
+
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"no such file: {path}")
+    if file.is_dir():
+        raise UsageError(f"{path} is a directory, not a spec file")
+    try:
+        return analyze(file), None
+    except SpecError as exc:
+        return None, exc
+
+
+def _report_errors(exc: SpecError) -> None:
+    for diagnostic in exc.diagnostics:
+        print(diagnostic.format(), file=sys.stderr)
+
+
+def _check(args) -> int:
+    from .report import table
+
+    worst, error_count = EXIT_OK, 0
+    for path in args.specs:
+        try:
+            model, exc = _analyze(path)
+        except UsageError as usage:
+            print(f"archspec: error: {usage}", file=sys.stderr)
+            worst = max(worst, EXIT_USAGE)
+            continue
+        if exc is not None:
+            _report_errors(exc)
+            error_count += len(exc.diagnostics)
+            worst = max(worst, EXIT_SPEC)
+        elif not args.quiet:
+            print(table(model, args.depth))
+            print()
+    if error_count:
+        print(f"found {error_count} error{'s' if error_count != 1 else ''}", file=sys.stderr)
+    return worst
+
+
+def _build(args) -> int:
+    model, exc = _analyze(args.spec)
+    if exc is not None:
+        _report_errors(exc)
+        return EXIT_SPEC
+    import torch
+
+    from .shapes import fmt_shape
+    from .torch_builder import build_model
+
+    module = build_model(model).eval()
+    with torch.no_grad():
+        out = module(torch.zeros(1, *model.input_shape))
+    print(f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
+          f"{model.body.params:,} params")  # fmt: skip
+    return EXIT_OK

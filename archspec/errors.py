@@ -1,0 +1,75 @@
+"""Diagnostics: located, coded errors meant for people, collected and raised together."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Location:
+    path: str
+    line: int  # 1-based
+    col: int  # 1-based
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    message: str
+    code: str
+    loc: Location | None = None
+    notes: tuple[tuple[Location | None, str], ...] = ()
+
+    def format(self) -> str:
+        where = f"{self.loc}: " if self.loc else ""
+        lines = [f"{where}error: {self.message} [{self.code}]"]
+        for loc, text in self.notes:
+            lines.append(f"{loc}: note: {text}" if loc else f"note: {text}")
+        return "\n".join(lines)
+
+
+# The registry of error codes, in the order a spec meets them.
+CODES: dict[str, str] = {
+    "yaml-syntax": "the file is not well-formed YAML",
+    "yaml-duplicate-key": "a mapping repeats a key",
+    "yaml-tag": "a YAML tag other than the plain data types",
+    "yaml-documents": "the file holds more or fewer than one YAML document",
+    "layer-form": "a layer entry is not `kind`, `kind: value` or `kind: {fields}`",
+    "unknown-kind": "no layer kind has this name",
+    "unknown-field": "the layer kind or spec has no such field",
+    "missing-field": "a required field is absent",
+    "bad-value": "a field's value has the wrong type or range",
+    "bad-name": "a name is not a Python identifier, or is a keyword",
+    "duplicate-name": "two layers in one scope share a name",
+    "format-version": "the spec's format version is not supported",
+    "bad-input": "the input shape is malformed",
+    "output-size": "a layer's output would have a size below 1",
+    "channel-mismatch": "a layer's channel count does not fit its input",
+    "branch-mismatch": "the branches of an element-wise add disagree in shape",
+    "concat-mismatch": "tensors concatenated on channels differ in spatial size",
+    "needs-flatten": "a layer needs a flat (features,) input",
+    "rank": "a layer does not accept an input of this rank",
+    "bad-arg": "an argument combination PyTorch rejects",
+}
+
+
+@dataclass
+class SpecError(Exception):
+    """One or more user mistakes in a spec. Never carries a traceback to the user."""
+
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        return "\n".join(d.format() for d in self.diagnostics)
+
+
+class UsageError(Exception):
+    """A mistake in how archspec was called (no such file, bad option): exit status 2."""
+
+
+def did_you_mean(word: str, choices) -> str:
+    match = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
+    return f'; did you mean "{match[0]}"?' if match else ""
