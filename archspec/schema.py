@@ -462,8 +462,9 @@ def _layer(item: Any, path: tuple, errors: list[Diagnostic], doc: Document) -> A
     elif model is not None and model.primary is not None:
         fields = {model.primary: value}
     else:
-        hint = f"; {kind} takes no value" if model is not None else ""
-        errors.append(Diagnostic(f"expected fields (a mapping) under {kind}{hint}", "layer-form", doc.locate(path + (kind,))))
+        if model is not None:  # an unknown kind is reported once, by validation
+            message = f"{kind} takes no single value; give its fields as a mapping"
+            errors.append(Diagnostic(message, "layer-form", doc.locate(path + (kind,))))
         fields = {}
     for key in CONTAINER_FIELDS:
         if isinstance(fields.get(key), list):
@@ -497,7 +498,7 @@ def _diagnostic(err: dict, doc: Document) -> Diagnostic:
     if kind == "union_tag_invalid":
         tag = ctx.get("tag")
         where = doc.locate(loc + (tag,), key=True)
-        return Diagnostic(f"unknown layer kind {tag!r}{did_you_mean(tag, MODELS_BY_KIND)}", "unknown-kind", where)
+        return Diagnostic(f"unknown layer kind {_quote(tag)}{did_you_mean(tag, MODELS_BY_KIND)}", "unknown-kind", where)
     if kind == "union_tag_not_found":
         return Diagnostic("a layer needs a kind", "layer-form", doc.locate(loc))
     if kind == "extra_forbidden":
@@ -506,11 +507,11 @@ def _diagnostic(err: dict, doc: Document) -> Diagnostic:
         fields = [f for f in model.model_fields if f != "kind"]
         what = f"{owner}" if owner in MODELS_BY_KIND else "a spec"
         return Diagnostic(
-            f"unknown field {field!r} for {what}{did_you_mean(field, fields)}", "unknown-field", doc.locate(loc, key=True)
+            f"unknown field {_quote(field)} for {what}{did_you_mean(field, fields)}", "unknown-field", doc.locate(loc, key=True)
         )
     if kind == "missing":
         what = owner if owner in MODELS_BY_KIND else "the spec"
-        return Diagnostic(f"{what} needs the field {loc[-1]!r}", "missing-field", doc.locate(loc[:-1]))
+        return Diagnostic(f"{what} needs the field {_quote(loc[-1])}", "missing-field", doc.locate(loc[:-1]))
     if kind == "bad_name":
         return Diagnostic(f"invalid name: {err['msg']}", "bad-name", doc.locate(loc))
     if kind == "format_version":
@@ -520,6 +521,10 @@ def _diagnostic(err: dict, doc: Document) -> Diagnostic:
     prefix += f"{field}: " if field else ""
     message = err["msg"] if kind == "bad_value" else f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
     return Diagnostic(prefix + message, "bad-value", doc.locate(loc))
+
+
+def _quote(value) -> str:
+    return '"' + str(value).encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
 
 
 def _owner(loc: tuple) -> str | None:

@@ -54,7 +54,7 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
 
 
 def _describe(node: Node) -> str:
-    return f"{node.path} ({node.kind})" if node.path else node.kind
+    return f"layer {node.path} ({node.kind})" if node.path else node.kind
 
 
 # ---------------------------------------------------------------- blocks

@@ -1,0 +1,68 @@
+"""The command line: output, exit statuses, and the promise that `check` never imports torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from archspec.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def run(capsys, *argv):
+    status = main(list(argv))
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_check_does_not_import_torch():
+    code = (
+        "import sys; from archspec.cli import main; "
+        "status = main(['check', '-q', 'specs/densenet121.yaml', 'specs/resnet50.yaml']); "
+        "print(status, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["0", "False"]
+
+
+@pytest.mark.parametrize("name", ["conv_unit", "resblk"])
+def test_check_table_golden(capsys, monkeypatch, name, update_golden):
+    monkeypatch.chdir(ROOT)
+    status, out, err = run(capsys, "check", f"specs/{name}.yaml")
+    assert (status, err) == (0, "")
+    golden = GOLDEN / f"check-{name}.out"
+    if update_golden:
+        golden.write_text(out)
+    assert out == golden.read_text()
+
+
+def test_check_several_files_reports_the_worst_status(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archspec: 1\nname: bad\ninput: [3, 4, 4]\nlayers:\n  - conv: {out: 8, kernel: 7}\n")
+    status, out, err = run(capsys, "check", "specs/conv_unit.yaml", str(bad))
+    assert status == 1
+    assert "conv_unit" in out
+    assert f"{bad}:5:5: error:" in err
+    status, _, err = run(capsys, "check", "specs/conv_unit.yaml", str(bad), "specs/missing.yaml")
+    assert status == 2
+    assert "no such file: specs/missing.yaml" in err
+
+
+def test_build_runs_one_forward_pass(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    status, out, _ = run(capsys, "build", "specs/conv_unit.yaml")
+    assert status == 0
+    assert out.strip() == "built conv_unit: input (B, 3, 32, 32) -> output (B, 10), 10,012 params"
+
+
+def test_usage_errors_exit_2(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["check", "--no-such-flag", "x.yaml"])
+    assert exc.value.code == 2
+    assert run(capsys, "build", "nowhere.yaml")[0] == 2

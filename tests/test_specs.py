@@ -1,0 +1,81 @@
+"""Every spec in specs/: static shapes and parameter counts equal what torch computes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from archspec import analyze, compile_spec
+from archspec.ir import walk
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+DATA = Path(__file__).parent / "data"
+
+EXPECTED_PARAMS = {
+    "conv_unit": 10_012,
+    "resnet18": 11_689_512,
+    "resnet50": 25_557_032,
+    "densenet121": 7_978_856,
+}
+
+
+def real_shapes(module: torch.nn.Module, batch: torch.Tensor) -> dict[str, tuple[int, ...]]:
+    """Per-sample output shape of every submodule, keyed by qualified name, from one forward pass."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    hooks = [
+        sub.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        for name, sub in module.named_modules()
+        if name
+    ]
+    with torch.no_grad():
+        module(batch)
+    for hook in hooks:
+        hook.remove()
+    return shapes
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_static_shapes_equal_real_shapes(path):
+    model = analyze(path)
+    module = compile_spec(path).eval()
+    real = real_shapes(module, torch.randn(2, *model.input_shape))
+    static = {node.path: node.out_shape for node in walk(model.body) if node.path}
+    assert real == static
+    assert tuple(module.input_shape) == model.input_shape
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_static_parameter_count_equals_real(path):
+    model = analyze(path)
+    module = compile_spec(path)
+    assert sum(p.numel() for p in module.parameters()) == model.body.params
+    if path.stem in EXPECTED_PARAMS:
+        assert model.body.params == EXPECTED_PARAMS[path.stem]
+
+
+@pytest.mark.parametrize("name", ["resnet18", "resnet50", "densenet121"])
+def test_state_dict_matches_torchvision_manifest(name):
+    reference = json.loads((DATA / f"torchvision-{name}.json").read_text())
+    module = compile_spec(ROOT / "specs" / f"{name}.yaml")
+    manifest = [[key, list(t.shape), str(t.dtype).removeprefix("torch.")] for key, t in module.state_dict().items()]
+    assert manifest == reference["state_dict"]
+    assert analyze(ROOT / "specs" / f"{name}.yaml").body.params == reference["parameters"]
+    assert list(module.input_shape) == reference["input"]
+
+
+def test_conv_unit_is_the_seed_worked_example():
+    model = analyze(ROOT / "specs" / "conv_unit.yaml")
+    assert [child.out_shape for child in model.body.children] == [
+        (6, 30, 30), (6, 15, 15), (6, 13, 13), (6, 12, 12), (864,), (10,),
+    ]  # fmt: skip
+    assert model.body.children[-1].args["in_features"] == 864
+
+
+def test_seed_densenet_channels():
+    model = analyze(ROOT / "specs" / "densenet.yaml")
+    block_channels = [c.out_shape[0] for c in model.body.children if c.kind in ("dense_block", "transition")]
+    assert block_channels == [192, 96, 224, 112, 240, 120, 248]
