@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
 
     build = commands.add_parser("build", help="compile a spec into a PyTorch module and run it once")
     build.add_argument("spec", metavar="SPEC")
+    build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
+    build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
     build.set_defaults(run=_build)
     return parser
 
@@ -58,9 +60,15 @@ def _analyze(path: str):
         return None, exc
 
 
-def _report_errors(exc: SpecError) -> None:
+def _report_errors(exc: SpecError, summary: bool = True) -> None:
     for diagnostic in exc.diagnostics:
         print(diagnostic.format(), file=sys.stderr)
+    if summary:
+        _summary(len(exc.diagnostics))
+
+
+def _summary(count: int) -> None:
+    print(f"found {count} error{'s' if count != 1 else ''}", file=sys.stderr)
 
 
 def _check(args) -> int:
@@ -75,22 +83,28 @@ def _check(args) -> int:
             worst = max(worst, EXIT_USAGE)
             continue
         if exc is not None:
-            _report_errors(exc)
+            _report_errors(exc, summary=False)
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
         elif not args.quiet:
             print(table(model, args.depth))
             print()
     if error_count:
-        print(f"found {error_count} error{'s' if error_count != 1 else ''}", file=sys.stderr)
+        _summary(error_count)
     return worst
 
 
 def _build(args) -> int:
+    if args.output and not args.emit_python:
+        raise UsageError("-o/--output goes with --emit-python")
+    if args.output:
+        _check_writable(Path(args.output))
     model, exc = _analyze(args.spec)
     if exc is not None:
         _report_errors(exc)
         return EXIT_SPEC
+    if args.emit_python:
+        return _emit(model, args.output)
     import torch
 
     from .shapes import fmt_shape
@@ -102,3 +116,39 @@ def _build(args) -> int:
     print(f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
           f"{model.body.params:,} params")  # fmt: skip
     return EXIT_OK
+
+
+def _emit(model, output: str | None) -> int:
+    from .emit import render
+
+    source = render(model)
+    if output is None:
+        sys.stdout.write(source)
+    else:
+        write_atomically(Path(output), source)
+    return EXIT_OK
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"{path} is a directory; give a file name to write the model to")
+    if not path.parent.is_dir():
+        raise UsageError(f"cannot write {path}: the folder {path.parent} does not exist")
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace `path` only by a complete new file: write a temporary file beside it, then rename."""
+    import os
+    import tempfile
+
+    _check_writable(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -44,6 +44,7 @@ class Block:
     shortcut_name: str = "shortcut"
     shortcut: Block | None = None
     activation: str | None = None
+    stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -85,16 +86,19 @@ def resolve(spec: s.Spec, doc: Document) -> Model:
 
 def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, reserved=()) -> tuple[Node, ...]:
     nodes = []
-    seen: dict[str, Location] = {n: None for n in reserved}
+    seen: dict[str, Location] = {}
     for i, layer in enumerate(layers):
         path = yaml_path + (i,)
         name = layer.name or str(i)
         loc = doc.locate(path)
-        if name in seen:
-            first = seen[name]
-            notes = ((first, "first used here"),) if first else ()
-            errors.append(Diagnostic(f"the name {name!r} is already used in this scope", "duplicate-name", loc, notes))
-        seen[name] = loc
+        if name in reserved:
+            errors.append(Diagnostic(
+                f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
+                "duplicate-name", loc))  # fmt: skip
+        elif name in seen:
+            notes = ((seen[name], "first used here"),)
+            errors.append(Diagnostic(f'the name "{name}" is already used in this scope', "duplicate-name", loc, notes))
+        seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
         nodes.append(_resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors))
     return tuple(nodes)
@@ -154,7 +158,7 @@ def _basic_block(layer: s.BasicBlock, yaml_path, name, path, loc, doc, errors) -
         op.conv("conv2", layer.out, 3, 1, 1),
         op.norm("bn2"),
     )
-    return Block("basic_block", name, path, loc, "residual", body, "auto", "downsample", None, "relu")
+    return Block("basic_block", name, path, loc, "residual", body, "auto", "downsample", None, "relu", layer.stride)
 
 
 def _bottleneck(layer: s.Bottleneck, yaml_path, name, path, loc, doc, errors) -> Block:
@@ -170,7 +174,7 @@ def _bottleneck(layer: s.Bottleneck, yaml_path, name, path, loc, doc, errors) ->
         op.conv("conv3", out, 1),
         op.norm("bn3"),
     )
-    return Block("bottleneck", name, path, loc, "residual", body, "auto", "downsample", None, "relu")
+    return Block("bottleneck", name, path, loc, "residual", body, "auto", "downsample", None, "relu", layer.stride)
 
 
 def _dense_block(layer: s.DenseBlock, yaml_path, name, path, loc, doc, errors) -> Block:

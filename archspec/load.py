@@ -47,8 +47,16 @@ class Document:
         return self.values.get((), Location(self.path, 1, 1))
 
 
+MAX_DEPTH = 100  # nesting of YAML collections
+MAX_NODES = 1_000_000  # after alias expansion: a "billion laughs" file stops here
+
+
 def load_file(path: str | Path) -> Document:
-    text = Path(path).read_text(encoding="utf-8")
+    try:
+        text = Path(path).read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = Location(str(path), 1, 1)
+        raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {exc.start})", "yaml-syntax", where)]) from None
     return load_text(text, str(path))
 
 
@@ -86,9 +94,15 @@ class _Converter:
         self.errors = errors
         self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
         self.active: set[int] = set()
+        self.count = 0
 
     def convert(self, node, path: YamlPath):
         self.doc.values.setdefault(path, _location(self.doc.path, node.start_mark))
+        self.count += 1
+        if len(self.active) > MAX_DEPTH or self.count > MAX_NODES:
+            limit = f"nested more than {MAX_DEPTH} deep" if len(self.active) > MAX_DEPTH else (
+                f"more than {MAX_NODES:,} nodes once aliases are expanded")
+            raise SpecError([Diagnostic(f"the document is {limit}", "yaml-syntax", self.doc.values[path])])
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", "yaml-syntax")
             return None
@@ -104,19 +118,27 @@ class _Converter:
             result = self._mapping(node, path)
             self.active.discard(id(node))
             return result
-        self._error(node, f"YAML tag {node.tag!r} is not allowed; a spec holds only plain data", "yaml-tag")
+        if node.tag == "tag:yaml.org,2002:timestamp":
+            self._error(node, "YAML reads this unquoted date as a timestamp; put it in quotes", "yaml-tag")
+        else:
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+            self._error(node, f"the YAML tag {tag} is not allowed; a spec holds only plain data", "yaml-tag")
         return None
 
     def _mapping(self, node, path: YamlPath) -> dict:
         result: dict = {}
         for key_node, value_node in node.value:
-            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag in _PLAIN_TAGS):
-                self._error(key_node, "mapping keys must be plain scalars", "yaml-tag")
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", "yaml-tag")
+                continue
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"):
+                self._error(key_node, "mapping keys must be plain strings", "yaml-tag")
                 continue
             key = self.scalars.construct_object(key_node)
             if key in result:
                 first = self.doc.keys[path + (key,)]
-                self._error(key_node, f"duplicate key {key!r} (first given at line {first.line})", "yaml-duplicate-key")
+                message = f'duplicate key "{key}" (first given at {first.line}:{first.col})'
+                self._error(key_node, message, "yaml-duplicate-key")
                 continue
             self.doc.keys[path + (key,)] = _location(self.doc.path, key_node.start_mark)
             result[key] = self.convert(value_node, path + (key,))

@@ -61,7 +61,7 @@ def _name(value: Any) -> str:
             "a name must be a Python identifier of ASCII letters, digits and _ starting with a letter, got {got}",
             {"got": _show(value)},
         )
-    if keyword.iskeyword(value) or keyword.issoftkeyword(value):
+    if keyword.iskeyword(value):
         raise PydanticCustomError("bad_name", "{got} is a Python keyword and cannot be a name", {"got": _show(value)})
     if value in RESERVED_NAMES:
         raise PydanticCustomError(
@@ -296,7 +296,7 @@ class Upsample(Layer):
     @model_validator(mode="after")
     def _scale_or_size(self):
         if (self.scale is None) == (self.size is None):
-            raise PydanticCustomError("bad_value", "upsample takes exactly one of scale and size")
+            raise PydanticCustomError("bad_value", "give exactly one of scale and size")
         if self.align_corners is not None and self.mode == "nearest":
             raise PydanticCustomError("bad_value", "align_corners only applies to the interpolating modes, not nearest")
         return self
@@ -389,7 +389,7 @@ class Transition(Layer):
     @model_validator(mode="after")
     def _out_or_compression(self):
         if (self.out is None) == (self.compression is None):
-            raise PydanticCustomError("bad_value", "transition takes exactly one of out and compression")
+            raise PydanticCustomError("bad_value", "give exactly one of out and compression")
         return self
 
 
@@ -478,6 +478,8 @@ def _layer(item: Any, path: tuple, errors: list[Diagnostic], doc: Document) -> A
 def validate(doc: Document) -> Spec:
     errors: list[Diagnostic] = []
     data = normalize(doc.data, errors, doc)
+    if not isinstance(data, dict):
+        raise SpecError(errors)
     try:
         spec = Spec.model_validate(data)
     except ValidationError as exc:
@@ -514,6 +516,8 @@ def _diagnostic(err: dict, doc: Document) -> Diagnostic:
         return Diagnostic(f"{what} needs the field {_quote(loc[-1])}", "missing-field", doc.locate(loc[:-1]))
     if kind == "bad_name":
         return Diagnostic(f"invalid name: {err['msg']}", "bad-name", doc.locate(loc))
+    if loc == ("input",) and kind == "bad_value":
+        return Diagnostic(f"input: {err['msg']}", "bad-input", doc.locate(loc))
     if kind == "format_version":
         return Diagnostic(err["msg"], "format-version", doc.locate(("archspec",)))
     field = loc[-1] if loc and isinstance(loc[-1], str) and loc[-1] not in MODELS_BY_KIND else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
+from fractions import Fraction
 
 from .errors import Diagnostic, SpecError
 from .ir import Block, Model, Node, Op, Shape
@@ -33,7 +34,7 @@ def infer(model: Model) -> Model:
     errors: list[Diagnostic] = []
     body = _infer(model.body, model.input_shape, errors)
     if errors:
-        raise SpecError(errors)
+        raise SpecError(sorted(errors, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0)))
     return replace(model, body=body)
 
 
@@ -77,7 +78,7 @@ def _residual(block: Block, shape: Shape, errors) -> Block:
     if block.shortcut_mode == "explicit":
         shortcut = _infer(shortcut, shape, errors)
         short_out = shortcut.out_shape
-    elif block.shortcut_mode == "auto" and out is not None and out != shape:
+    elif block.shortcut_mode == "auto" and out is not None and (out != shape or (block.stride or 1) != 1):
         shortcut = _infer(_projection(block, shape, out), shape, errors)
         short_out = shortcut.out_shape
     if out is not None and short_out is not None and out != short_out:
@@ -95,8 +96,11 @@ def _projection(block: Block, shape: Shape, out: Shape) -> Block:
     if len(shape) < 2 or len(out) != len(shape):
         raise ShapeError(f"no 1x1 convolution maps the input onto the body's output {fmt_shape(out)}", "branch-mismatch")
     strides = []
-    for size_in, size_out in zip(shape[1:], out[1:]):
-        stride = next((s for s in range(1, size_in + 1) if (size_in - 1) // s + 1 == size_out), None)
+    for dim, (size_in, size_out) in enumerate(zip(shape[1:], out[1:])):
+        # Prefer the body's own stride (a ResNet block's), so both branches sample the same positions.
+        body_stride = block.stride or math.prod(_stride_of(child, dim, len(shape) - 1) for child in block.children)
+        candidates = (body_stride, *range(1, size_in + 1))
+        stride = next((s for s in candidates if (size_in - 1) // s + 1 == size_out), None)
         if stride is None:
             raise ShapeError(
                 f"no strided 1x1 convolution maps the input onto the body's output {fmt_shape(out)}; "
@@ -110,6 +114,13 @@ def _projection(block: Block, shape: Shape, out: Shape) -> Block:
                                                   groups=1, bias=False))  # fmt: skip
     norm = Op("batchnorm", "1", f"{path}.1", loc, dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True))
     return Block("shortcut", block.shortcut_name, path, loc, "sequential", (conv, norm))
+
+
+def _stride_of(node: Node, dim: int, n: int) -> int:
+    if isinstance(node, Op) and node.kind in ("conv", "maxpool", "avgpool"):
+        stride = node.args["stride"]
+        return stride if isinstance(stride, int) else stride[dim] if len(stride) == n else 1
+    return 1
 
 
 def _dense(block: Block, shape: Shape, errors) -> Block:
@@ -186,7 +197,9 @@ def _groups_divide(op: Op, channels_in: int, channels_out: int):
 def _conv(op: Op, shape: Shape):
     n = _spatial(op, shape)
     channels = shape[0]
-    out_channels = op.args["out"] if op.args.get("out_ratio") is None else int(channels * op.args["out_ratio"])
+    ratio = op.args.get("out_ratio")
+    # Exact decimal arithmetic: 100 * 0.29 is 28.999... in floating point, but 29 channels are meant.
+    out_channels = op.args["out"] if ratio is None else int(Fraction(repr(ratio)) * channels)
     if out_channels < 1:
         raise ShapeError(f"compression {op.args['out_ratio']} of {channels} channels leaves none", "channel-mismatch")
     _groups_divide(op, channels, out_channels)
@@ -232,15 +245,19 @@ def _pool(op: Op, shape: Shape):
     ceil = op.args["ceil_mode"]
     sizes = []
     for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, padding, dilation)):
-        limit = ((k - 1) * d + 1) // 2 if op.kind == "maxpool" else k // 2
-        if p > limit:
-            raise ShapeError(f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {limit}", "bad-arg")
+        if p > k // 2:
+            raise ShapeError(f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}", "bad-arg")
+        if op.kind == "avgpool" and n == 3 and size < k:  # only avg_pool3d checks the unpadded size
+            raise ShapeError(f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
+                             f"PyTorch's 3-d average pooling needs at least the kernel", "bad-arg")  # fmt: skip
         out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
         formula, filled = CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
+        if op.kind == "avgpool":
+            formula, filled = "floor((in + 2p - k)/s) + 1", f"floor(({size} + 2*{p} - {k})/{s}) + 1"
         if ceil:
             # PyTorch's ceil_mode: round up, but the last window must start inside the input or left padding.
-            formula = "ceil((in + 2p - d(k-1) - 1)/s) + 1, minus 1 if the last window starts past in + p"
-            filled = f"ceil(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
+            formula = formula.replace("floor", "ceil") + ", minus 1 if the last window starts past in + p"
+            filled = filled.replace("floor", "ceil")
             if (out - 1) * s >= size + p:
                 out -= 1
                 filled += " - 1"

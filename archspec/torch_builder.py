@@ -7,6 +7,7 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
+from .calls import layer_call
 from .ir import Block, Model, Node, Op
 
 ACTIVATIONS = {
@@ -26,7 +27,7 @@ class SpecModel(nn.Sequential):
     def __init__(self, layers: OrderedDict, input_shape: tuple[int, ...], name: str):
         super().__init__(layers)
         self.input_shape = input_shape
-        self.spec_name = name
+        self._spec_name = name
 
 
 class Residual(nn.Module):
@@ -38,16 +39,17 @@ class Residual(nn.Module):
             self.add_module(name, module)
         if shortcut is not None:
             self.add_module(shortcut_name, shortcut)
-        self.body_names = tuple(body)
-        self.shortcut_name = shortcut_name if shortcut is not None else None
-        self.activation = activation
+        # Underscored, so they never collide with layer names (which start with a letter).
+        self._body = tuple(body)
+        self._shortcut = shortcut_name if shortcut is not None else None
+        self._activation = activation
 
     def forward(self, x):
-        identity = x if self.shortcut_name is None else self.get_submodule(self.shortcut_name)(x)
-        for name in self.body_names:
+        identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
+        for name in self._body:
             x = self.get_submodule(name)(x)
         x = x + identity
-        return ACTIVATIONS[self.activation](x) if self.activation else x
+        return ACTIVATIONS[self._activation](x) if self._activation else x
 
 
 class DenseBlock(nn.ModuleDict):
@@ -80,10 +82,7 @@ def build_model(model: Model) -> SpecModel:
 def build(node: Node) -> nn.Module:
     if isinstance(node, Block):
         return _BLOCKS[node.flow](node)
-    builder = _OPS.get(node.kind)
-    if builder is None:
-        raise NotImplementedError(f"Unsupported node kind {node.kind!r}")
-    return builder(node)
+    return _op(node)
 
 
 def _children(block: Block) -> OrderedDict:
@@ -104,78 +103,11 @@ _BLOCKS = {
 
 # ---------------------------------------------------------------- layers
 
-
-def _dims(op: Op) -> int:
-    return len(op.in_shape) - 1
+_LOCAL_LAYERS = {"Normalize": Normalize}
 
 
-def _nd(op: Op, family: str) -> type[nn.Module]:
-    return getattr(nn, f"{family}{_dims(op)}d")
-
-
-def _conv(op: Op):
-    a = op.args
-    return _nd(op, "Conv")(a["in_channels"], a["out"], a["kernel"], stride=a["stride"], padding=a["padding"],
-                           dilation=a["dilation"], groups=a["groups"], bias=a["bias"])  # fmt: skip
-
-
-def _conv_transpose(op: Op):
-    a = op.args
-    return _nd(op, "ConvTranspose")(a["in_channels"], a["out"], a["kernel"], stride=a["stride"],
-                                    padding=a["padding"], output_padding=a["output_padding"],
-                                    groups=a["groups"], bias=a["bias"], dilation=a["dilation"])  # fmt: skip
-
-
-def _batchnorm(op: Op):
-    a = op.args
-    family = nn.BatchNorm1d if len(op.in_shape) <= 2 else _nd(op, "BatchNorm")
-    return family(a["num_features"], eps=a["eps"], momentum=a["momentum"], affine=a["affine"],
-                  track_running_stats=a["track_running_stats"])  # fmt: skip
-
-
-def _maxpool(op: Op):
-    a = op.args
-    return _nd(op, "MaxPool")(a["kernel"], a["stride"], a["padding"], a["dilation"], ceil_mode=a["ceil_mode"])
-
-
-def _avgpool(op: Op):
-    a = op.args
-    return _nd(op, "AvgPool")(a["kernel"], a["stride"], a["padding"], ceil_mode=a["ceil_mode"],
-                              count_include_pad=a["count_include_pad"])  # fmt: skip
-
-
-def _upsample(op: Op):
-    a = op.args
-    scale = a["scale"]
-    if scale is not None:
-        scale = float(scale) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
-    return nn.Upsample(size=a["size"], scale_factor=scale, mode=a["mode"], align_corners=a["align_corners"])
-
-
-_OPS = {
-    "conv": _conv,
-    "conv_transpose": _conv_transpose,
-    "batchnorm": _batchnorm,
-    "layernorm": lambda op: nn.LayerNorm(op.args["normalized_shape"], eps=op.args["eps"],
-                                         elementwise_affine=op.args["affine"], bias=op.args["bias"]),
-    "groupnorm": lambda op: nn.GroupNorm(op.args["groups"], op.args["num_channels"], eps=op.args["eps"],
-                                         affine=op.args["affine"]),
-    "relu": lambda op: nn.ReLU(inplace=False),
-    "leaky_relu": lambda op: nn.LeakyReLU(op.args["slope"]),
-    "sigmoid": lambda op: nn.Sigmoid(),
-    "tanh": lambda op: nn.Tanh(),
-    "gelu": lambda op: nn.GELU(approximate=op.args["approximate"]),
-    "silu": lambda op: nn.SiLU(),
-    "softmax": lambda op: nn.Softmax(dim=op.args["dim"]),
-    "maxpool": _maxpool,
-    "avgpool": _avgpool,
-    "adaptive_avgpool": lambda op: _nd(op, "AdaptiveAvgPool")(op.args["size"]),
-    "adaptive_maxpool": lambda op: _nd(op, "AdaptiveMaxPool")(op.args["size"]),
-    "global_avgpool": lambda op: _nd(op, "AdaptiveAvgPool")(1),
-    "upsample": _upsample,
-    "dropout": lambda op: nn.Dropout(op.args["p"]),
-    "flatten": lambda op: nn.Flatten(),
-    "linear": lambda op: nn.Linear(op.args["in_features"], op.args["out"], bias=op.args["bias"]),
-    "identity": lambda op: nn.Identity(),
-    "normalize": lambda op: Normalize(op.args["mean"], op.args["std"], len(op.in_shape)),
-}  # fmt: skip
+def _op(op: Op) -> nn.Module:
+    call = layer_call(op)
+    module, _, name = call.func.partition(".")
+    factory = getattr(nn, name) if module == "nn" else _LOCAL_LAYERS[call.func]
+    return factory(*call.args, **dict(call.kwargs))

@@ -1,0 +1,319 @@
+"""Stage 5b: render the shaped IR as a standalone PyTorch source file, through jinja2 templates.
+
+The emitted module must be exactly the live one (same state_dict keys in the same order, same
+outputs), so constructor calls come from `calls.layer_call`, the table the live builder uses.
+Only validated identifiers and numbers from the spec reach the source: names were checked as
+ASCII identifiers at validation, and every value is written by `literal`, which refuses anything
+but numbers, booleans, None, the spec's validated option strings, and tuples/lists of them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from .calls import Call, layer_call
+from .ir import Block, Model, Node, Op, walk
+from .pipeline import SpecSource, analyze
+from .shapes import fmt_shape
+
+LINE_LENGTH = 88
+INDENT = "    "
+BUILTIN_CLASSES = {  # block kind -> (template, class name)
+    "basic_block": ("basic_block.py.jinja", "BasicBlock"),
+    "bottleneck": ("bottleneck.py.jinja", "Bottleneck"),
+    "dense_block": ("dense_block.py.jinja", "DenseBlock"),
+    "transition": ("transition.py.jinja", "Transition"),
+}
+# Parameterless layers an emitted forward applies as functions rather than modules.
+FUNCTIONAL = {
+    "relu": "torch.relu({x})",
+    "sigmoid": "torch.sigmoid({x})",
+    "tanh": "torch.tanh({x})",
+    "flatten": "torch.flatten({x}, 1)",
+    "global_avgpool": "F.adaptive_avg_pool{n}d({x}, 1)",
+}
+ACTIVATIONS = {
+    "relu": "torch.relu({x})",
+    "sigmoid": "torch.sigmoid({x})",
+    "tanh": "torch.tanh({x})",
+    "leaky_relu": "F.leaky_relu({x})",
+    "gelu": "F.gelu({x})",
+    "silu": "F.silu({x})",
+    "identity": "{x}",
+}
+
+
+def emit_python(spec: SpecSource) -> str:
+    """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong."""
+    return render(analyze(spec))
+
+
+def templates_dir() -> Path:
+    """The installed templates (package data, archspec/templates), or the source tree's templates/."""
+    package = Path(__file__).resolve().parent
+    installed = package / "templates"
+    return installed if (installed / "model.py.jinja").is_file() else package.parent / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+# ---------------------------------------------------------------- literals and lines
+
+
+def literal(value) -> str:
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot emit the number {value!r}")
+        return repr(value)
+    if isinstance(value, str) and value.isascii() and value.replace("_", "").isalnum():
+        return repr(value)  # an option string the schema validated ('same', 'bilinear', ...)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(literal, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(literal, value)) + "]"
+    raise ValueError(f"cannot emit {value!r} as a literal")
+
+
+def call_source(call: Call, override: dict[int, str] | None = None) -> tuple[str, list[str]]:
+    """The function name and argument texts of a constructor call."""
+    override = override or {}
+    args = [override.get(i, literal(a)) for i, a in enumerate(call.args)]
+    args += [f"{key}={literal(value)}" for key, value in call.kwargs]
+    return call.func, args
+
+
+def flat(expr) -> str:
+    """An expression: source text, or (function, [argument expressions]) for a call."""
+    if isinstance(expr, str):
+        return expr
+    func, args = expr
+    return f"{func}({', '.join(map(flat, args))})"
+
+
+def statement(prefix: str, expr, indent: int, suffix: str = "") -> list[str]:
+    """`prefix + expr + suffix`, split the way ruff format splits a call that is too long."""
+    one = f"{prefix}{flat(expr)}{suffix}"
+    if indent + len(one) <= LINE_LENGTH or isinstance(expr, str) or not expr[1]:
+        return [one]
+    func, args = expr
+    hugged = ", ".join(map(flat, args))
+    if indent + len(INDENT) + len(hugged) <= LINE_LENGTH:
+        return [f"{prefix}{func}(", INDENT + hugged, f"){suffix}"]
+    lines = [f"{prefix}{func}("]
+    for arg in args:
+        lines += [INDENT + line for line in statement("", arg, indent + len(INDENT), ",")]
+    return lines + [f"){suffix}"]
+
+
+def pascal_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.replace(".", "_").split("_") if part)
+
+
+def _attribute(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if name.isidentifier() else f'getattr({owner}, "{name}")'
+
+
+# ---------------------------------------------------------------- the plan of the file
+
+
+@dataclass
+class _ClassSource:
+    name: str
+    text: str
+
+
+@dataclass
+class _Emitter:
+    model: Model
+    env: jinja2.Environment
+    classes: list[_ClassSource] = field(default_factory=list)
+    builtin_names: dict[tuple[str, int], str] = field(default_factory=dict)
+    used_names: set[str] = field(default_factory=set)
+    uses_functional: bool = False
+    classifier: Op | None = None
+
+    def class_for_builtin(self, block: Block) -> str:
+        nd = len(block.in_shape) - 1
+        key = (block.kind, nd)
+        if key not in self.builtin_names:
+            template, base = BUILTIN_CLASSES[block.kind]
+            ranks = {k[1] for k in self.builtin_names if k[0] == block.kind}
+            name = self.unique(base if not ranks else f"{base}{nd}d")
+            context = {"name": name, "nd": nd}
+            if block.kind == "dense_block":
+                context["bottleneck"] = any(c.name == "conv1" for c in block.children[0].children)
+                context["dropout"] = any(c.kind == "dropout" for c in block.children[0].children)
+            self.classes.append(_ClassSource(name, self.env.get_template(template).render(context)))
+            self.builtin_names[key] = name
+        return self.builtin_names[key]
+
+    def unique(self, name: str) -> str:
+        candidate, n = name, 2
+        while candidate in self.used_names:
+            candidate, n = f"{name}{n}", n + 1
+        self.used_names.add(candidate)
+        return candidate
+
+    # ---- constructors: the statements that build `node` into `owner`
+
+    def construct(self, node: Node, owner: str, indent: int) -> list[str]:
+        target = _attribute(owner, node.name)
+        if isinstance(node, Op):
+            return self.assign(owner, node.name, *self.op_call(node), indent)
+        if node.kind in BUILTIN_CLASSES:
+            return self.assign(owner, node.name, *self.builtin_call(node), indent)
+        if node.flow == "residual":
+            return self.assign(owner, node.name, self.residual_class(node), [], indent)
+        if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
+            return self.assign(owner, node.name, "nn.Sequential", [self.inline(c) for c in node.children], indent)
+        if node.flow == "sequential":
+            lines = self.assign(owner, node.name, "nn.Sequential", [], indent)
+            for child in node.children:
+                lines += self.construct(child, target, indent)
+            return lines
+        raise NotImplementedError(f"Unsupported node kind {node.kind!r}")
+
+    def is_inline(self, node: Node, index: int) -> bool:
+        """An index-named layer or built-in block: written inline in `nn.Sequential(...)`."""
+        return node.name == str(index) and (isinstance(node, Op) or node.kind in BUILTIN_CLASSES)
+
+    def inline(self, node: Node):
+        return self.op_call(node) if isinstance(node, Op) else self.builtin_call(node)
+
+    def assign(self, owner: str, name: str, func: str, args: list[str], indent: int) -> list[str]:
+        if name.isidentifier():
+            return statement(f"{owner}.{name} = ", (func, args), indent)
+        return statement("", (f"{owner}.add_module", [f'"{name}"', (func, args)]), indent)
+
+    def op_call(self, op: Op) -> tuple[str, list[str]]:
+        override = {1: "num_classes"} if op is self.classifier else None
+        return call_source(layer_call(op), override)
+
+    def builtin_call(self, block: Block) -> tuple[str, list[str]]:
+        name = self.class_for_builtin(block)
+        channels = block.in_shape[0]
+        if block.kind == "basic_block":
+            args = [literal(channels), literal(block.out_shape[0])] + ([f"stride={block.stride}"] if block.stride != 1 else [])
+        elif block.kind == "bottleneck":
+            conv2 = block.children[3]
+            args = [literal(channels), literal(conv2.args["out"]), literal(block.out_shape[0])]
+            args += [f"stride={block.stride}"] if block.stride != 1 else []
+            args += [f"groups={conv2.args['groups']}"] if conv2.args["groups"] != 1 else []
+        elif block.kind == "dense_block":
+            first = block.children[0].children
+            convs = [c for c in first if c.kind == "conv"]
+            growth = convs[-1].args["out"]
+            args = [literal(len(block.children)), literal(channels), f"growth={growth}"]
+            if len(convs) == 2:
+                args.append(f"bn_size={convs[0].args['out'] // growth}")
+            dropout = [c for c in first if c.kind == "dropout"]
+            args += [f"dropout={literal(dropout[0].args['p'])}"] if dropout else []
+            args += ["bias=True"] if convs[0].args["bias"] else []
+        else:  # transition
+            conv = block.children[2]
+            args = [literal(channels), literal(conv.args["out"])] + (["bias=True"] if conv.args["bias"] else [])
+        return name, args
+
+    def residual_class(self, block: Block) -> str:
+        init = []
+        for child in block.children:
+            if not self.is_functional(child):
+                init += self.construct(child, "self", 8)
+        if block.shortcut is not None:
+            init += self.construct(block.shortcut, "self", 8)
+        forward = []
+        identity = "x" if block.shortcut is None else f"{_attribute('self', block.shortcut.name)}(x)"
+        if block.shortcut is not None:
+            forward.append(f"identity = {identity}  # {fmt_shape(block.shortcut.out_shape)}")
+        current = "x"
+        for child in block.children:
+            forward.append(f"out = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
+            current = "out"
+        added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
+        result = ACTIVATIONS[block.activation].format(x=added) if block.activation else added
+        self.uses_functional |= result.startswith("F.")
+        text_body = self.env.get_template("residual.py.jinja").render(
+            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape),
+            doc=f"{block.activation or 'no activation'} after body + shortcut, from the spec's {block.path}",
+        )  # fmt: skip
+        for existing in self.classes:  # structurally identical blocks share one class
+            if existing.text == text_body.replace("{name}", existing.name):
+                return existing.name
+        name = self.unique(pascal_case(block.name) if not block.name.isdigit() else pascal_case(block.path) + "Block")
+        self.classes.append(_ClassSource(name, text_body.replace("{name}", name)))
+        return name
+
+    # ---- forward steps
+
+    def is_functional(self, node: Node) -> bool:
+        return isinstance(node, Op) and node.kind in FUNCTIONAL and node.name.isdigit()
+
+    def step(self, node: Node, x: str) -> str:
+        if self.is_functional(node):
+            text = FUNCTIONAL[node.kind].format(x=x, n=len(node.in_shape) - 1)
+            self.uses_functional |= text.startswith("F.")
+            return text
+        return f"{_attribute('self', node.name)}({x})"
+
+
+def _classifier(block: Block) -> Op | None:
+    """The final linear layer, whose out features become the `num_classes` argument."""
+    last = block.children[-1]
+    if isinstance(last, Op):
+        return last if last.kind == "linear" else None
+    return _classifier(last) if last.flow == "sequential" and last.kind == "group" else None
+
+
+def render(model: Model) -> str:
+    env = _environment()
+    class_name = pascal_case(model.name)
+    if class_name in {"BasicBlock", "Bottleneck", "DenseBlock", "Transition", "Normalize", "F", "nn", "torch"}:
+        class_name += "Model"
+    emitter = _Emitter(model, env, used_names={class_name})
+    emitter.classifier = _classifier(model.body)
+    init, forward = [], []
+    for child in model.body.children:
+        if not emitter.is_functional(child):
+            init += emitter.construct(child, "self", 8)
+        forward.append(f"x = {emitter.step(child, 'x')}  # {fmt_shape(child.out_shape)}")
+    uses_normalize = any(isinstance(n, Op) and n.kind == "normalize" for n in walk(model.body))
+    if uses_normalize:
+        emitter.classes.insert(0, _ClassSource("Normalize", env.get_template("normalize.py.jinja").render()))
+    params = [f"num_classes: int = {emitter.classifier.args['out']}"] if emitter.classifier else []
+    return env.get_template("model.py.jinja").render(
+        version=__version__,
+        source=_printable(model.source),
+        class_name=class_name,
+        description=f"{model.name}, compiled by archspec from {_printable(Path(model.source).name)}",
+        input_shape=literal(tuple(model.input_shape)),
+        classes=emitter.classes,
+        init=init,
+        forward=forward,
+        params=params,
+        uses_functional=emitter.uses_functional,
+        output_shape=fmt_shape(model.body.out_shape),
+        params_count=f"{model.body.params:,}",
+    )
+
+
+def _printable(text: str) -> str:
+    """A file name made safe for a comment or docstring: printable ASCII, no quotes or backslashes."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in "\"'\\" else "?" for c in text)

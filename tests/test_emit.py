@@ -1,0 +1,237 @@
+"""The emitter's contract: for every spec, the emitted source is exactly the compiled model."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import py_compile
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import torch
+
+from archspec import SpecError, compile_spec
+from archspec.cli import main
+from archspec.emit import emit_python
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+SMALL_SPECS = [p for p in SPECS if p.stem in ("conv_unit", "resblk", "densenet")]
+
+
+@pytest.fixture(scope="module")
+def emitted(tmp_path_factory):
+    """spec stem -> path of its emitted .py file."""
+    folder = tmp_path_factory.mktemp("emitted")
+    files = {}
+    for spec in SPECS:
+        files[spec.stem] = folder / f"{spec.stem}.py"
+        files[spec.stem].write_text(emit_python(spec))
+    return files
+
+
+def load_class(path: Path):
+    spec = importlib.util.spec_from_file_location(f"emitted_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return getattr(module, module.__all__[0])
+
+
+def manifest(module: torch.nn.Module):
+    return [(key, tuple(t.shape), t.dtype) for key, t in module.state_dict().items()]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_emitted_module_equals_compiled_module(spec, emitted):
+    live = compile_spec(spec)
+    generated = load_class(emitted[spec.stem])()
+    assert manifest(generated) == manifest(live)
+    assert tuple(generated.input_shape) == tuple(live.input_shape)
+    with torch.no_grad():  # random running stats, so eval mode is not the identity on them
+        for key, tensor in live.state_dict().items():
+            if tensor.is_floating_point():
+                tensor.copy_(torch.rand_like(tensor) + 0.5)
+    generated.load_state_dict(live.state_dict(), strict=True)
+    batch = torch.randn(2, *live.input_shape)
+    for mode in ("eval", "train"):
+        live.train(mode == "train")
+        generated.train(mode == "train")
+        torch.manual_seed(0)
+        expected = live(batch)
+        torch.manual_seed(0)
+        actual = generated(batch)
+        torch.testing.assert_close(actual, expected, msg=f"{spec.stem} differs in {mode} mode")
+    torch.testing.assert_close(generated.state_dict(), live.state_dict())  # same running-stat updates
+
+
+def test_emitted_files_pass_ruff_and_compile(emitted):
+    files = [str(path) for path in emitted.values()]
+    for path in files:
+        py_compile.compile(path, doraise=True)
+    isolated = ["--isolated", "--line-length", "88"]
+    check = subprocess.run([sys.executable, "-m", "ruff", "check", *isolated, *files], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", *isolated, *files],
+                         capture_output=True, text=True)  # fmt: skip
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def test_emitted_file_imports_only_torch(emitted):
+    for path in emitted.values():
+        imports = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
+        assert all(line.split()[1].split(".")[0] == "torch" for line in imports), imports
+        assert "archspec" not in "\n".join(imports)
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_emitted_module_scripts_and_exports(spec, emitted):
+    model = load_class(emitted[spec.stem])().eval()
+    batch = torch.randn(1, *model.input_shape)
+    with torch.no_grad():
+        expected = model(batch)
+        torch.testing.assert_close(torch.jit.script(model)(batch), expected)
+        exported = torch.export.export(model, (batch,))
+        torch.testing.assert_close(exported.module()(batch), expected)
+
+
+def test_emitted_module_compiles_with_torch_compile(emitted):
+    model = load_class(emitted["conv_unit"])().eval()
+    batch = torch.randn(2, *model.input_shape)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.compile(model)(batch), model(batch))
+
+
+def test_running_the_file_prints_the_output_shape(emitted):
+    result = subprocess.run([sys.executable, str(emitted["conv_unit"])], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "(1, 10)"
+
+
+def test_num_classes_is_a_constructor_argument(emitted):
+    model = load_class(emitted["resnet18"])(num_classes=7).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, *model.input_shape)).shape == (1, 7)
+
+
+def test_emit_does_not_import_torch():
+    code = (
+        "import sys; from archspec.cli import main; "
+        "main(['build', 'specs/densenet121.yaml', '--emit-python', '-o', sys.argv[1]]); "
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, os.devnull], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------- safety
+
+HOSTILE_NAMES = [
+    "a\nimport os",
+    'x"); __import__("os").system("echo hacked',
+    "__import__('os')",
+    "conv\u202e1",  # right-to-left override
+    "conv\u200b",  # zero-width space
+    "c\x00",
+    "class",
+    "forward",
+    "_private",
+]
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_names_are_rejected_with_a_location_and_nothing_is_written(name, tmp_path, capsys):
+    spec = {"archspec": 1, "name": "m", "input": [3, 8, 8], "layers": [{"conv": {"out": 4, "kernel": 3, "name": name}}]}
+    path = tmp_path / "hostile.yaml"
+    import yaml
+
+    path.write_text(yaml.safe_dump(spec, allow_unicode=True))
+    output = tmp_path / "model.py"
+    status = main(["build", str(path), "--emit-python", "-o", str(output)])
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"{path}:" in err and "[bad-name]" in err
+    assert not output.exists()
+    assert list(tmp_path.iterdir()) == [path]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("out", "4; import os"), ("kernel", "3\n"), ("padding", "same'); import os; ('"), ("bias", "True or 1")],
+)
+def test_hostile_values_are_rejected(field, value):
+    layer = {"out": 4, "kernel": 3, field: value}
+    with pytest.raises(SpecError) as exc:
+        emit_python({"archspec": 1, "name": "m", "input": [3, 8, 8], "layers": [{"conv": layer}]})
+    assert [d.code for d in exc.value.diagnostics] == ["bad-value"]
+
+
+def test_hostile_spec_name_and_path_stay_out_of_the_source(tmp_path):
+    folder = tmp_path / 'we"ird\u202e'
+    folder.mkdir()
+    spec = folder / "m.yaml"
+    spec.write_text("archspec: 1\nname: m\ninput: [3, 8, 8]\nlayers: [relu]\n")
+    source = emit_python(spec)
+    assert "\u202e" not in source and 'we"ird' not in source
+    compile(source, "m.py", "exec")
+
+
+# ---------------------------------------------------------------- no lost work
+
+
+def test_failed_emit_leaves_the_existing_file_untouched(tmp_path, capsys):
+    output = tmp_path / "model.py"
+    output.write_text("precious")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archspec: 1\nname: m\ninput: [3, 4, 4]\nlayers:\n  - conv: {out: 8, kernel: 9}\n")
+    assert main(["build", str(bad), "--emit-python", "-o", str(output)]) == 1
+    assert output.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "model.py"]
+
+
+def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
+    output = tmp_path / "model.py"
+    output.write_text("precious")
+
+    def fail(*_args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", fail)
+    with pytest.raises(OSError):
+        main(["build", str(ROOT / "specs" / "conv_unit.yaml"), "--emit-python", "-o", str(output)])
+    assert output.read_text() == "precious"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
+
+
+def test_refuses_to_write_into_a_directory(tmp_path, capsys):
+    status = main(["build", str(ROOT / "specs" / "conv_unit.yaml"), "--emit-python", "-o", str(tmp_path)])
+    assert status == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- packaging
+
+
+@pytest.mark.skipif(os.environ.get("ARCHSPEC_SKIP_WHEEL") == "1", reason="ARCHSPEC_SKIP_WHEEL=1")
+def test_installed_wheel_can_emit(tmp_path):
+    """Templates are package data: a non-editable install into a fresh venv can emit."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "-w", str(wheels), str(ROOT)], check=True)  # fmt: skip
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch, pydantic etc. come from the system
+    python = env_dir / "bin" / "python"
+    wheel = next(wheels.glob("archspec-*.whl"))
+    subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True)
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    code = (
+        "import archspec, sys; from archspec.emit import emit_python; "
+        "assert archspec.__file__.startswith(sys.prefix), archspec.__file__; "
+        "print(emit_python(sys.argv[1]))"
+    )
+    result = subprocess.run([python, "-c", code, str(ROOT / "specs" / "densenet.yaml")], cwd=work,
+                            capture_output=True, text=True)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "class Densenet(nn.Module):" in result.stdout

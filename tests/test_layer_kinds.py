@@ -1,0 +1,457 @@
+"""Every layer kind and block kind, compiled and run: static shapes and parameter counts equal torch's.
+
+Each case in CASES is a small spec (a dict, or YAML text). For each one the test compiles it, runs a
+forward pass in train mode (batch 2) and in eval mode (batch 3), and checks with forward hooks that
+every submodule's real input and output shapes equal the `in_shape` / `out_shape` of the IR node with
+the same qualified path, that modules and IR nodes correspond one to one, and that the parameter
+count of every node, and of the whole model, equals torch's.
+
+`test_every_kind_has_a_case` fails when a kind in schema.LAYER_MODELS has no passing case, and
+`test_every_field_is_exercised` when a field of a kind is never given a non-default value, so a new
+kind or option has to get a case here.
+
+Known archspec bugs are cases marked `bug=...`: strict xfails, so fixing one makes the test fail
+until the mark is removed.
+"""
+
+from __future__ import annotations
+
+import textwrap
+import typing
+
+import pytest
+import torch
+
+from archspec import SpecError, analyze, compile_spec, schema
+from archspec.ir import walk
+from archspec.pipeline import read
+
+TRAIN_BATCH, EVAL_BATCH = 2, 3
+
+
+def spec(input_shape, *layers, name="layer_case"):
+    """A spec dict; `layers` are written as in YAML: `"relu"`, `{"linear": 3}`, `{"conv": {...}}`."""
+    return {"archspec": 1, "name": name, "input": list(input_shape), "layers": list(layers)}
+
+
+def yaml_spec(text: str) -> str:
+    return textwrap.dedent(text).strip() + "\n"
+
+
+def case(id, source, *, bug=None):
+    """One spec to check; `bug` marks a known archspec bug (a strict xfail)."""
+    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
+    return pytest.param(source, id=id, marks=marks)
+
+
+ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu"]
+RESIDUAL_ACTIVATIONS = typing.get_args(schema.Activation)
+
+# fmt: off
+CASES = [
+    # ------------------------------------------------------------------ conv
+    case("conv1d-stride-dilation", spec([3, 20], {"conv": {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "dilation": 2}})),
+    case("conv2d-groups-nobias-per-dim", spec([4, 9, 11], {"conv": {
+        "out": 6, "kernel": [3, 2], "stride": [2, 1], "padding": [1, 0], "groups": 2, "bias": False}})),
+    case("conv2d-same-even-kernel-dilation", spec([3, 10, 9], {"conv": {"out": 4, "kernel": 4, "padding": "same", "dilation": 2}})),
+    case("conv2d-valid-stride", spec([3, 10, 9], {"conv": {"out": 4, "kernel": 3, "stride": 2, "padding": "valid"}})),
+    case("conv1d-same-groups", spec([4, 7], {"conv": {"out": 8, "kernel": [5], "padding": "same", "groups": 4}})),
+    case("conv3d-groups-dilation", spec([2, 5, 6, 7], {"conv": {
+        "out": 4, "kernel": [1, 3, 3], "stride": [1, 2, 2], "padding": [0, 1, 1], "dilation": [1, 1, 2], "groups": 2}})),
+    case("conv3d-same", spec([2, 4, 5, 6], {"conv": {"out": 3, "kernel": 3, "padding": "same", "bias": False}})),
+    case("conv-depthwise", spec([6, 8, 8], {"conv": {"out": 6, "kernel": 3, "padding": 1, "groups": 6}})),
+    # ------------------------------------------------------------------ conv_transpose
+    case("conv_transpose1d-output_padding", spec([4, 5], {"conv_transpose": {"out": 2, "kernel": 3, "stride": 2, "output_padding": 1}})),
+    case("conv_transpose2d-groups-per-dim", spec([4, 5, 6], {"conv_transpose": {
+        "out": 6, "kernel": [3, 4], "stride": [2, 3], "padding": [1, 0], "output_padding": [1, 2], "groups": 2, "bias": False}})),
+    case("conv_transpose1d-output_padding-below-dilation", spec([3, 5], {"conv_transpose": {
+        "out": 2, "kernel": 3, "dilation": 2, "output_padding": 1}})),
+    case("conv_transpose3d", spec([2, 3, 4, 5], {"conv_transpose": {"out": 2, "kernel": 2, "stride": 2, "dilation": [1, 2, 1]}})),
+    # ------------------------------------------------------------------ normalisation
+    case("batchnorm-features", spec([2, 3], "flatten", {"batchnorm": {"momentum": None}})),
+    case("batchnorm-1d", spec([3, 8], {"batchnorm": {"eps": 1e-3, "momentum": 0.5}})),
+    case("batchnorm-2d-affine-false", spec([3, 4, 5], {"batchnorm": {"affine": False}})),
+    case("batchnorm-3d-no-running-stats", spec([2, 3, 4, 5], {"batchnorm": {"track_running_stats": False}})),
+    case("batchnorm-after-linear", spec([3, 4], "flatten", {"linear": 5}, "batchnorm")),
+    case("layernorm-all-dims", spec([3, 4, 5], "layernorm")),
+    case("layernorm-dims", spec([3, 4, 5], {"layernorm": 1}, {"layernorm": {"dims": 2, "eps": 1e-3}})),
+    case("layernorm-affine-false", spec([3, 4, 5], {"layernorm": {"dims": 3, "affine": False}})),
+    case("layernorm-no-bias", spec([3, 4, 5, 2], {"layernorm": {"dims": 2, "bias": False}})),
+    case("layernorm-features", spec([3, 4], "flatten", {"layernorm": 1})),
+    case("groupnorm-2d", spec([6, 4, 4], {"groupnorm": 3})),
+    case("groupnorm-1d-affine-false", spec([6, 5], {"groupnorm": {"groups": 2, "affine": False, "eps": 1e-3}})),
+    case("groupnorm-3d", spec([4, 2, 3, 3], {"groupnorm": 4})),
+    # ------------------------------------------------------------------ activations
+    case("activations", spec([3, 4, 4], *ACTIVATIONS)),
+    case("activations-features", spec([3, 4], "flatten", *ACTIVATIONS)),
+    case("gelu-tanh", spec([3, 5], {"gelu": {"approximate": "tanh"}})),
+    case("leaky_relu-negative-slope", spec([3, 5], {"leaky_relu": {"slope": -0.5}})),
+    case("softmax-channels", spec([3, 4, 4], "softmax")),
+    case("softmax-last-and-batch", spec([3, 4, 4], {"softmax": -1}, {"softmax": {"dim": 0}})),
+    case("softmax-features", spec([3, 4], "flatten", {"softmax": 1})),
+    # ------------------------------------------------------------------ pools
+    case("maxpool2d-ceil-dilation", spec([3, 9, 10], {"maxpool": {
+        "kernel": 3, "stride": 2, "padding": 1, "dilation": 2, "ceil_mode": True}})),
+    case("maxpool1d-ceil-last-window-dropped", spec([2, 5], {"maxpool": {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}})),
+    case("maxpool2d-default-stride", spec([3, 9, 10], {"maxpool": 2})),
+    case("maxpool3d-per-dim", spec([2, 5, 6, 7], {"maxpool": {"kernel": [1, 2, 3], "stride": [1, 2, 2], "padding": [0, 1, 1]}})),
+    case("avgpool2d-ceil-no-pad-count", spec([3, 9, 10], {"avgpool": {
+        "kernel": 3, "stride": 2, "padding": 1, "ceil_mode": True, "count_include_pad": False}})),
+    case("avgpool1d", spec([2, 9], {"avgpool": 3})),
+    case("avgpool1d-ceil-last-window-dropped", spec([2, 5], {"avgpool": {"kernel": 2, "stride": 2, "padding": 1, "ceil_mode": True}})),
+    case("avgpool3d-per-dim", spec([2, 4, 6, 8], {"avgpool": {"kernel": [2, 3, 2], "stride": [1, 2, 2]}})),
+    case("adaptive_avgpool-2d", spec([3, 7, 9], {"adaptive_avgpool": [3, 4]})),
+    case("adaptive_avgpool-1d", spec([3, 7], {"adaptive_avgpool": 5})),
+    case("adaptive_avgpool-3d", spec([2, 4, 5, 6], {"adaptive_avgpool": {"size": 2}})),
+    case("adaptive_maxpool-2d-upsizing", spec([3, 3, 5], {"adaptive_maxpool": [4, 2]})),
+    case("adaptive_maxpool-3d", spec([2, 4, 5, 6], {"adaptive_maxpool": [1, 2, 3]})),
+    case("global_avgpool-1d", spec([3, 7], "global_avgpool")),
+    case("global_avgpool-2d", spec([3, 7, 5], "global_avgpool", "flatten", {"linear": 2})),
+    case("global_avgpool-3d", spec([3, 2, 3, 4], "global_avgpool")),
+    # ------------------------------------------------------------------ upsample
+    case("upsample-nearest-scale", spec([3, 4, 5], {"upsample": 2})),
+    case("upsample-nearest-scale-per-dim", spec([3, 4, 5], {"upsample": {"scale": [2, 3]}})),
+    case("upsample-nearest-downscale", spec([3, 9, 7], {"upsample": 0.5})),
+    case("upsample-nearest-size-3d", spec([2, 2, 3, 4], {"upsample": {"size": [3, 5, 7]}})),
+    case("upsample-bilinear-scale-align", spec([3, 5, 5], {"upsample": {"scale": 1.5, "mode": "bilinear", "align_corners": True}})),
+    case("upsample-bilinear-size", spec([3, 4, 5], {"upsample": {"size": [7, 9], "mode": "bilinear", "align_corners": False}})),
+    case("upsample-bilinear-size-int", spec([3, 4, 5], {"upsample": {"size": 6, "mode": "bilinear"}})),
+    case("upsample-linear", spec([3, 5], {"upsample": {"scale": 2.5, "mode": "linear"}})),
+    case("upsample-bicubic", spec([3, 4, 4], {"upsample": {"size": [5, 6], "mode": "bicubic", "align_corners": True}})),
+    case("upsample-trilinear", spec([2, 2, 3, 4], {"upsample": {"scale": 2, "mode": "trilinear"}})),
+    # ------------------------------------------------------------------ misc
+    case("dropout", spec([3, 4, 4], "dropout", {"dropout": 0.3}, {"dropout": {"p": 0.0}})),
+    case("dropout-all", spec([3, 4], {"dropout": 1.0})),
+    case("flatten-linear", spec([3, 4, 5], "flatten", {"linear": {"out": 7, "bias": False}}, {"linear": 3})),
+    case("flatten-3d-and-flat", spec([2, 2, 3, 4], "flatten", "flatten", {"linear": 1})),
+    case("identity", spec([3, 4], "identity", {"identity": {"name": "skip"}})),
+    case("normalize-2d", spec([3, 4, 4], {"normalize": {"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]}})),
+    case("normalize-1d", spec([2, 6], {"normalize": {"mean": [1, -1], "std": [2, 0.5]}})),
+    case("normalize-features", spec([2, 3], "flatten", {"normalize": {"mean": [0, 1, 2, 3, 4, 5], "std": [1, 2, 3, 4, 5, 6]}})),
+    # ------------------------------------------------------------------ group
+    case("group-nested-named", spec([3, 8, 8], {"group": {"name": "features", "layers": [
+        {"conv": {"name": "conv", "out": 4, "kernel": 3}},
+        {"group": [{"batchnorm": {"name": "bn"}}, "relu"]},
+        {"maxpool": {"name": "pool", "kernel": 2}},
+    ]}}, "flatten", {"linear": {"name": "fc", "out": 2}})),
+    case("group-yaml", yaml_spec("""
+        archspec: 1
+        name: group_yaml
+        input: [3, 6]
+        layers:
+          - group: [conv: {out: 4, kernel: 3}, relu]
+          - group:
+              name: head
+              layers: [flatten, linear: 2]
+        """)),
+    # ------------------------------------------------------------------ residual
+    case("residual-auto-projection", spec([4, 8, 8], {"residual": {"body": [
+        {"conv": {"out": 8, "kernel": 3, "stride": 2, "padding": 1}}, "batchnorm"]}})),
+    case("residual-auto-projection-per-dim-stride", spec([4, 8, 9], {"residual": {"body": [
+        {"conv": {"out": 6, "kernel": 3, "stride": [1, 3], "padding": 1}}]}})),
+    case("residual-auto-projection-channels-only-1d", spec([4, 9], {"residual": {"shortcut_name": "proj", "body": [
+        {"conv": {"out": 6, "kernel": 3, "padding": 1}}]}})),
+    case("residual-auto-projection-3d", spec([2, 4, 5, 6], {"residual": {"body": [
+        {"conv": {"out": 4, "kernel": 3, "stride": 2, "padding": 1}}]}})),
+    case("residual-auto-projection-pool-in-body", spec([4, 8, 8], {"residual": {"body": [
+        {"conv": {"out": 6, "kernel": 3, "padding": 1}}, {"maxpool": 2}, {"conv": {"out": 6, "kernel": 3, "stride": 2}}]}})),
+    case("residual-auto-same-shape", spec([4, 6, 6], {"residual": {"shortcut": "auto", "body": [
+        {"conv": {"out": 4, "kernel": 3, "padding": 1}}, "batchnorm", "relu", {"conv": {"out": 4, "kernel": 3, "padding": 1}}]}})),
+    case("residual-identity-leaky", spec([4, 6, 6], {"residual": {"shortcut": "identity", "activation": "leaky_relu",
+                                                                 "body": [{"conv": {"out": 4, "kernel": 3, "padding": "same"}}]}})),
+    case("residual-identity-features", spec([3, 4], "flatten", {"residual": {"shortcut": "identity", "activation": "tanh",
+                                                                             "body": [{"linear": 12}, "gelu"]}})),
+    case("residual-explicit-no-activation", spec([4, 8, 8], {"residual": {
+        "name": "blk", "shortcut_name": "extra", "activation": None,
+        "body": [{"conv": {"name": "conv1", "out": 8, "kernel": 3, "stride": 2, "padding": 1}}, {"batchnorm": {"name": "bn1"}}],
+        "shortcut": [{"conv": {"out": 8, "kernel": 1, "stride": 2}}, "batchnorm"]}})),
+    case("residual-explicit-features", spec([3, 4], "flatten", {"residual": {
+        "activation": "silu", "body": [{"linear": 5}], "shortcut": [{"linear": {"out": 5, "bias": False}}]}})),
+    case("residual-explicit-same-shape", spec([4, 5], {"residual": {
+        "activation": "sigmoid", "body": ["identity"], "shortcut": [{"conv": {"out": 4, "kernel": 1}}]}})),
+    case("residual-activations", spec([4, 5], *[
+        {"residual": {"activation": act, "body": [{"conv": {"out": 4, "kernel": 3, "padding": 1}}]}}
+        for act in RESIDUAL_ACTIVATIONS])),
+    case("residual-nested", spec([4, 6, 6], {"residual": {"name": "outer", "body": [
+        {"residual": {"name": "inner", "body": [{"conv": {"out": 8, "kernel": 1}}]}},
+        {"group": {"name": "g", "layers": [{"conv": {"out": 8, "kernel": 3, "padding": 1}}]}}]}})),
+    case("residual-yaml", yaml_spec("""
+        archspec: 1
+        name: residual_yaml
+        input: [3, 8, 8]
+        layers:
+          - residual:
+              shortcut_name: extra
+              activation: null
+              body:
+                - conv: {out: 6, kernel: 3, padding: 1}
+                - batchnorm
+              shortcut:
+                - conv: {out: 6, kernel: 1}
+        """)),
+    # ------------------------------------------------------------------ built-in blocks
+    case("basic_block-identity", spec([8, 6, 6], {"basic_block": 8})),
+    case("basic_block-downsample", spec([4, 7, 7], {"basic_block": {"out": 8, "stride": 2}}, {"basic_block": 8})),
+    case("basic_block-stride-on-size-1", spec([4, 1, 1], {"basic_block": {"out": 4, "stride": 2}})),
+    case("basic_block-1d", spec([4, 9], {"basic_block": {"out": 6, "stride": 3}})),
+    case("basic_block-3d", spec([2, 4, 5, 5], {"basic_block": {"out": 4, "stride": 2}})),
+    case("bottleneck-projection", spec([8, 6, 6], {"bottleneck": 4})),
+    case("bottleneck-identity", spec([16, 5, 5], {"bottleneck": 4})),
+    case("bottleneck-groups-stride-out", spec([8, 7, 7], {"bottleneck": {"width": 8, "out": 12, "stride": 2, "groups": 4}})),
+    case("bottleneck-1d", spec([4, 9], {"bottleneck": {"width": 2, "stride": 2}})),
+    case("dense_block-plain", spec([4, 5, 5], {"dense_block": {"num_layers": 3, "growth": 2}})),
+    case("dense_block-bn_size-dropout-bias", spec([4, 5, 5], {"dense_block": {
+        "num_layers": 2, "growth": 3, "bn_size": 2, "dropout": 0.2, "bias": True}})),
+    case("dense_block-dropout-1d", spec([3, 6], {"dense_block": {"num_layers": 2, "growth": 2, "dropout": 0.5}})),
+    case("dense_block-3d", spec([2, 3, 4, 4], {"dense_block": {"num_layers": 2, "growth": 2, "bn_size": 1}})),
+    case("transition-out", spec([6, 6, 7], {"transition": 4})),
+    case("transition-compression-bias", spec([6, 6, 6], {"transition": {"compression": 0.5, "bias": True}})),
+    case("transition-compression-odd", spec([7, 5, 4], {"transition": {"compression": 0.3}})),
+    case("transition-1d", spec([4, 9], {"transition": {"out": 4, "bias": True}})),
+    case("transition-3d", spec([4, 4, 4, 5], {"transition": {"compression": 1.0}})),
+    case("densenet-yaml", yaml_spec("""
+        archspec: 1
+        name: tiny_densenet
+        input: [3, 16, 16]
+        layers:
+          - conv: {out: 8, kernel: 3, padding: 1, bias: false}
+          - dense_block: {name: block1, num_layers: 2, growth: 4, bn_size: 2}
+          - transition: {name: trans1, compression: 0.5}
+          - dense_block: {num_layers: 2, growth: 4, dropout: 0.1}
+          - transition: 6
+          - batchnorm
+          - relu
+          - global_avgpool
+          - flatten
+          - linear: 3
+        """)),
+    case("resnet-yaml", yaml_spec("""
+        archspec: 1
+        name: tiny_resnet
+        input: [3, 16, 16]
+        layers:
+          - conv: {name: conv1, out: 8, kernel: 3, stride: 2, padding: 1, bias: false}
+          - batchnorm: {name: bn1}
+          - relu
+          - group:
+              name: layer1
+              layers: [basic_block: 8, basic_block: {out: 16, stride: 2}]
+          - group:
+              name: layer2
+              layers: [bottleneck: {width: 4, stride: 2, groups: 2}, bottleneck: 4]
+          - global_avgpool: {name: avgpool}
+          - flatten
+          - linear: {name: fc, out: 5}
+        """)),
+    # ------------------------------------------------------------------ layer names that once collided
+    # with attributes of archspec's own torch modules (SpecModel, Residual)
+    case("name-spec_name", spec([3, 4], {"relu": {"name": "spec_name"}})),
+    case("residual-body-name-activation", spec([3, 4], {"residual": {"body": [{"relu": {"name": "activation"}}]}})),
+    case("residual-body-name-body_names", spec([3, 4], {"residual": {"body": [{"relu": {"name": "body_names"}}]}})),
+    case("residual-shortcut_name-activation", spec([3, 4], {"residual": {
+        "shortcut_name": "activation", "activation": None, "body": [{"conv": {"out": 5, "kernel": 1}}]}})),
+]
+# fmt: on
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def user_layers(source):
+    """Every layer the spec writes (not the ops built-in blocks expand into), as schema objects."""
+    doc = read(source)
+    top = schema.validate(doc)
+
+    def visit(layers):
+        for layer in layers:
+            yield layer
+            for field in schema.CONTAINER_FIELDS:
+                value = getattr(layer, field, None)
+                if isinstance(value, list):
+                    yield from visit(value)
+
+    return list(visit(top.layers))
+
+
+def _shape(value) -> tuple[int, ...]:
+    assert isinstance(value, torch.Tensor), f"expected a tensor, got {type(value).__name__}"
+    return tuple(value.shape[1:])
+
+
+def run_and_record(module: torch.nn.Module, batch: torch.Tensor):
+    """(output, {qualified name: [(per-sample input shape, per-sample output shape), ...]})."""
+    seen: dict[str, list] = {}
+
+    def hook(name):
+        def record(_module, inputs, output):
+            assert len(inputs) == 1, f"{name!r} got {len(inputs)} inputs"
+            seen.setdefault(name, []).append((_shape(inputs[0]), _shape(output)))
+
+        return record
+
+    handles = [sub.register_forward_hook(hook(name)) for name, sub in module.named_modules()]
+    try:
+        with torch.no_grad():
+            out = module(batch)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return out, seen
+
+
+def check(source):
+    model = analyze(source)
+    module = compile_spec(source)
+    nodes = {node.path: node for node in walk(model.body)}
+    modules = dict(module.named_modules())
+
+    # The IR and the module tree correspond one to one, by qualified path ("" is the model itself).
+    assert len(nodes) == len(list(walk(model.body))), "two IR nodes share a path"
+    assert set(modules) == set(nodes)
+    assert tuple(module.input_shape) == model.input_shape
+
+    # Parameter counts: the whole model, then every node.
+    assert sum(p.numel() for p in module.parameters()) == model.body.params
+    for path, node in nodes.items():
+        real = sum(p.numel() for p in modules[path].parameters())
+        assert real == node.params, (
+            f"{path or '<model>'} ({node.kind}): torch has {real} parameters, IR says {node.params}"
+        )
+
+    for mode, batch_size in (("train", TRAIN_BATCH), ("eval", EVAL_BATCH)):
+        module.train(mode == "train")
+        torch.manual_seed(0)
+        batch = torch.randn(batch_size, *model.input_shape)
+        out, seen = run_and_record(module, batch)
+        assert tuple(out.shape) == (batch_size, *model.body.out_shape), mode
+        assert torch.isfinite(out).all(), f"{mode}: non-finite output"
+        assert set(seen) == set(nodes), f"{mode}: modules that never ran: {sorted(set(nodes) - set(seen))}"
+        for path, calls in seen.items():
+            node = nodes[path]
+            where = f"{mode}: {path or '<model>'} ({node.kind})"
+            assert len(calls) == 1, f"{where} ran {len(calls)} times"
+            real_in, real_out = calls[0]
+            assert real_in == node.in_shape, f"{where}: real input {real_in}, static {node.in_shape}"
+            assert real_out == node.out_shape, f"{where}: real output {real_out}, static {node.out_shape}"
+    return model, module
+
+
+# ---------------------------------------------------------------- tests
+
+
+@pytest.mark.parametrize("source", CASES)
+def test_static_shapes_and_params_equal_torch(source):
+    check(source)
+
+
+def _passing_sources():
+    return [p.values[0] for p in CASES if not p.marks]
+
+
+def test_every_kind_has_a_case():
+    covered = {layer.kind for source in _passing_sources() for layer in user_layers(source)}
+    missing = sorted(set(schema.MODELS_BY_KIND) - covered)
+    assert not missing, f"layer kinds with no (passing) case in CASES: {missing}"
+    assert {m.model_fields["kind"].annotation.__args__[0] for m in schema.LAYER_MODELS} == set(schema.MODELS_BY_KIND)
+
+
+def test_every_field_is_exercised():
+    """Every field of every kind is set to a value other than its default by some passing case."""
+    exercised: set[tuple[str, str]] = set()
+    for source in _passing_sources():
+        for layer in user_layers(source):
+            fields = type(layer).model_fields
+            for field in layer.model_fields_set - {"kind", "name"}:
+                info = fields[field]
+                if info.is_required() or getattr(layer, field) != info.default:
+                    exercised.add((layer.kind, field))
+    every = {(kind, field) for kind, model in schema.MODELS_BY_KIND.items() for field in model.model_fields}
+    expected = {(kind, field) for kind, field in every if field not in ("kind", "name")}
+    missing = sorted(expected - exercised)
+    assert not missing, f"(kind, field) pairs never given a non-default value in CASES: {missing}"
+
+
+def test_case_ids_are_unique():
+    ids = [p.id for p in CASES]
+    assert len(ids) == len(set(ids))
+
+
+# ---------------------------------------------------------------- numeric checks
+
+
+@pytest.mark.parametrize(
+    ("input_shape", "mean", "std", "flatten"),
+    [
+        ([3, 4, 5], [0.5, -0.4, 2.0], [0.2, 1.5, 3.0], False),
+        ([2, 7], [1.0, -1.0], [2.0, 0.5], False),
+        ([2, 2, 3, 4], [0.1, 0.2], [0.3, 0.4], False),
+        ([2, 3], [0, 1, 2, 3, 4, 5], [1, 2, 3, 4, 5, 6], True),
+    ],
+    ids=["2d", "1d", "3d", "features"],
+)
+def test_normalize_is_per_channel_standardisation(input_shape, mean, std, flatten):
+    layers = (["flatten"] if flatten else []) + [{"normalize": {"mean": mean, "std": std}}]
+    source = spec(input_shape, *layers)
+    _, module = check(source)
+    module.eval()
+    torch.manual_seed(1)
+    x = torch.randn(TRAIN_BATCH, *input_shape)
+    if flatten:
+        x = x.flatten(1)
+    per_channel = (1, len(mean)) + (1,) * (x.dim() - 2)
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(per_channel)
+    std_t = torch.tensor(std, dtype=torch.float32).view(per_channel)
+    expected = (x - mean_t) / std_t
+    got = module(x.view(TRAIN_BATCH, *input_shape)) if flatten else module(x)
+    torch.testing.assert_close(got, expected)
+    # element by element, without broadcasting
+    for c in range(len(mean)):
+        torch.testing.assert_close(got[:, c], (x[:, c] - mean[c]) / std[c])
+    assert sum(p.numel() for p in module.parameters()) == 0
+
+
+def test_residual_adds_the_shortcut_then_the_activation():
+    body = [{"conv": {"out": 4, "kernel": 3, "padding": 1}}]
+    identity = compile_spec(spec([4, 6], {"residual": {"shortcut": "identity", "activation": None, "body": body}}))
+    identity.eval()
+    relu = compile_spec(spec([4, 6], {"residual": {"shortcut": "identity", "body": body}})).eval()
+    relu.load_state_dict(identity.state_dict())
+    x = torch.randn(2, 4, 6)
+    with torch.no_grad():
+        plain = identity(x)
+        torch.testing.assert_close(plain, identity[0].get_submodule("0")(x) + x)
+        torch.testing.assert_close(relu(x), torch.relu(plain))
+
+    shortcut = [{"conv": {"out": 4, "kernel": 1}}]
+    explicit = compile_spec(spec([4, 6], {"residual": {"activation": None, "body": body, "shortcut": shortcut}}))
+    explicit.eval()
+    block = explicit[0]
+    with torch.no_grad():
+        torch.testing.assert_close(explicit(x), block.get_submodule("0")(x) + block.get_submodule("shortcut.0")(x))
+
+
+def test_dense_block_concatenates_its_input_first():
+    module = compile_spec(spec([3, 5, 5], {"dense_block": {"num_layers": 2, "growth": 2}})).eval()
+    x = torch.randn(2, 3, 5, 5)
+    with torch.no_grad():
+        out = module(x)
+    assert out.shape == (2, 3 + 2 * 2, 5, 5)
+    torch.testing.assert_close(out[:, :3], x)
+
+
+def test_activation_cases_cover_every_residual_activation():
+    """Every choice of residual's `activation` is run by the residual-activations case."""
+    choices = set(RESIDUAL_ACTIVATIONS)
+    source = next(p.values[0] for p in CASES if p.id == "residual-activations")
+    assert {layer.activation for layer in user_layers(source) if layer.kind == "residual"} == choices
+
+
+@pytest.mark.parametrize("layer, shape", [
+    ({"maxpool": {"kernel": 3, "padding": 2, "dilation": 2}}, [1, 5, 5]),  # torch: pad <= kernel // 2
+    ({"avgpool": {"kernel": 2, "padding": 1}}, [1, 4, 4, 1]),  # avg_pool3d: unpadded size >= kernel
+    ({"avgpool": {"kernel": 2, "ceil_mode": True}}, [1, 3, 3, 1]),
+])  # fmt: skip
+def test_pooling_that_torch_rejects_is_rejected(layer, shape):
+    with pytest.raises(SpecError) as exc:
+        analyze(spec(shape, layer))
+    assert [d.code for d in exc.value.diagnostics] == ["bad-arg"]
