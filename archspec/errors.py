@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 
 
@@ -71,5 +70,7 @@ class UsageError(Exception):
 
 
 def did_you_mean(word: str, choices) -> str:
+    import difflib  # only on the error path: keeps `check` of a good spec fast
+
     match = difflib.get_close_matches(str(word), sorted(choices), n=1, cutoff=0.6)
     return f'; did you mean "{match[0]}"?' if match else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import replace
-from fractions import Fraction
 
 from .errors import Diagnostic, SpecError
 from .ir import Block, Model, Node, Op, Shape
@@ -197,6 +196,8 @@ def _groups_divide(op: Op, channels_in: int, channels_out: int):
 def _conv(op: Op, shape: Shape):
     n = _spatial(op, shape)
     channels = shape[0]
+    from fractions import Fraction  # imported here: only transitions with a compression need it
+
     ratio = op.args.get("out_ratio")
     # Exact decimal arithmetic: 100 * 0.29 is 28.999... in floating point, but 29 channels are meant.
     out_channels = op.args["out"] if ratio is None else int(Fraction(repr(ratio)) * channels)
