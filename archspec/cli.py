@@ -24,6 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `archspec check ... | head`: the reader left; that is not an error
+        sys.stdout = None
+        return EXIT_OK
 
 
 def _parser() -> argparse.ArgumentParser:
