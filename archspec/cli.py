@@ -128,7 +128,10 @@ def _emit(model, output: str | None) -> int:
     if output is None:
         sys.stdout.write(source)
     else:
-        write_atomically(Path(output), source)
+        try:
+            write_atomically(Path(output), source)
+        except OSError as exc:
+            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
     return EXIT_OK
 
 

@@ -29,6 +29,8 @@ BUILTIN_CLASSES = {  # block kind -> (template, class name)
     "dense_block": ("dense_block.py.jinja", "DenseBlock"),
     "transition": ("transition.py.jinja", "Transition"),
 }
+# Names the emitted file defines or imports besides the model class.
+TAKEN_NAMES = {name for _, name in BUILTIN_CLASSES.values()} | {"DenseLayer", "Normalize", "F", "nn", "torch"}
 # Parameterless layers an emitted forward applies as functions rather than modules.
 FUNCTIONAL = {
     "relu": "torch.relu({x})",
@@ -142,7 +144,6 @@ class _ClassSource:
 
 @dataclass
 class _Emitter:
-    model: Model
     env: jinja2.Environment
     classes: list[_ClassSource] = field(default_factory=list)
     builtin_names: dict[tuple[str, int], str] = field(default_factory=dict)
@@ -285,9 +286,10 @@ def _classifier(block: Block) -> Op | None:
 def render(model: Model) -> str:
     env = _environment()
     class_name = pascal_case(model.name)
-    if class_name in {"BasicBlock", "Bottleneck", "DenseBlock", "Transition", "Normalize", "F", "nn", "torch"}:
+    if class_name in TAKEN_NAMES:
         class_name += "Model"
-    emitter = _Emitter(model, env, used_names={class_name})
+    fixed_names = TAKEN_NAMES - {name for _, name in BUILTIN_CLASSES.values()}  # built-ins go through unique()
+    emitter = _Emitter(env, used_names={class_name, *fixed_names})
     emitter.classifier = _classifier(model.body)
     init, forward = [], []
     for child in model.body.children:

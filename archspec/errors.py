@@ -65,6 +65,10 @@ class SpecError(Exception):
         return "\n".join(d.format() for d in self.diagnostics)
 
 
+def in_file_order(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    return sorted(diagnostics, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
+
+
 class UsageError(Exception):
     """A mistake in how archspec was called (no such file, bad option): exit status 2."""
 

@@ -25,8 +25,12 @@ def read(source: SpecSource) -> load.Document:
         return load.Document("<spec>", source.model_dump())
     if isinstance(source, dict):
         return load.Document("<dict>", source)
-    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and source.endswith((".yaml", ".yml"))):
+    if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and _looks_like_path(source)):
         return load.load_file(source)
     if isinstance(source, str):
         return load.load_text(source)
     raise TypeError(f"a spec is a path, YAML text, a dict or a schema.Spec, not {type(source).__name__}")
+
+
+def _looks_like_path(text: str) -> bool:
+    return text.endswith((".yaml", ".yml")) or Path(text).is_file()

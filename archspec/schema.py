@@ -16,7 +16,7 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
-from .errors import Diagnostic, SpecError, did_you_mean
+from .errors import Diagnostic, SpecError, did_you_mean, in_file_order
 from .load import Document
 
 FORMAT_VERSION = 1
@@ -486,12 +486,8 @@ def validate(doc: Document) -> Spec:
         errors.extend(_diagnostic(err, doc) for err in exc.errors(include_url=False))
         spec = None
     if errors:
-        raise SpecError(_sorted(errors))
+        raise SpecError(in_file_order(errors))
     return spec
-
-
-def _sorted(errors: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(errors, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
 
 
 def _diagnostic(err: dict, doc: Document) -> Diagnostic:

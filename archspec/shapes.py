@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from .errors import Diagnostic, SpecError
+from .errors import Diagnostic, SpecError, in_file_order
 from .ir import Block, Model, Node, Op, Shape
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -33,7 +33,7 @@ def infer(model: Model) -> Model:
     errors: list[Diagnostic] = []
     body = _infer(model.body, model.input_shape, errors)
     if errors:
-        raise SpecError(sorted(errors, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0)))
+        raise SpecError(in_file_order(errors))
     return replace(model, body=body)
 
 

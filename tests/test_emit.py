@@ -46,8 +46,28 @@ def manifest(module: torch.nn.Module):
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
 def test_emitted_module_equals_compiled_module(spec, emitted):
+    assert_equivalent(spec, emitted[spec.stem])
+
+
+def test_class_names_never_clash(tmp_path):
+    """Custom blocks named like the emitted helper classes get distinct class names."""
+    spec = tmp_path / "dense_layer.yaml"
+    spec.write_text(
+        "archspec: 1\nname: dense_layer\ninput: [3, 8, 8]\nlayers:\n"
+        "  - residual: {name: dense_layer, body: [conv: {out: 3, kernel: 3, padding: 1}]}\n"
+        "  - residual: {name: normalize, body: [normalize: {mean: [0, 0, 0], std: [1, 2, 3]}]}\n"
+        "  - dense_block: {num_layers: 2, growth: 4, bn_size: 2}\n"
+        "  - residual: {name: basic_block, body: [conv: {out: 11, kernel: 1}]}\n"
+        "  - basic_block: 11\n"
+    )
+    emitted = tmp_path / "model.py"
+    emitted.write_text(emit_python(spec))
+    assert_equivalent(spec, emitted)
+
+
+def assert_equivalent(spec: Path, emitted: Path):
     live = compile_spec(spec)
-    generated = load_class(emitted[spec.stem])()
+    generated = load_class(emitted)()
     assert manifest(generated) == manifest(live)
     assert tuple(generated.input_shape) == tuple(live.input_shape)
     with torch.no_grad():  # random running stats, so eval mode is not the identity on them
@@ -63,7 +83,7 @@ def test_emitted_module_equals_compiled_module(spec, emitted):
         expected = live(batch)
         torch.manual_seed(0)
         actual = generated(batch)
-        torch.testing.assert_close(actual, expected, msg=f"{spec.stem} differs in {mode} mode")
+        torch.testing.assert_close(actual, expected, msg=f"{spec.name} differs in {mode} mode")
     torch.testing.assert_close(generated.state_dict(), live.state_dict())  # same running-stat updates
 
 
@@ -190,7 +210,7 @@ def test_failed_emit_leaves_the_existing_file_untouched(tmp_path, capsys):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml", "model.py"]
 
 
-def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
+def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch, capsys):
     output = tmp_path / "model.py"
     output.write_text("precious")
 
@@ -198,8 +218,9 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError):
-        main(["build", str(ROOT / "specs" / "conv_unit.yaml"), "--emit-python", "-o", str(output)])
+    status = main(["build", str(ROOT / "specs" / "conv_unit.yaml"), "--emit-python", "-o", str(output)])
+    assert status == 2
+    assert "cannot write" in capsys.readouterr().err
     assert output.read_text() == "precious"
     assert [p.name for p in tmp_path.iterdir()] == ["model.py"]
 
