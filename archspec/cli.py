@@ -38,17 +38,40 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     check.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    _add_set_option(check)
     check.set_defaults(run=_check)
 
     build = commands.add_parser("build", help="compile a spec into a PyTorch module and run it once")
     build.add_argument("spec", metavar="SPEC")
     build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
     build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
+    _add_set_option(build)
     build.set_defaults(run=_build)
     return parser
 
 
-def _analyze(path: str):
+def _add_set_option(command) -> None:
+    command.add_argument("--set", action="append", default=[], metavar="VAR=VALUE", type=_override,
+                         help="override a var of the spec (repeatable), e.g. --set num_classes=10")  # fmt: skip
+
+
+def _override(text: str) -> tuple[str, object]:
+    import yaml
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise argparse.ArgumentTypeError(f"expected VAR=VALUE, got {text!r}")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError:
+        parsed = None
+    numbers = parsed if isinstance(parsed, list) else [parsed]
+    if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
+        raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be a number or a list of numbers")
+    return name.strip(), parsed
+
+
+def _analyze(path: str, overrides: list[tuple[str, object]] = ()):
     """The shaped IR, or the errors of the spec as formatted text."""
     from .pipeline import analyze
 
@@ -58,7 +81,7 @@ def _analyze(path: str):
     if file.is_dir():
         raise UsageError(f"{path} is a directory, not a spec file")
     try:
-        return analyze(file), None
+        return analyze(file, dict(overrides)), None
     except SpecError as exc:
         return None, exc
 
@@ -80,7 +103,7 @@ def _check(args) -> int:
     worst, error_count = EXIT_OK, 0
     for path in args.specs:
         try:
-            model, exc = _analyze(path)
+            model, exc = _analyze(path, args.set)
         except UsageError as usage:
             print(f"archspec: error: {usage}", file=sys.stderr)
             worst = max(worst, EXIT_USAGE)
@@ -102,7 +125,7 @@ def _build(args) -> int:
         raise UsageError("-o/--output goes with --emit-python")
     if args.output:
         _check_writable(Path(args.output))
-    model, exc = _analyze(args.spec)
+    model, exc = _analyze(args.spec, args.set)
     if exc is not None:
         _report_errors(exc)
         return EXIT_SPEC

@@ -50,9 +50,9 @@ ACTIVATIONS = {
 }
 
 
-def emit_python(spec: SpecSource) -> str:
+def emit_python(spec: SpecSource, overrides: dict | None = None) -> str:
     """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong."""
-    return render(analyze(spec))
+    return render(analyze(spec, overrides))
 
 
 def templates_dir() -> Path:
@@ -181,8 +181,8 @@ class _Emitter:
             return self.assign(owner, node.name, *self.op_call(node), indent)
         if node.kind in BUILTIN_CLASSES:
             return self.assign(owner, node.name, *self.builtin_call(node), indent)
-        if node.flow == "residual":
-            return self.assign(owner, node.name, self.residual_class(node), [], indent)
+        if node.flow == "residual" or any(child.inputs for child in node.children):
+            return self.assign(owner, node.name, self.block_class(node), [], indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
             return self.assign(owner, node.name, "nn.Sequential", [self.inline(c) for c in node.children], indent)
         if node.flow == "sequential":
@@ -233,7 +233,8 @@ class _Emitter:
             args = [literal(channels), literal(conv.args["out"])] + (["bias=True"] if conv.args["bias"] else [])
         return name, args
 
-    def residual_class(self, block: Block) -> str:
+    def block_class(self, block: Block) -> str:
+        """A class with an explicit forward, for a residual block or a sequence with `from:` inputs."""
         init = []
         for child in block.children:
             if not self.is_functional(child):
@@ -241,26 +242,43 @@ class _Emitter:
         if block.shortcut is not None:
             init += self.construct(block.shortcut, "self", 8)
         forward = []
-        identity = "x" if block.shortcut is None else f"{_attribute('self', block.shortcut.name)}(x)"
         if block.shortcut is not None:
-            forward.append(f"identity = {identity}  # {fmt_shape(block.shortcut.out_shape)}")
-        current = "x"
-        for child in block.children:
-            forward.append(f"out = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
-            current = "out"
-        added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
-        result = ACTIVATIONS[block.activation].format(x=added) if block.activation else added
+            step = f"{_attribute('self', block.shortcut.name)}(x)"
+            forward.append(f"identity = {step}  # {fmt_shape(block.shortcut.out_shape)}")
+        lines, current = self.sequence_forward(block.children, "x", "out")
+        forward += lines
+        if block.flow == "residual":
+            added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
+            result = ACTIVATIONS[block.activation].format(x=added) if block.activation else added
+            doc = f"Residual {block.path}: body + shortcut, then {block.activation or 'no activation'}"
+        else:
+            result, doc = current, f"The sequence {block.path}, whose layers take inputs from earlier ones"
         self.uses_functional |= result.startswith("F.")
-        text_body = self.env.get_template("residual.py.jinja").render(
-            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape),
-            doc=f"{block.activation or 'no activation'} after body + shortcut, from the spec's {block.path}",
-        )  # fmt: skip
+        text_body = self.env.get_template("block.py.jinja").render(
+            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape), doc=doc
+        )
         for existing in self.classes:  # structurally identical blocks share one class
             if existing.text == text_body.replace("{name}", existing.name):
                 return existing.name
         name = self.unique(pascal_case(block.name) if not block.name.isdigit() else pascal_case(block.path) + "Block")
         self.classes.append(_ClassSource(name, text_body.replace("{name}", name)))
         return name
+
+    def sequence_forward(self, children, x: str, out: str) -> tuple[list[str], str]:
+        """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
+        keep = {name for child in children for name in child.inputs}
+        lines, current = [], x
+        for child in children:
+            if child.inputs:
+                names = [_variable(name) for name in child.inputs]
+                merged = " + ".join(names) if child.merge == "add" else f"torch.cat([{', '.join(names)}], 1)"
+                current = names[0] if len(names) == 1 else out
+                if len(names) > 1:
+                    lines.append(f"{out} = {merged}  # {fmt_shape(child.in_shape)}")
+            target = _variable(child.name) if child.name in keep else out
+            lines.append(f"{target} = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
+            current = target
+        return lines, current
 
     # ---- forward steps
 
@@ -280,7 +298,7 @@ def _classifier(block: Block) -> Op | None:
     last = block.children[-1]
     if isinstance(last, Op):
         return last if last.kind == "linear" else None
-    return _classifier(last) if last.flow == "sequential" and last.kind == "group" else None
+    return _classifier(last) if last.flow == "sequential" and last.kind not in BUILTIN_CLASSES else None
 
 
 def render(model: Model) -> str:
@@ -291,11 +309,11 @@ def render(model: Model) -> str:
     fixed_names = TAKEN_NAMES - {name for _, name in BUILTIN_CLASSES.values()}  # built-ins go through unique()
     emitter = _Emitter(env, used_names={class_name, *fixed_names})
     emitter.classifier = _classifier(model.body)
-    init, forward = [], []
+    init = []
     for child in model.body.children:
         if not emitter.is_functional(child):
             init += emitter.construct(child, "self", 8)
-        forward.append(f"x = {emitter.step(child, 'x')}  # {fmt_shape(child.out_shape)}")
+    forward, result = emitter.sequence_forward(model.body.children, "x", "x")
     uses_normalize = any(isinstance(n, Op) and n.kind == "normalize" for n in walk(model.body))
     if uses_normalize:
         emitter.classes.insert(0, _ClassSource("Normalize", env.get_template("normalize.py.jinja").render()))
@@ -309,11 +327,20 @@ def render(model: Model) -> str:
         classes=emitter.classes,
         init=init,
         forward=forward,
+        result=result,
         params=params,
         uses_functional=emitter.uses_functional,
         output_shape=fmt_shape(model.body.out_shape),
         params_count=f"{model.body.params:,}",
     )
+
+
+# Names an emitted forward uses itself; a layer's tensor of the same name gets a trailing _.
+_FORWARD_NAMES = {"x", "out", "identity", "self", "torch", "nn", "F"}
+
+
+def _variable(layer_name: str) -> str:
+    return layer_name + "_" if layer_name in _FORWARD_NAMES else layer_name
 
 
 def _printable(text: str) -> str:

@@ -13,8 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Literal, Union
 
 from . import schema as s
-from .errors import Diagnostic, Location, SpecError
-from .load import Document
+from .errors import Diagnostic, Location, SpecError, did_you_mean
 
 Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
 
@@ -26,6 +25,9 @@ class Op:
     path: str  # qualified name, as in the state_dict
     loc: Location
     args: dict = field(default_factory=dict)
+    inputs: tuple[str, ...] = ()  # earlier siblings whose outputs feed this layer; () is the previous one
+    merge: str | None = None  # how several inputs combine: concat (channels) or add
+    notes: tuple = ()  # the block uses this layer was expanded through
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -45,6 +47,9 @@ class Block:
     shortcut: Block | None = None
     activation: str | None = None
     stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
+    inputs: tuple[str, ...] = ()
+    merge: str | None = None
+    notes: tuple = ()
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -74,7 +79,8 @@ def walk(node: Node):
 # ---------------------------------------------------------------- resolve
 
 
-def resolve(spec: s.Spec, doc: Document) -> Model:
+def resolve(spec: s.Spec, doc) -> Model:
+    """`doc` is the expand.Expanded the spec was validated from; it locates every node."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
     children = _resolve_list(spec.layers, ("layers",), "", doc, errors)
@@ -91,6 +97,11 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, 
         path = yaml_path + (i,)
         name = layer.name or str(i)
         loc = doc.locate(path)
+        for source in layer.sources or ():
+            if source not in seen:
+                errors.append(Diagnostic(
+                    f'from: no earlier layer named "{source}" in this sequence{did_you_mean(source, seen)}',
+                    "bad-reference", doc.locate(path + (layer.kind, "from")), doc.notes(path)))  # fmt: skip
         if name in reserved:
             errors.append(Diagnostic(
                 f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
@@ -100,7 +111,10 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, 
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', "duplicate-name", loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
-        nodes.append(_resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors))
+        node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors)
+        node = replace(node, kind=doc.kind_at(path, node.kind))
+        merge = layer.merge or ("concat" if len(layer.sources or ()) > 1 else None)
+        nodes.append(replace(node, inputs=layer.sources or (), merge=merge, notes=doc.notes(path)))
     return tuple(nodes)
 
 
@@ -108,7 +122,7 @@ def _resolve(layer, yaml_path, name, path, loc, doc, errors) -> Node:
     expand = _EXPANDERS.get(layer.kind)
     if expand is not None:
         return expand(layer, yaml_path, name, path, loc, doc, errors)
-    args = layer.model_dump(exclude={"kind", "name"})
+    args = layer.model_dump(exclude={"kind", *s.LAYER_FIELDS})
     if layer.kind == "maxpool" or layer.kind == "avgpool":
         args["stride"] = args["stride"] if args["stride"] is not None else args["kernel"]
     return Op(layer.kind, name, path, loc, args)

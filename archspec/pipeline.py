@@ -5,16 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from . import ir, load, schema, shapes
+from . import expand, ir, load, schema, shapes
 
 SpecSource = Any  # a path, YAML text, or already parsed data (dict or schema.Spec)
 
 
-def analyze(source: SpecSource) -> ir.Model:
-    """The shaped IR of a spec; raises SpecError with every problem found."""
+def analyze(source: SpecSource, overrides: dict[str, Any] | None = None) -> ir.Model:
+    """The shaped IR of a spec; raises SpecError with every problem found.
+
+    `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have).
+    """
     doc = read(source)
-    spec = source if isinstance(source, schema.Spec) else schema.validate(doc)
-    model = ir.resolve(spec, doc)
+    if isinstance(source, schema.Spec):
+        located = expand.Expanded(doc.path, doc.data, {(): expand.Origin(doc, ())})
+        spec = source
+    else:
+        located = expand.expand(doc, overrides)
+        spec = schema.validate(located)
+    model = ir.resolve(spec, located)
     return shapes.infer(model)
 
 

@@ -1,9 +1,8 @@
 """Stage 2: validate plain spec data with pydantic v2 into schema objects.
 
 A layer is written `relu`, `linear: 10` (the kind's primary field) or `conv: {out: 6, kernel: 5}`.
-`normalize` rewrites those forms into `{"kind": ..., **fields}` so pydantic can pick the model
-by its discriminator; the YAML path of a field then equals pydantic's error `loc`, which is how
-errors find their line and column again.
+expand.py rewrites those forms into `{"kind": ..., **fields}` so pydantic can pick the model by
+its discriminator; `Expanded.locate` maps pydantic's error `loc` back to a line and column.
 """
 
 from __future__ import annotations
@@ -11,13 +10,16 @@ from __future__ import annotations
 import keyword
 import math
 import re
-from typing import Annotated, Any, ClassVar, Literal, Union
+from dataclasses import replace
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from .errors import Diagnostic, SpecError, did_you_mean, in_file_order
-from .load import Document
+
+if TYPE_CHECKING:
+    from .expand import Expanded
 
 FORMAT_VERSION = 1
 
@@ -160,10 +162,20 @@ Activation = Literal["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "silu", "i
 # ---------------------------------------------------------------- layers
 
 
+def _sources(value: Any):
+    if isinstance(value, str):
+        return (_name(value),)
+    if isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value):
+        return tuple(_name(v) for v in value)
+    _fail("expected the name of an earlier layer, or a list of two or more names", value)
+
+
 class Layer(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     primary: ClassVar[str | None] = None  # the field `kind: value` sets
     name: Name | None = None
+    sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")
+    merge: Literal["concat", "add"] | None = None
 
 
 class Conv(Layer):
@@ -401,6 +413,7 @@ LAYER_MODELS: tuple[type[Layer], ...] = (
 MODELS_BY_KIND: dict[str, type[Layer]] = {m.model_fields["kind"].annotation.__args__[0]: m for m in LAYER_MODELS}
 AnyLayer = Annotated[Union[LAYER_MODELS], Field(discriminator="kind")]  # noqa: UP007
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
+LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not arguments of the layer
 
 
 class Spec(BaseModel):
@@ -426,71 +439,30 @@ for _model in (Group, Residual, Spec):
     _model.model_rebuild()
 
 
-# ---------------------------------------------------------------- normalising layer forms
-
-
-def normalize(data: Any, errors: list[Diagnostic], doc: Document) -> Any:
-    """Rewrite every layer list of the spec into the tagged form pydantic validates."""
-    if not isinstance(data, dict):
-        errors.append(Diagnostic("a spec is a mapping with archspec, name, input and layers", "bad-value", doc.locate(())))
-        return data
-    data = dict(data)
-    if isinstance(data.get("layers"), list):
-        data["layers"] = _layer_list(data["layers"], ("layers",), errors, doc)
-    return data
-
-
-def _layer_list(items: list, path: tuple, errors: list[Diagnostic], doc: Document) -> list:
-    return [_layer(item, path + (i,), errors, doc) for i, item in enumerate(items)]
-
-
-def _layer(item: Any, path: tuple, errors: list[Diagnostic], doc: Document) -> Any:
-    if isinstance(item, str):
-        return {"kind": item}
-    if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
-        message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
-        if isinstance(item, dict) and len(item) > 1:
-            message += f"; this entry has {len(item)} keys ({', '.join(map(str, item))}): indent the fields under the kind"
-        errors.append(Diagnostic(message, "layer-form", doc.locate(path)))
-        return {"kind": "identity"}  # a stand-in so the other layers are still checked
-    kind, value = next(iter(item.items()))
-    model = MODELS_BY_KIND.get(kind)
-    if value is None:
-        fields = {}
-    elif isinstance(value, dict):
-        fields = dict(value)
-    elif model is not None and model.primary is not None:
-        fields = {model.primary: value}
-    else:
-        if model is not None:  # an unknown kind is reported once, by validation
-            message = f"{kind} takes no single value; give its fields as a mapping"
-            errors.append(Diagnostic(message, "layer-form", doc.locate(path + (kind,))))
-        fields = {}
-    for key in CONTAINER_FIELDS:
-        if isinstance(fields.get(key), list):
-            fields[key] = _layer_list(fields[key], path + (kind, key), errors, doc)
-    return {"kind": kind, **fields}
-
-
 # ---------------------------------------------------------------- validation
 
 
-def validate(doc: Document) -> Spec:
-    errors: list[Diagnostic] = []
-    data = normalize(doc.data, errors, doc)
-    if not isinstance(data, dict):
+def validate(expanded: Expanded) -> Spec:
+    """The validated spec; `expanded` is the tagged data of expand.expand, which locates its nodes."""
+    errors = list(expanded.errors)
+    if not isinstance(expanded.data, dict):
         raise SpecError(errors)
     try:
-        spec = Spec.model_validate(data)
+        spec = Spec.model_validate(expanded.data)
     except ValidationError as exc:
-        errors.extend(_diagnostic(err, doc) for err in exc.errors(include_url=False))
-        spec = None
+        seen = {d.loc for d in errors}  # an expression already reported is not reported again as a bad value
+        errors += [d for d in (_diagnostic(e, expanded) for e in exc.errors(include_url=False)) if d.loc not in seen]
     if errors:
         raise SpecError(in_file_order(errors))
     return spec
 
 
-def _diagnostic(err: dict, doc: Document) -> Diagnostic:
+def _diagnostic(err: dict, doc: Expanded) -> Diagnostic:
+    diagnostic = _describe_error(err, doc)
+    return replace(diagnostic, notes=doc.notes(tuple(err["loc"])))
+
+
+def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
     loc, kind, ctx = tuple(err["loc"]), err["type"], err.get("ctx") or {}
     owner = _owner(loc)
     if kind == "union_tag_invalid":

@@ -49,7 +49,8 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
             return replace(node, in_shape=shape, out_shape=out, params=params, args={**node.args, **args})
         return _FLOWS[node.flow](node, shape, errors)
     except ShapeError as exc:
-        errors.append(Diagnostic(f"{_describe(node)} on input {fmt_shape(shape)}: {exc.message}", exc.code, node.loc))
+        message = f"{_describe(node)} on input {fmt_shape(shape)}: {exc.message}"
+        errors.append(Diagnostic(message, exc.code, node.loc, node.notes))
         return replace(node, in_shape=shape)
 
 
@@ -63,11 +64,36 @@ def _describe(node: Node) -> str:
 def _sequential(block: Block, shape: Shape, errors) -> Block:
     children = []
     current: Shape | None = shape
+    produced: dict[str, Node] = {}
     for child in block.children:
+        if child.inputs:
+            current = _merged_input(child, [produced[name] for name in child.inputs], errors)
         child = _infer(child, current, errors)
         children.append(child)
+        produced[child.name] = child
         current = child.out_shape
     return _done(block, shape, current, children)
+
+
+def _merged_input(child: Node, sources: list[Node], errors) -> Shape | None:
+    """The shape `child` receives from its `from:` layers: one output, or several concatenated or added."""
+    shapes = [source.out_shape for source in sources]
+    if any(s is None for s in shapes):
+        return None
+    if len(shapes) == 1:
+        return shapes[0]
+    listed = ", ".join(f"{source.name} {fmt_shape(source.out_shape)}" for source in sources)
+    if child.merge == "add":
+        if len(set(shapes)) == 1:
+            return shapes[0]
+        message, code = f"cannot add the outputs of {listed}: their shapes differ", "branch-mismatch"
+    elif len({len(s) for s in shapes}) == 1 and len({s[1:] for s in shapes}) == 1 and len(shapes[0]) >= 2:
+        return (sum(s[0] for s in shapes), *shapes[0][1:])
+    else:
+        message = f"cannot concatenate the outputs of {listed} on the channel axis: the sizes after the channel differ"
+        code = "concat-mismatch"
+    errors.append(Diagnostic(f"{_describe(child)}: {message}", code, child.loc, child.notes))
+    return None
 
 
 def _residual(block: Block, shape: Shape, errors) -> Block:
@@ -136,7 +162,7 @@ def _dense(block: Block, shape: Shape, errors) -> Block:
             errors.append(Diagnostic(
                 f"{_describe(child)}: cannot concatenate its output {fmt_shape(out)} with its input "
                 f"{fmt_shape(current)} on the channel axis: the sizes after the channel differ",
-                "concat-mismatch", child.loc))  # fmt: skip
+                "concat-mismatch", child.loc, child.notes))  # fmt: skip
             current = None
             continue
         current = (current[0] + out[0], *current[1:])

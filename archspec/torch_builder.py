@@ -21,11 +21,46 @@ ACTIVATIONS = {
 }
 
 
-class SpecModel(nn.Sequential):
+MERGES = {"concat": lambda tensors: torch.cat(tensors, 1), "add": lambda tensors: sum(tensors[1:], tensors[0])}
+
+
+class Wiring:
+    """Where each layer of a sequence takes its input from, when not from the layer before it."""
+
+    def __init__(self, children: tuple[Node, ...]):
+        self.inputs = {child.name: (child.inputs, child.merge) for child in children if child.inputs}
+        self.keep = {name for inputs, _ in self.inputs.values() for name in inputs}
+
+    def run(self, layers, x):
+        """Apply (name, module) pairs in order, feeding `from:` inputs and keeping what is needed later."""
+        saved = {}
+        for name, layer in layers:
+            if name in self.inputs:
+                inputs, merge = self.inputs[name]
+                tensors = [saved[source] for source in inputs]
+                x = tensors[0] if len(tensors) == 1 else MERGES[merge](tensors)
+            x = layer(x)
+            if name in self.keep:
+                saved[name] = x
+        return x
+
+
+class Sequence(nn.Sequential):
+    """nn.Sequential whose layers may take their input from earlier named layers (`from:`)."""
+
+    def __init__(self, layers: OrderedDict, wiring: Wiring):
+        super().__init__(layers)
+        self._wiring = wiring  # underscored: never collides with a layer name
+
+    def forward(self, x):
+        return self._wiring.run(self.named_children(), x)
+
+
+class SpecModel(Sequence):
     """The compiled spec: its layers in order, with the per-sample shape it expects."""
 
-    def __init__(self, layers: OrderedDict, input_shape: tuple[int, ...], name: str):
-        super().__init__(layers)
+    def __init__(self, layers: OrderedDict, wiring: Wiring, input_shape: tuple[int, ...], name: str):
+        super().__init__(layers, wiring)
         self.input_shape = input_shape
         self._spec_name = name
 
@@ -33,7 +68,8 @@ class SpecModel(nn.Sequential):
 class Residual(nn.Module):
     """body(x) + shortcut(x), then an optional activation; body layers are direct children."""
 
-    def __init__(self, body: OrderedDict, shortcut_name: str, shortcut: nn.Module | None, activation: str | None):
+    def __init__(self, body: OrderedDict, wiring: Wiring, shortcut_name: str, shortcut: nn.Module | None,
+                 activation: str | None):  # fmt: skip
         super().__init__()
         for name, module in body.items():
             self.add_module(name, module)
@@ -41,13 +77,13 @@ class Residual(nn.Module):
             self.add_module(shortcut_name, shortcut)
         # Underscored, so they never collide with layer names (which start with a letter).
         self._body = tuple(body)
+        self._wiring = wiring
         self._shortcut = shortcut_name if shortcut is not None else None
         self._activation = activation
 
     def forward(self, x):
         identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
-        for name in self._body:
-            x = self.get_submodule(name)(x)
+        x = self._wiring.run(((name, self.get_submodule(name)) for name in self._body), x)
         x = x + identity
         return ACTIVATIONS[self._activation](x) if self._activation else x
 
@@ -76,7 +112,7 @@ class Normalize(nn.Module):
 
 
 def build_model(model: Model) -> SpecModel:
-    return SpecModel(_children(model.body), model.input_shape, model.name)
+    return SpecModel(_children(model.body), Wiring(model.body.children), model.input_shape, model.name)
 
 
 def build(node: Node) -> nn.Module:
@@ -91,11 +127,13 @@ def _children(block: Block) -> OrderedDict:
 
 def _residual(block: Block) -> nn.Module:
     shortcut = build(block.shortcut) if block.shortcut is not None else None
-    return Residual(_children(block), block.shortcut_name, shortcut, block.activation)
+    return Residual(_children(block), Wiring(block.children), block.shortcut_name, shortcut, block.activation)
 
 
 _BLOCKS = {
-    "sequential": lambda block: nn.Sequential(_children(block)),
+    "sequential": lambda block: Sequence(_children(block), Wiring(block.children))
+    if any(child.inputs for child in block.children)
+    else nn.Sequential(_children(block)),
     "residual": _residual,
     "dense": lambda block: DenseBlock(_children(block)),
 }

@@ -1,0 +1,540 @@
+"""Stage 1b: expand a loaded spec into plain tagged data, before validation.
+
+This is where reuse happens, on plain data:
+- `extends:` merges a base spec (chains allowed, cycles reported),
+- `vars:` (plus overrides) are evaluated by a tiny safe evaluator, never Python's eval,
+- `repeat:` copies a layer, with `first:` overrides and the repeat index `i`,
+- user-defined `blocks:` are expanded at their use,
+- `override:` patches named parts of the layer tree.
+
+Every produced node remembers where it came from (file, YAML path, and the chain of block uses
+that led to it), so every later error still points at the right line of the right file.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import schema
+from .errors import Diagnostic, Location, SpecError, UsageError, did_you_mean, in_file_order
+from .load import Document, load_file
+
+Note = tuple[Location, str]
+CONTAINER_FIELDS = schema.CONTAINER_FIELDS
+PARAM_TYPES = {"int": int, "float": float, "bool": bool}
+
+
+@dataclass(frozen=True)
+class Origin:
+    doc: Document
+    ypath: tuple
+    trace: tuple[Note, ...] = ()  # the block uses this node was expanded through, innermost last
+
+
+@dataclass
+class Expanded:
+    """The expanded spec data, and a way back from any path in it to the source it came from."""
+
+    path: str
+    data: Any
+    origins: dict[tuple, Origin] = field(default_factory=dict)
+    errors: list[Diagnostic] = field(default_factory=list)
+    block_uses: dict[tuple, str] = field(default_factory=dict)  # path of a group -> the user block it expands
+
+    def kind_at(self, path: tuple, kind: str) -> str:
+        """The kind to show for the layer at `path`: a user block's name rather than `group`."""
+        return self.block_uses.get(tuple(path), kind)
+
+    def _origin(self, path: tuple) -> tuple[Origin, tuple]:
+        path = tuple(path)
+        for cut in range(len(path), -1, -1):
+            found = self.origins.get(path[:cut])
+            if found is not None:
+                return found, path[cut:]
+        raise KeyError(path)  # the root is always recorded
+
+    def locate(self, path: tuple, *, key: bool = False) -> Location:
+        origin, rest = self._origin(path)
+        return origin.doc.locate(origin.ypath + rest, key=key)
+
+    def notes(self, path: tuple) -> tuple[Note, ...]:
+        return tuple(reversed(self._origin(path)[0].trace))
+
+
+def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
+    """The expanded data; its `errors` are reported together with validation's."""
+    errors: list[Diagnostic] = []
+    result = _Expander(doc, errors).run(overrides or {})
+    result.errors = errors
+    return result
+
+
+# ---------------------------------------------------------------- the safe evaluator
+
+_BINARY = {
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
+_FUNCTIONS = {"min": min, "max": max}
+_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load, ast.Call,
+                  ast.Subscript, ast.operator, ast.unaryop)  # fmt: skip
+
+
+class ExpressionError(Exception):
+    pass
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def evaluate(text: str, scope: dict[str, Any]):
+    """The value of `text` (numbers, + - * / // %, parentheses, min, max, names, list[index]).
+
+    Returns `text` itself when it is not an expression over known names (an option like 'same').
+    """
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (SyntaxError, ValueError):
+        return text
+    if not all(isinstance(n, _ALLOWED_NODES) for n in ast.walk(tree)):
+        return text  # not arithmetic at all: plain text, which validation judges
+    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCTIONS)
+    if isinstance(tree.body, ast.Name) and tree.body.id not in scope:
+        return text
+    if not names and isinstance(tree.body, ast.Constant):
+        return text  # a quoted number stays a string: the user asked for one
+    unknown = sorted(names - set(scope))
+    if unknown:
+        known = ", ".join(sorted(scope)) or "none"
+        raise ExpressionError(f'no var named "{unknown[0]}" in {text!r} (known: {known})')
+    return _value(tree.body, scope, text)
+
+
+def _value(node, scope, text):
+    if isinstance(node, ast.Constant) and _is_number(node.value):
+        return node.value
+    if isinstance(node, ast.Name):
+        return scope[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _number(_value(node.operand, scope, text), text)
+        return -value if isinstance(node.op, ast.USub) else value
+    if isinstance(node, ast.BinOp) and (type(node.op) in _BINARY or isinstance(node.op, ast.Div)):
+        left, right = _number(_value(node.left, scope, text), text), _number(_value(node.right, scope, text), text)
+        if right == 0 and isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
+            raise ExpressionError(f"division by zero in {text!r}")
+        if isinstance(node.op, ast.Div):  # exact: 64 / 2 is the size 32, 65 / 2 is 32.5 (not a size)
+            quotient = left / right
+            return int(quotient) if isinstance(left, int) and isinstance(right, int) and left % right == 0 else quotient
+        return _BINARY[type(node.op)](left, right)
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
+        args = [_number(_value(a, scope, text), text) for a in node.args]
+        if not args:
+            raise ExpressionError(f"{node.func.id}() needs arguments in {text!r}")
+        return _FUNCTIONS[node.func.id](args)
+    if isinstance(node, ast.Subscript):
+        items, index = _value(node.value, scope, text), _value(node.slice, scope, text)
+        if not isinstance(items, list) or not isinstance(index, int) or isinstance(index, bool):
+            raise ExpressionError(f"only a list var can be indexed, by an integer, in {text!r}")
+        if not -len(items) <= index < len(items):
+            raise ExpressionError(f"index {index} is out of range for a list of {len(items)} in {text!r}")
+        return items[index]
+    raise ExpressionError(f"{text!r} is not a simple arithmetic expression (numbers, + - * / // %, min, max, vars)")
+
+
+def _number(value, text):
+    if not _is_number(value):
+        raise ExpressionError(f"arithmetic on a non-number in {text!r}")
+    return value
+
+
+# ---------------------------------------------------------------- expansion
+
+
+@dataclass
+class _Part:
+    """A top-level value of the spec and where it was written."""
+
+    value: Any
+    origin: Origin
+
+
+class _Expander:
+    def __init__(self, doc: Document, errors: list[Diagnostic]):
+        self.root = doc
+        self.errors = errors
+        self.origins: dict[tuple, Origin] = {(): Origin(doc, ())}
+        self.blocks: dict[str, _Part] = {}
+        self.block_uses: dict[tuple, str] = {}
+        self.using: list[str] = []  # block uses being expanded, to catch recursion
+
+    def error(self, message: str, code: str, origin: Origin, rest: tuple = (), key: bool = False) -> None:
+        where = origin.doc.locate(origin.ypath + rest, key=key)
+        self.errors.append(Diagnostic(message, code, where, tuple(reversed(origin.trace))))
+
+    # ---- extends
+
+    def run(self, overrides: dict[str, Any]) -> Expanded:
+        parts, var_parts, patches = self.merged(self.root, [])
+        if parts is None:
+            return Expanded(self.root.path, self.root.data, self.origins, block_uses=self.block_uses)
+        scope = self.variables(var_parts, overrides)
+        data: dict[str, Any] = {}
+        for key, part in parts.items():
+            self.origins[(key,)] = part.origin
+            if key == "layers" and isinstance(part.value, list):
+                data[key] = self.layer_list(part.value, ("layers",), part.origin, scope)
+            elif key == "input":
+                data[key] = self.values(part.value, part.origin, (), scope)
+            else:
+                data[key] = part.value
+        for patch in patches:
+            self.apply_patch(data, patch, scope)
+        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses)
+
+    def merged(self, doc: Document, chain: list[str]):
+        """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first)."""
+        data = doc.data
+        if not isinstance(data, dict):
+            message = "a spec is a mapping with archspec, name, input and layers"
+            self.errors.append(Diagnostic(message, "bad-value", doc.locate(())))
+            return None, None, None
+        parts, var_parts, patches = {}, {}, []
+        if "extends" in data:
+            base = self.load_base(doc, data["extends"], chain)
+            if base is not None:
+                parts, var_parts, patches = self.merged(base, chain + [str(Path(doc.path).resolve())])
+                if parts is None:
+                    return None, None, None
+        for key, value in data.items():
+            origin = Origin(doc, (key,))
+            if key == "vars":
+                var_parts.update(self.var_definitions(value, origin))
+            elif key == "blocks":
+                self.block_definitions(value, origin)
+            elif key == "override":
+                patches.append(_Part(value, origin))
+            elif key != "extends":
+                parts[key] = _Part(value, origin)
+        return parts, var_parts, patches
+
+    def load_base(self, doc: Document, target: Any, chain: list[str]) -> Document | None:
+        origin = Origin(doc, ("extends",))
+        if not isinstance(target, str) or not target:
+            self.error("extends takes the path of a base spec, relative to this file", "bad-extends", origin)
+            return None
+        path = (Path(doc.path).parent / target).resolve()
+        here = str(Path(doc.path).resolve())
+        if str(path) in chain + [here]:
+            cycle = " -> ".join(Path(p).name for p in chain + [here, str(path)])
+            self.error(f"extends makes a cycle: {cycle}", "bad-extends", origin)
+            return None
+        if not path.is_file():
+            self.error(f"extends: no such file {target} (looked for {path})", "bad-extends", origin)
+            return None
+        try:
+            return load_file(path)
+        except SpecError as exc:
+            self.errors.extend(exc.diagnostics)
+            return None
+
+    # ---- vars
+
+    def var_definitions(self, value: Any, origin: Origin) -> dict[str, _Part]:
+        if not isinstance(value, dict):
+            self.error("vars is a mapping of names to numbers or expressions", "bad-var", origin)
+            return {}
+        result = {}
+        for name, definition in value.items():
+            if not (isinstance(name, str) and name.isidentifier()):
+                self.error(f"a var name must be an identifier, not {name!r}", "bad-var", origin, (name,), key=True)
+                continue
+            result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,)))
+        return result
+
+    def variables(self, var_parts: dict[str, _Part], overrides: dict[str, Any]) -> dict[str, Any]:
+        unknown = [name for name in overrides if name not in var_parts]
+        if unknown:
+            known = ", ".join(sorted(var_parts)) or "none"
+            raise UsageError(f'no var named "{unknown[0]}" to override{did_you_mean(unknown[0], var_parts)} '
+                             f"(known vars: {known})")  # fmt: skip
+        values: dict[str, Any] = {}
+        pending: list[str] = []
+
+        def value_of(name: str):
+            if name in values:
+                return values[name]
+            part = var_parts[name]
+            if name in pending:
+                self.error(f"var {name} is defined in terms of itself ({' -> '.join(pending + [name])})",
+                           "bad-var", part.origin)  # fmt: skip
+                values[name] = 0
+                return 0
+            pending.append(name)
+            raw = overrides.get(name, part.value)
+            lazy = _LazyScope(var_parts, value_of)
+            values[name] = self.values(raw, part.origin, (), lazy, what=f"var {name}")
+            pending.pop()
+            return values[name]
+
+        for name in var_parts:
+            value_of(name)
+        return values
+
+    def values(self, value: Any, origin: Origin, rest: tuple, scope, what: str = "") -> Any:
+        """`value` with every expression string in it evaluated."""
+        if isinstance(value, str):
+            try:
+                return evaluate(value, scope)
+            except ExpressionError as exc:
+                self.error(str(exc), "bad-expression", origin, rest)
+                return value
+        if isinstance(value, list):
+            return [self.values(v, origin, rest + (i,), scope) for i, v in enumerate(value)]
+        return value
+
+    # ---- blocks
+
+    def block_definitions(self, value: Any, origin: Origin) -> None:
+        if not isinstance(value, dict):
+            self.error("blocks is a mapping of block names to {params, layers}", "bad-block", origin)
+            return
+        for name, definition in value.items():
+            where = Origin(origin.doc, origin.ypath + (name,))
+            if not (isinstance(name, str) and name.isidentifier()):
+                self.error(f"a block name must be an identifier, not {name!r}", "bad-block", where, key=True)
+            elif name in schema.MODELS_BY_KIND:
+                self.error(f'"{name}" is a built-in layer kind; give the block another name', "bad-block", where,
+                           key=True)  # fmt: skip
+            elif not (isinstance(definition, dict) and isinstance(definition.get("layers"), list)
+                      and definition["layers"]):  # fmt: skip
+                self.error(f"block {name} needs a non-empty list of layers", "bad-block", where)
+            elif set(definition) - {"params", "layers", "description"}:
+                extra = sorted(set(definition) - {"params", "layers", "description"}, key=str)[0]
+                self.error(f'unknown field "{extra}" in block {name}; a block has params and layers', "bad-block",
+                           where, (extra,), key=True)  # fmt: skip
+            else:
+                self.blocks[name] = _Part(definition, where)
+
+    def params(self, block: str, definition: _Part) -> dict[str, tuple[type | None, Any, Origin]]:
+        """name -> (type, default or _REQUIRED, where it is declared)."""
+        declared = definition.value.get("params") or {}
+        result = {}
+        if not isinstance(declared, dict):
+            self.error(f"params of block {block} is a mapping of names to a type or a default", "bad-block",
+                       definition.origin, ("params",))  # fmt: skip
+            return result
+        for name, spec in declared.items():
+            where = Origin(definition.origin.doc, definition.origin.ypath + ("params", name), definition.origin.trace)
+            if not (isinstance(name, str) and name.isidentifier()):
+                self.error(f"a parameter name must be an identifier, not {name!r}", "bad-block", where, key=True)
+            elif isinstance(spec, str) and spec in PARAM_TYPES:
+                result[name] = (PARAM_TYPES[spec], _REQUIRED, where)
+            elif isinstance(spec, dict) and spec.get("type") in PARAM_TYPES and set(spec) <= {"type", "default"}:
+                result[name] = (PARAM_TYPES[spec["type"]], spec.get("default", _REQUIRED), where)
+            else:
+                result[name] = (None, spec, where)  # a default; its type is the default's
+        return result
+
+    def use_block(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
+        definition = self.blocks[kind]
+        if kind in self.using:
+            cycle = " -> ".join(self.using[self.using.index(kind):] + [kind])
+            self.error(f"block {kind} uses itself ({cycle})", "block-recursion", origin)
+            return {"kind": "identity"}
+        params = self.params(kind, definition)
+        arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+        own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
+        for unknown in [k for k in fields if k not in params]:
+            self.error(f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
+                       f" (parameters: {', '.join(params) or 'none'})", "bad-argument", arg_origin, (unknown,),
+                       key=True)  # fmt: skip
+        body_scope = dict(scope.items()) if isinstance(scope, dict) else {}
+        for name, (kind_type, default, where) in params.items():
+            if name in fields:
+                value = self.values(fields[name], arg_origin, (name,), scope)
+                value_origin, rest = arg_origin, (name,)
+            elif default is _REQUIRED:
+                self.error(f'block {kind} needs the argument "{name}"', "bad-argument", arg_origin)
+                value = 1
+                value_origin, rest = arg_origin, ()
+            else:
+                value = self.values(default, where, (), body_scope)
+                value_origin, rest = where, ()
+            if kind_type is not None and not _has_type(value, kind_type):
+                self.error(f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
+                           "bad-argument", value_origin, rest)  # fmt: skip
+            body_scope[name] = value
+        use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
+        layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))
+        self.using.append(kind)
+        layers = self.layer_list(definition.value["layers"], path + ("group", "layers"), layers_origin, body_scope)
+        self.using.pop()
+        self.origins[path + ("group",)] = arg_origin
+        self.block_uses[path] = kind
+        return {"kind": "group", **own, "layers": layers}
+
+    # ---- layers
+
+    def layer_list(self, items: Any, path: tuple, origin: Origin, scope) -> list:
+        if not isinstance(items, list):
+            return items  # validation reports it
+        self.origins[path] = origin
+        out: list = []
+        for j, item in enumerate(items):
+            item_origin = Origin(origin.doc, origin.ypath + (j,), origin.trace)
+            for layer, layer_origin, kind_written in self.layer(item, item_origin, path, len(out), scope):
+                at = path + (len(out),)
+                self.origins[at] = layer_origin
+                if kind_written is not None:
+                    kind_origin = Origin(layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
+                    self.origins.setdefault(at + (layer.get("kind"),), kind_origin)
+                out.append(layer)
+        return out
+
+    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope):
+        """The layers one entry expands to: (tagged data, origin, kind key as written)."""
+        if isinstance(item, str):
+            return [({"kind": item}, origin, None)]
+        if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+            message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
+            if isinstance(item, dict) and len(item) > 1:
+                keys = ", ".join(map(str, item))
+                message += f"; this entry has {len(item)} keys ({keys}): indent the fields under the kind"
+            self.error(message, "layer-form", origin)
+            return [({"kind": "identity"}, origin, None)]  # a stand-in so the other layers are still checked
+        kind, value = next(iter(item.items()))
+        fields = self.fields(kind, value, origin)
+        fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+        repeat = self.values(fields.pop("repeat", 1), fields_origin, ("repeat",), scope)
+        first = fields.pop("first", None)
+        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 0):
+            self.error(f"repeat must be an integer >= 0, got {repeat!r}", "bad-value", fields_origin, ("repeat",))
+            repeat = 1
+        if first is not None and not isinstance(first, dict):
+            self.error("first is a mapping of fields for the first copy", "bad-value", fields_origin, ("first",))
+            first = None
+        repeated = isinstance(value, dict) and "repeat" in value
+        results = []
+        for copy in range(repeat):
+            copy_fields = {**fields, **(first if copy == 0 and first else {})}
+            copy_scope = _Scope(scope, {"i": copy}) if repeated else scope
+            if repeat > 1 and "name" in fields and copy_fields.get("name") == fields["name"]:
+                copy_fields["name"] = f"{fields['name']}{copy + 1}"
+            at = path + (index + copy,)
+            results.append((self.one_layer(kind, copy_fields, at, origin, copy_scope), origin, kind))
+        return results
+
+    def fields(self, kind: str, value: Any, origin: Origin) -> dict:
+        if value is None:
+            return {}
+        if isinstance(value, dict):
+            return dict(value)
+        model = schema.MODELS_BY_KIND.get(kind)
+        if model is not None and model.primary is not None:
+            return {model.primary: value}
+        if kind in self.blocks:
+            declared = self.blocks[kind].value.get("params") or {}
+            if isinstance(declared, dict) and declared:
+                return {next(iter(declared)): value}
+        if model is not None or kind in self.blocks:  # an unknown kind is reported once, by validation
+            message = f"{kind} takes no single value; give its fields as a mapping"
+            self.error(message, "layer-form", Origin(origin.doc, origin.ypath + (kind,), origin.trace))
+        return {}
+
+    def one_layer(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
+        if kind in self.blocks and kind not in schema.MODELS_BY_KIND:
+            return self.use_block(kind, fields, path, origin, scope)
+        fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+        out = {"kind": kind}
+        for key, value in fields.items():
+            if key in CONTAINER_FIELDS and isinstance(value, list):
+                child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
+                out[key] = self.layer_list(value, path + (kind, key), child_origin, scope)
+            elif key in ("name", "from", "merge"):
+                out[key] = value
+            else:
+                out[key] = self.values(value, fields_origin, (key,), scope)
+        return out
+
+    # ---- override: patches of named parts
+
+    def apply_patch(self, data: dict, patch: _Part, scope) -> None:
+        if not isinstance(patch.value, dict):
+            self.error("override is a mapping of layer names to the fields to change", "bad-override", patch.origin)
+            return
+        named = dict(_named_layers(data.get("layers", []), ("layers",), ""))
+        for target, changes in patch.value.items():
+            where = Origin(patch.origin.doc, patch.origin.ypath + (target,))
+            if target not in named:
+                self.error(f'override: no layer named "{target}"{did_you_mean(target, named)}', "bad-override",
+                           where, key=True)  # fmt: skip
+                continue
+            if not isinstance(changes, dict):
+                self.error(f"override of {target} is a mapping of fields to change", "bad-override", where)
+                continue
+            layer, path = named[target]
+            for key, value in changes.items():
+                self.origins[path + (layer["kind"], key)] = Origin(where.doc, where.ypath + (key,))
+                layer[key] = self.values(value, where, (key,), scope)
+
+
+class _Scope(dict):
+    """A scope of names: local values over an enclosing scope."""
+
+    def __init__(self, outer, local: dict):
+        super().__init__({**dict(outer.items()), **local})
+
+
+class _LazyScope:
+    """Vars seen from another var's expression: evaluated on first use, in any order."""
+
+    def __init__(self, parts: dict, value_of):
+        self.parts, self.value_of = parts, value_of
+
+    def __contains__(self, name) -> bool:
+        return name in self.parts
+
+    def __getitem__(self, name):
+        return self.value_of(name)
+
+    def __iter__(self):
+        return iter(self.parts)
+
+    def items(self):
+        return ((name, self.value_of(name)) for name in self.parts)
+
+
+_REQUIRED = object()
+
+
+def _has_type(value, kind: type) -> bool:
+    if kind is bool:
+        return isinstance(value, bool)
+    if kind is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    return _is_number(value)
+
+
+def _named_layers(layers: list, path: tuple, prefix: str):
+    """(qualified name, (layer data, its path)) for every layer, as resolve will name them."""
+    if not isinstance(layers, list):
+        return
+    for index, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            continue
+        name = layer.get("name") if isinstance(layer.get("name"), str) else str(index)
+        qualified = f"{prefix}.{name}" if prefix else name
+        at = path + (index,)
+        yield qualified, (layer, at)
+        kind = layer.get("kind")
+        for key in CONTAINER_FIELDS:
+            child_prefix = f"{qualified}.{layer.get('shortcut_name', 'shortcut')}" if key == "shortcut" else qualified
+            yield from _named_layers(layer.get(key), at + (kind, key), child_prefix)
