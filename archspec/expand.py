@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import operator
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -184,7 +185,7 @@ class _Expander:
     def run(self, overrides: dict[str, Any]) -> Expanded:
         parts, var_parts, patches = self.merged(self.root, [])
         if parts is None:
-            return Expanded(self.root.path, self.root.data, self.origins, block_uses=self.block_uses)
+            return Expanded(self.root.path, None, self.origins)
         scope = self.variables(var_parts, overrides)
         data: dict[str, Any] = {}
         for key, part in parts.items():
@@ -199,8 +200,11 @@ class _Expander:
             self.apply_patch(data, patch, scope)
         return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses)
 
-    def merged(self, doc: Document, chain: list[str]):
-        """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first)."""
+    def merged(self, doc: Document, chain: list[str], trace: tuple[Note, ...] = ()):
+        """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first).
+
+        `trace` notes, for anything from a base file, the `extends:` that brought it in.
+        """
         data = doc.data
         if not isinstance(data, dict):
             message = "a spec is a mapping with archspec, name, input and layers"
@@ -209,12 +213,14 @@ class _Expander:
         parts, var_parts, patches = {}, {}, []
         if "extends" in data:
             base = self.load_base(doc, data["extends"], chain)
-            if base is not None:
-                parts, var_parts, patches = self.merged(base, chain + [str(Path(doc.path).resolve())])
-                if parts is None:
-                    return None, None, None
+            if base is None:
+                return None, None, None  # without its base the spec is incomplete: report only that
+            extended = ((doc.locate(("extends",)), f"in {base.path}, extended here"), *trace)
+            parts, var_parts, patches = self.merged(base, chain + [str(Path(doc.path).resolve())], extended)
+            if parts is None:
+                return None, None, None
         for key, value in data.items():
-            origin = Origin(doc, (key,))
+            origin = Origin(doc, (key,), tuple(reversed(trace)))
             if key == "vars":
                 var_parts.update(self.var_definitions(value, origin))
             elif key == "blocks":
@@ -230,17 +236,18 @@ class _Expander:
         if not isinstance(target, str) or not target:
             self.error("extends takes the path of a base spec, relative to this file", "bad-extends", origin)
             return None
-        path = (Path(doc.path).parent / target).resolve()
+        shown = os.path.normpath(Path(doc.path).parent / target)  # as a person would write it
+        path = Path(shown).resolve()
         here = str(Path(doc.path).resolve())
         if str(path) in chain + [here]:
             cycle = " -> ".join(Path(p).name for p in chain + [here, str(path)])
             self.error(f"extends makes a cycle: {cycle}", "bad-extends", origin)
             return None
         if not path.is_file():
-            self.error(f"extends: no such file {target} (looked for {path})", "bad-extends", origin)
+            self.error(f"extends: no such file {shown}", "bad-extends", origin)
             return None
         try:
-            return load_file(path)
+            return load_file(shown)
         except SpecError as exc:
             self.errors.extend(exc.diagnostics)
             return None
@@ -256,7 +263,7 @@ class _Expander:
             if not (isinstance(name, str) and name.isidentifier()):
                 self.error(f"a var name must be an identifier, not {name!r}", "bad-var", origin, (name,), key=True)
                 continue
-            result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,)))
+            result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,), origin.trace))
         return result
 
     def variables(self, var_parts: dict[str, _Part], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -307,7 +314,7 @@ class _Expander:
             self.error("blocks is a mapping of block names to {params, layers}", "bad-block", origin)
             return
         for name, definition in value.items():
-            where = Origin(origin.doc, origin.ypath + (name,))
+            where = Origin(origin.doc, origin.ypath + (name,), origin.trace)
             if not (isinstance(name, str) and name.isidentifier()):
                 self.error(f"a block name must be an identifier, not {name!r}", "bad-block", where, key=True)
             elif name in schema.MODELS_BY_KIND:
@@ -352,6 +359,7 @@ class _Expander:
         params = self.params(kind, definition)
         arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
+        errors_before = len(self.errors)
         for unknown in [k for k in fields if k not in params]:
             self.error(f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
                        f" (parameters: {', '.join(params) or 'none'})", "bad-argument", arg_origin, (unknown,),
@@ -372,6 +380,8 @@ class _Expander:
                 self.error(f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
                            "bad-argument", value_origin, rest)  # fmt: skip
             body_scope[name] = value
+        if len(self.errors) > errors_before:  # the body would only repeat the argument errors
+            return {"kind": "identity", **own}
         use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
         layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))
         self.using.append(kind)
@@ -402,7 +412,7 @@ class _Expander:
     def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope):
         """The layers one entry expands to: (tagged data, origin, kind key as written)."""
         if isinstance(item, str):
-            return [({"kind": item}, origin, None)]
+            item = {item: None}
         if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
             message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
             if isinstance(item, dict) and len(item) > 1:
