@@ -5,19 +5,25 @@
 
 from __future__ import annotations
 
-from .errors import Diagnostic, SpecError, UsageError
+from .errors import Diagnostic, SpecError, UsageError, WeightsError
 from .pipeline import analyze
 
 __version__ = "0.1.0"
-__all__ = ["compile_spec", "analyze", "SpecError", "UsageError", "Diagnostic", "__version__"]
+__all__ = ["compile_spec", "analyze", "SpecError", "UsageError", "WeightsError", "Diagnostic", "__version__"]
 
 
-def compile_spec(spec, overrides: dict | None = None):
+def compile_spec(spec, overrides: dict | None = None, weights=None):
     """A torch.nn.Module for `spec` (a path, YAML text, a dict or a schema.Spec).
 
-    `overrides` replace values of the spec's vars, e.g. {"num_classes": 10}. Raises SpecError,
+    `overrides` replace values of the spec's vars, e.g. {"num_classes": 10}. `weights` is a
+    state_dict file to load strictly (WeightsError lists what does not fit). Raises SpecError,
     listing every problem with its location, if the spec is wrong.
     """
     from .torch_builder import build_model
 
-    return build_model(analyze(spec, overrides))
+    module = build_model(analyze(spec, overrides))
+    if weights is not None:
+        from .weights import load_weights
+
+        load_weights(module, weights)
+    return module

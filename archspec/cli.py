@@ -45,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("spec", metavar="SPEC")
     build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
     build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
+    build.add_argument("--weights", metavar="FILE", help="load this state_dict file (strictly) before the test run")
     _add_set_option(build)
     build.set_defaults(run=_build)
     return parser
@@ -123,6 +124,8 @@ def _check(args) -> int:
 def _build(args) -> int:
     if args.output and not args.emit_python:
         raise UsageError("-o/--output goes with --emit-python")
+    if args.weights and args.emit_python:
+        raise UsageError("--weights goes with a live build, not --emit-python")
     if args.output:
         _check_writable(Path(args.output))
     model, exc = _analyze(args.spec, args.set)
@@ -137,10 +140,19 @@ def _build(args) -> int:
     from .torch_builder import build_model
 
     module = build_model(model).eval()
+    if args.weights:
+        from .errors import WeightsError
+        from .weights import load_weights
+
+        try:
+            load_weights(module, args.weights)
+        except WeightsError as exc:
+            print(f"archspec: error: {exc}", file=sys.stderr)
+            return EXIT_SPEC
     with torch.no_grad():
         out = module(torch.zeros(1, *model.input_shape))
     print(f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
-          f"{model.body.params:,} params")  # fmt: skip
+          f"{model.body.params:,} params" + (f", weights from {args.weights}" if args.weights else ""))  # fmt: skip
     return EXIT_OK
 
 

@@ -81,6 +81,10 @@ class UsageError(Exception):
     """A mistake in how archspec was called (no such file, bad option): exit status 2."""
 
 
+class WeightsError(Exception):
+    """A weights file that cannot be read, or does not fit the model: exit status 1."""
+
+
 def did_you_mean(word: str, choices) -> str:
     import difflib  # only on the error path: keeps `check` of a good spec fast
 

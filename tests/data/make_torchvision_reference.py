@@ -1,0 +1,52 @@
+"""Record torchvision's state_dict manifests and outputs for the model zoo tests.
+
+Run by hand where torchvision is installed (it is not a test dependency):
+    python tests/data/make_torchvision_reference.py
+It writes tests/data/torchvision-<model>.json (manifests; the three from ../shared/reference are kept)
+and tests/data/torchvision-outputs.json (outputs on deterministic weights and input).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torchvision
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from reference_weights import fill, reference_input  # noqa: E402
+
+MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
+          "densenet121", "densenet161", "densenet169", "densenet201"]  # fmt: skip
+
+
+def main() -> None:
+    outputs = {}
+    for name in MODELS:
+        model = getattr(torchvision.models, name)().eval()
+        manifest_file = HERE / f"torchvision-{name}.json"
+        if not manifest_file.exists():
+            manifest = {
+                "model": name,
+                "source": f"torchvision {torchvision.__version__} model constructor with default arguments",
+                "input": [3, 224, 224],
+                "output": [1000],
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "state_dict": [[k, list(t.shape), str(t.dtype).removeprefix("torch.")]
+                               for k, t in model.state_dict().items()],
+            }  # fmt: skip
+            manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
+        model.load_state_dict(fill(model.state_dict()))
+        with torch.no_grad():
+            out = model(reference_input((3, 224, 224)))[0]
+        outputs[name] = [round(v, 6) for v in out.tolist()]
+        print(name, float(out.abs().mean()))
+    source = f"torchvision {torchvision.__version__}, torch {torch.__version__}"
+    (HERE / "torchvision-outputs.json").write_text(json.dumps({"source": source, "outputs": outputs}) + "\n")
+
+
+if __name__ == "__main__":
+    main()

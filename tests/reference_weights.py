@@ -1,0 +1,37 @@
+"""Deterministic weights from arithmetic alone (no RNG), so two libraries can be given the same ones.
+
+Used by tests/data/make_torchvision_reference.py (run where torchvision is installed) to record
+torchvision's outputs, and by tests/test_zoo.py to check archspec's modules reproduce them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def fill(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same keys with deterministic values that keep activations in a sensible range."""
+    filled = {}
+    for index, (key, tensor) in enumerate(state_dict.items()):
+        if not tensor.is_floating_point():
+            filled[key] = tensor.clone()
+            continue
+        wave = torch.sin(torch.arange(tensor.numel(), dtype=torch.float64) * 0.618 + index).reshape(tensor.shape)
+        if key.endswith("running_var"):
+            value = 1.0 + 0.25 * wave.abs()
+        elif key.endswith("running_mean") or key.endswith("bias"):
+            value = 0.05 * wave
+        elif tensor.dim() == 1:  # batchnorm weight
+            value = 1.0 + 0.1 * wave
+        else:  # conv or linear weight: unit-variance-ish outputs
+            fan_in = tensor[0].numel()
+            value = wave * math.sqrt(3.0 / fan_in)
+        filled[key] = value.to(tensor.dtype)
+    return filled
+
+
+def reference_input(shape: tuple[int, ...]) -> torch.Tensor:
+    numel = math.prod(shape)
+    return torch.cos(torch.arange(numel, dtype=torch.float64) * 0.01).reshape(1, *shape).float()
