@@ -228,8 +228,11 @@ class GroupNorm(Layer):
     affine: Bool = True
 
 
-class ReLU(Layer):
-    kind: Literal["relu"]
+
+class Parameterless(Layer):
+    """Layers without fields; one model for all keeps the import (model building) fast."""
+
+    kind: Literal["relu", "sigmoid", "tanh", "silu", "identity", "flatten", "global_avgpool"]
 
 
 class LeakyReLU(Layer):
@@ -238,21 +241,12 @@ class LeakyReLU(Layer):
     slope: Float = 0.01
 
 
-class Sigmoid(Layer):
-    kind: Literal["sigmoid"]
-
-
-class Tanh(Layer):
-    kind: Literal["tanh"]
 
 
 class GELU(Layer):
     kind: Literal["gelu"]
     approximate: Literal["none", "tanh"] = "none"
 
-
-class SiLU(Layer):
-    kind: Literal["silu"]
 
 
 class Softmax(Layer):
@@ -281,20 +275,11 @@ class AvgPool(Layer):
     count_include_pad: Bool = True
 
 
-class AdaptiveAvgPool(Layer):
+class AdaptivePool(Layer):
     primary: ClassVar = "size"
-    kind: Literal["adaptive_avgpool"]
+    kind: Literal["adaptive_avgpool", "adaptive_maxpool"]
     size: Sizes
 
-
-class AdaptiveMaxPool(Layer):
-    primary: ClassVar = "size"
-    kind: Literal["adaptive_maxpool"]
-    size: Sizes
-
-
-class GlobalAvgPool(Layer):
-    kind: Literal["global_avgpool"]
 
 
 class Upsample(Layer):
@@ -320,9 +305,6 @@ class Dropout(Layer):
     p: Probability = 0.5
 
 
-class Flatten(Layer):
-    kind: Literal["flatten"]
-
 
 class Linear(Layer):
     primary: ClassVar = "out"
@@ -330,9 +312,6 @@ class Linear(Layer):
     out: PosInt
     bias: Bool = True
 
-
-class Identity(Layer):
-    kind: Literal["identity"]
 
 
 class Normalize(Layer):
@@ -406,11 +385,13 @@ class Transition(Layer):
 
 
 LAYER_MODELS: tuple[type[Layer], ...] = (
-    Conv, ConvTranspose, BatchNorm, LayerNorm, GroupNorm, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, SiLU,
-    Softmax, MaxPool, AvgPool, AdaptiveAvgPool, AdaptiveMaxPool, GlobalAvgPool, Upsample, Dropout,
-    Flatten, Linear, Identity, Normalize, Group, Residual, BasicBlock, Bottleneck, DenseBlock, Transition,
+    Conv, ConvTranspose, BatchNorm, LayerNorm, GroupNorm, Parameterless, LeakyReLU, GELU, Softmax, MaxPool,
+    AvgPool, AdaptivePool, Upsample, Dropout, Linear, Normalize, Group, Residual, BasicBlock, Bottleneck,
+    DenseBlock, Transition,
 )  # fmt: skip
-MODELS_BY_KIND: dict[str, type[Layer]] = {m.model_fields["kind"].annotation.__args__[0]: m for m in LAYER_MODELS}
+MODELS_BY_KIND: dict[str, type[Layer]] = {
+    kind: model for model in LAYER_MODELS for kind in model.model_fields["kind"].annotation.__args__
+}
 AnyLayer = Annotated[Union[LAYER_MODELS], Field(discriminator="kind")]  # noqa: UP007
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
 LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not arguments of the layer
