@@ -181,7 +181,7 @@ class _Emitter:
             return self.assign(owner, node.name, *self.op_call(node), indent)
         if node.kind in BUILTIN_CLASSES:
             return self.assign(owner, node.name, *self.builtin_call(node), indent)
-        if node.flow == "residual" or any(child.inputs for child in node.children):
+        if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
             return self.assign(owner, node.name, self.block_class(node), [], indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
             return self.assign(owner, node.name, "nn.Sequential", [self.inline(c) for c in node.children], indent)
@@ -245,9 +245,14 @@ class _Emitter:
         if block.shortcut is not None:
             step = f"{_attribute('self', block.shortcut.name)}(x)"
             forward.append(f"identity = {step}  # {fmt_shape(block.shortcut.out_shape)}")
-        lines, current = self.sequence_forward(block.children, "x", "out")
+        lines, current = self.sequence_forward(block.children, "x", "out", block.exports)
         forward += lines
-        if block.flow == "residual":
+        returns = "torch.Tensor"
+        if block.exports:  # the output, then the inner outputs a later `from:` reaches for
+            result = ", ".join([current, *(_variable(path) for path in block.exports)])
+            returns = f"tuple[{', '.join(['torch.Tensor'] * (1 + len(block.exports)))}]"
+            doc = f"The sequence {block.path}; also returns {', '.join(block.exports)} for later layers"
+        elif block.flow == "residual":
             added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
             result = ACTIVATIONS[block.activation].format(x=added) if block.activation else added
             doc = f"Residual {block.path}: body + shortcut, then {block.activation or 'no activation'}"
@@ -255,8 +260,9 @@ class _Emitter:
             result, doc = current, f"The sequence {block.path}, whose layers take inputs from earlier ones"
         self.uses_functional |= result.startswith("F.")
         text_body = self.env.get_template("block.py.jinja").render(
-            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape), doc=doc
-        )
+            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape), doc=doc,
+            signature=_forward_signature(returns),
+        )  # fmt: skip
         for existing in self.classes:  # structurally identical blocks share one class
             if existing.text == text_body.replace("{name}", existing.name):
                 return existing.name
@@ -264,9 +270,9 @@ class _Emitter:
         self.classes.append(_ClassSource(name, text_body.replace("{name}", name)))
         return name
 
-    def sequence_forward(self, children, x: str, out: str) -> tuple[list[str], str]:
+    def sequence_forward(self, children, x: str, out: str, exports=()) -> tuple[list[str], str]:
         """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
-        keep = {name for child in children for name in child.inputs}
+        keep = {name for child in children for name in child.inputs} | set(exports)
         lines, current = [], x
         for child in children:
             if child.inputs:
@@ -276,7 +282,8 @@ class _Emitter:
                 if len(names) > 1:
                     lines.append(f"{out} = {merged}  # {fmt_shape(child.in_shape)}")
             target = _variable(child.name) if child.name in keep else out
-            lines.append(f"{target} = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
+            targets = ", ".join([target, *(_variable(f"{child.name}.{path}") for path in child.exports)])
+            lines.append(f"{targets} = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
             current = target
         return lines, current
 
@@ -335,12 +342,22 @@ def render(model: Model) -> str:
     )
 
 
+def _forward_signature(returns: str) -> list[str]:
+    """The `def forward` line(s) of a block class, split as ruff format splits a long signature."""
+    line = f"def forward(self, x: torch.Tensor) -> {returns}:"
+    if len(INDENT) + len(line) <= LINE_LENGTH:
+        return [line]
+    return ["def forward(", f"{INDENT}self, x: torch.Tensor", f") -> {returns}:"]
+
+
 # Names an emitted forward uses itself; a layer's tensor of the same name gets a trailing _.
 _FORWARD_NAMES = {"x", "out", "identity", "self", "torch", "nn", "F"}
 
 
-def _variable(layer_name: str) -> str:
-    return layer_name + "_" if layer_name in _FORWARD_NAMES else layer_name
+def _variable(reference: str) -> str:
+    """The local name of a layer's output in an emitted forward (`encoder.enc4` -> `encoder__enc4`)."""
+    name = reference.replace(".", "__")  # layer names never hold "__" runs next to a dot's place
+    return name + "_" if name in _FORWARD_NAMES else name
 
 
 def _printable(text: str) -> str:

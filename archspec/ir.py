@@ -28,6 +28,7 @@ class Op:
     inputs: tuple[str, ...] = ()  # earlier siblings whose outputs feed this layer; () is the previous one
     merge: str | None = None  # how several inputs combine: concat (channels) or add
     notes: tuple = ()  # the block uses this layer was expanded through
+    exports: tuple[str, ...] = ()  # always () for a single layer; see Block
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -50,6 +51,7 @@ class Block:
     inputs: tuple[str, ...] = ()
     merge: str | None = None
     notes: tuple = ()
+    exports: tuple[str, ...] = ()  # inner layers (relative names) whose outputs a later `from:` needs
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -93,15 +95,22 @@ def resolve(spec: s.Spec, doc) -> Model:
 def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, reserved=()) -> tuple[Node, ...]:
     nodes = []
     seen: dict[str, Location] = {}
+    built: dict[str, Node] = {}
+    exports: dict[str, list[str]] = {}  # sibling name -> inner layers a later `from:` reaches into
     for i, layer in enumerate(layers):
         path = yaml_path + (i,)
         name = layer.name or str(i)
         loc = doc.locate(path)
         for source in layer.sources or ():
-            if source not in seen:
-                errors.append(Diagnostic(
-                    f'from: no earlier layer named "{source}" in this sequence{did_you_mean(source, seen)}',
-                    "bad-reference", doc.locate(path + (layer.kind, "from")), doc.notes(path)))  # fmt: skip
+            problem = _unreachable(source, built)
+            if problem:
+                errors.append(Diagnostic(f"from: {problem}", "bad-reference", doc.locate(path + (layer.kind, "from")),
+                                         doc.notes(path)))  # fmt: skip
+            elif "." in source:
+                head, _, rest = source.partition(".")
+                wanted = exports.setdefault(head, [])
+                if rest not in wanted:
+                    wanted.append(rest)
         if name in reserved:
             errors.append(Diagnostic(
                 f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
@@ -114,8 +123,37 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, 
         node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors)
         node = replace(node, kind=doc.kind_at(path, node.kind))
         merge = layer.merge or ("concat" if len(layer.sources or ()) > 1 else None)
-        nodes.append(replace(node, inputs=layer.sources or (), merge=merge, notes=doc.notes(path)))
-    return tuple(nodes)
+        node = replace(node, inputs=layer.sources or (), merge=merge, notes=doc.notes(path))
+        nodes.append(node)
+        built.setdefault(name, node)
+    return tuple(_exporting(node, exports[node.name]) if node.name in exports else node for node in nodes)
+
+
+def _unreachable(source: str, built: dict[str, Node]) -> str | None:
+    """Why `source` names no earlier layer of this sequence (or of a group in it), or None."""
+    head, *rest = source.split(".")
+    if head not in built:
+        return f'no earlier layer named "{head}" in this sequence{did_you_mean(head, built)}'
+    node = built[head]
+    for part in rest:
+        if not (isinstance(node, Block) and node.flow == "sequential"):
+            return f"{node.path} is a {node.kind}; from: reaches only into groups and user blocks"
+        inner = {child.name: child for child in node.children}
+        if part not in inner:
+            return f'{node.path} has no layer named "{part}"{did_you_mean(part, inner)}'
+        node = inner[part]
+    return None
+
+
+def _exporting(block: Block, paths: list[str]) -> Block:
+    """`block`, made to hand out the outputs of the inner layers at `paths` besides its own."""
+    inner: dict[str, list[str]] = {}
+    for path in paths:
+        head, _, rest = path.partition(".")
+        if rest and rest not in inner.setdefault(head, []):
+            inner[head].append(rest)
+    children = tuple(_exporting(c, inner[c.name]) if inner.get(c.name) else c for c in block.children)
+    return replace(block, children=children, exports=tuple(paths))
 
 
 def _resolve(layer, yaml_path, name, path, loc, doc, errors) -> Node:

@@ -162,11 +162,18 @@ Activation = Literal["relu", "leaky_relu", "sigmoid", "tanh", "gelu", "silu", "i
 # ---------------------------------------------------------------- layers
 
 
+def _reference(value: str) -> str:
+    """A layer name, or a qualified one (`encoder.enc4`) reaching into an earlier group."""
+    for part in value.split("."):
+        _name(part)
+    return value
+
+
 def _sources(value: Any):
     if isinstance(value, str):
-        return (_name(value),)
+        return (_reference(value),)
     if isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value):
-        return tuple(_name(v) for v in value)
+        return tuple(_reference(v) for v in value)
     _fail("expected the name of an earlier layer, or a list of two or more names", value)
 
 

@@ -67,12 +67,21 @@ def _sequential(block: Block, shape: Shape, errors) -> Block:
     produced: dict[str, Node] = {}
     for child in block.children:
         if child.inputs:
-            current = _merged_input(child, [produced[name] for name in child.inputs], errors)
+            current = _merged_input(child, [_find(produced, name) for name in child.inputs], errors)
         child = _infer(child, current, errors)
         children.append(child)
         produced[child.name] = child
         current = child.out_shape
     return _done(block, shape, current, children)
+
+
+def _find(produced: dict[str, Node], reference: str) -> Node:
+    """The (shaped) layer a `from:` names: an earlier sibling, or a layer inside one."""
+    head, *rest = reference.split(".")
+    node = produced[head]
+    for part in rest:
+        node = next(child for child in node.children if child.name == part)
+    return node
 
 
 def _merged_input(child: Node, sources: list[Node], errors) -> Shape | None:
@@ -82,7 +91,7 @@ def _merged_input(child: Node, sources: list[Node], errors) -> Shape | None:
         return None
     if len(shapes) == 1:
         return shapes[0]
-    listed = ", ".join(f"{source.name} {fmt_shape(source.out_shape)}" for source in sources)
+    listed = ", ".join(f"{name} {fmt_shape(source.out_shape)}" for name, source in zip(child.inputs, sources))
     if child.merge == "add":
         if len(set(shapes)) == 1:
             return shapes[0]

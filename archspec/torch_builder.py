@@ -25,11 +25,17 @@ MERGES = {"concat": lambda tensors: torch.cat(tensors, 1), "add": lambda tensors
 
 
 class Wiring:
-    """Where each layer of a sequence takes its input from, when not from the layer before it."""
+    """Where each layer of a sequence takes its input from, when not from the layer before it.
 
-    def __init__(self, children: tuple[Node, ...]):
+    A layer with `exports` returns (output, *exported inner outputs); a sequence with exports of
+    its own returns its output followed by those it hands out.
+    """
+
+    def __init__(self, children: tuple[Node, ...], exports: tuple[str, ...] = ()):
         self.inputs = {child.name: (child.inputs, child.merge) for child in children if child.inputs}
-        self.keep = {name for inputs, _ in self.inputs.values() for name in inputs}
+        self.child_exports = {child.name: child.exports for child in children if child.exports}
+        self.exports = exports
+        self.keep = {name for inputs, _ in self.inputs.values() for name in inputs} | set(exports)
 
     def run(self, layers, x):
         """Apply (name, module) pairs in order, feeding `from:` inputs and keeping what is needed later."""
@@ -40,9 +46,12 @@ class Wiring:
                 tensors = [saved[source] for source in inputs]
                 x = tensors[0] if len(tensors) == 1 else MERGES[merge](tensors)
             x = layer(x)
+            if name in self.child_exports:
+                x, *inner = x
+                saved.update((f"{name}.{path}", tensor) for path, tensor in zip(self.child_exports[name], inner))
             if name in self.keep:
                 saved[name] = x
-        return x
+        return (x, *(saved[path] for path in self.exports)) if self.exports else x
 
 
 class Sequence(nn.Sequential):
@@ -131,8 +140,8 @@ def _residual(block: Block) -> nn.Module:
 
 
 _BLOCKS = {
-    "sequential": lambda block: Sequence(_children(block), Wiring(block.children))
-    if any(child.inputs for child in block.children)
+    "sequential": lambda block: Sequence(_children(block), Wiring(block.children, block.exports))
+    if block.exports or any(child.inputs or child.exports for child in block.children)
     else nn.Sequential(_children(block)),
     "residual": _residual,
     "dense": lambda block: DenseBlock(_children(block)),

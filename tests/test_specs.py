@@ -16,11 +16,16 @@ SPECS = sorted((ROOT / "specs").glob("*.yaml"))
 EXPECTED_PARAMS = {"conv_unit": 10_012, "densenet": 758_226, "unet": 31_037_698}  # the zoo: test_zoo.py
 
 
+def main_shape(output) -> tuple[int, ...]:
+    """Per-sample shape of a module's output; a group that hands out inner outputs returns a tuple."""
+    return tuple((output[0] if isinstance(output, tuple) else output).shape[1:])
+
+
 def real_shapes(module: torch.nn.Module, batch: torch.Tensor) -> dict[str, tuple[int, ...]]:
     """Per-sample output shape of every submodule, keyed by qualified name, from one forward pass."""
     shapes: dict[str, tuple[int, ...]] = {}
     hooks = [
-        sub.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, tuple(out.shape[1:])))
+        sub.register_forward_hook(lambda _m, _i, out, name=name: shapes.__setitem__(name, main_shape(out)))
         for name, sub in module.named_modules()
         if name
     ]
