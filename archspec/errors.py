@@ -74,7 +74,9 @@ class SpecError(Exception):
 
 
 def in_file_order(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
-    return sorted(diagnostics, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
+    """Sorted by position, each once (the copies of a repeated layer share their mistakes)."""
+    unique = list(dict.fromkeys(diagnostics))
+    return sorted(unique, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
 
 
 class UsageError(Exception):

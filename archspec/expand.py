@@ -287,7 +287,7 @@ class _Expander:
             pending.append(name)
             raw = overrides.get(name, part.value)
             lazy = _LazyScope(var_parts, value_of)
-            values[name] = self.values(raw, part.origin, (), lazy, what=f"var {name}")
+            values[name] = self.values(raw, part.origin, (), lazy)
             pending.pop()
             return values[name]
 
@@ -295,7 +295,7 @@ class _Expander:
             value_of(name)
         return values
 
-    def values(self, value: Any, origin: Origin, rest: tuple, scope, what: str = "") -> Any:
+    def values(self, value: Any, origin: Origin, rest: tuple, scope) -> Any:
         """`value` with every expression string in it evaluated."""
         if isinstance(value, str):
             try:
@@ -364,7 +364,7 @@ class _Expander:
             self.error(f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
                        f" (parameters: {', '.join(params) or 'none'})", "bad-argument", arg_origin, (unknown,),
                        key=True)  # fmt: skip
-        body_scope = dict(scope.items()) if isinstance(scope, dict) else {}
+        body_scope = dict(scope)  # the spec's vars, then the block's parameters
         for name, (kind_type, default, where) in params.items():
             if name in fields:
                 value = self.values(fields[name], arg_origin, (name,), scope)
