@@ -72,14 +72,14 @@ def _maxpool(op: Op) -> Call:
     a = op.args
     return _call(f"nn.MaxPool{_dims(op)}d", a["kernel"], stride=a["stride"], padding=a["padding"],
                  dilation=a["dilation"], ceil_mode=a["ceil_mode"],
-                 defaults=dict(padding=0, dilation=1, ceil_mode=False))  # fmt: skip
+                 defaults=dict(stride=a["kernel"], padding=0, dilation=1, ceil_mode=False))  # fmt: skip
 
 
 def _avgpool(op: Op) -> Call:
     a = op.args
     return _call(f"nn.AvgPool{_dims(op)}d", a["kernel"], stride=a["stride"], padding=a["padding"],
                  ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
-                 defaults=dict(padding=0, ceil_mode=False, count_include_pad=True))  # fmt: skip
+                 defaults=dict(stride=a["kernel"], padding=0, ceil_mode=False, count_include_pad=True))  # fmt: skip
 
 
 def _upsample(op: Op) -> Call:

@@ -150,6 +150,7 @@ class _Emitter:
     used_names: set[str] = field(default_factory=set)
     uses_functional: bool = False
     classifier: Op | None = None
+    user_classes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     def class_for_builtin(self, block: Block) -> str:
         nd = len(block.in_shape) - 1
@@ -181,6 +182,10 @@ class _Emitter:
             return self.assign(owner, node.name, *self.op_call(node), indent)
         if node.kind in BUILTIN_CLASSES:
             return self.assign(owner, node.name, *self.builtin_call(node), indent)
+        if node.kind in self.user_classes:
+            class_name, params = self.user_classes[node.kind]
+            values = {**dict(node.block_args), "in_channels": node.in_shape[0]}
+            return self.assign(owner, node.name, class_name, [literal(values[p]) for p in params], indent)
         if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
             return self.assign(owner, node.name, self.block_class(node), [], indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
@@ -191,6 +196,51 @@ class _Emitter:
                 lines += self.construct(child, target, indent)
             return lines
         raise NotImplementedError(f"Unsupported node kind {node.kind!r}")
+
+    def plan_user_blocks(self, body: Block) -> None:
+        """A parameterised class for each user block whose uses differ only in their arguments."""
+        uses: dict[str, list[Block]] = {}
+        for node in walk(body):
+            if isinstance(node, Block) and node.block_args is not None and node.kind not in _OWN_KINDS:
+                uses.setdefault(node.kind, []).append(node)
+        for kind, blocks in uses.items():
+            plan = self.user_block_class(kind, blocks)
+            if plan is not None:
+                self.user_classes[kind] = plan
+
+    def user_block_class(self, kind: str, uses: list[Block]):
+        """(class name, parameter names) for `kind`, or None to write its uses out inline."""
+        if any(b.flow != "sequential" or b.exports or any(not isinstance(c, Op) or c.inputs or c is self.classifier
+                                                          for c in b.children) for b in uses):  # fmt: skip
+            return None
+        calls = [[(child.name, layer_call(child)) for child in block.children] for block in uses]
+        layout = [[(name, c.func, len(c.args), tuple(k for k, _ in c.kwargs)) for name, c in use] for use in calls]
+        if any(other != layout[0] for other in layout):
+            return None
+        names = [name for name, _ in uses[0].block_args] + ["in_channels"]
+        known = [{**dict(block.block_args), "in_channels": block.in_shape[0]} for block in uses]
+        used: set[str] = set()
+        init = []
+        for position, (child_name, first) in enumerate(calls[0]):
+            texts = []
+            slots = [("args", i) for i in range(len(first.args))] + [("kwargs", k) for k, _ in first.kwargs]
+            for where, key in slots:
+                values = [_slot(use[position][1], where, key) for use in calls]
+                name = next((n for n in names if all(_same_number(v, k.get(n)) for v, k in zip(values, known))), None)
+                if name is None and any(v != values[0] for v in values):
+                    return None  # the uses differ in a way no parameter explains
+                text = name or literal(values[0])
+                used |= {name} if name else set()
+                texts.append(text if where == "args" else f"{key}={text}")
+            init += self.assign("self", child_name, first.func, texts, 8)
+        params = [n for n in ["in_channels", *names[:-1]] if n in used]
+        class_name = self.unique(pascal_case(kind))
+        typed = [f"{n}: {type(known[0][n]).__name__}" for n in params]
+        text = self.env.get_template("user_block.py.jinja").render(
+            name=class_name, kind=kind, init=init, signature=_signature("__init__", typed, "None")
+        )
+        self.classes.append(_ClassSource(class_name, text))
+        return class_name, params
 
     def is_inline(self, node: Node, index: int) -> bool:
         """An index-named layer or built-in block: written inline in `nn.Sequential(...)`."""
@@ -261,7 +311,7 @@ class _Emitter:
         self.uses_functional |= result.startswith("F.")
         text_body = self.env.get_template("block.py.jinja").render(
             name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape), doc=doc,
-            signature=_forward_signature(returns),
+            signature=_signature("forward", ["x: torch.Tensor"], returns),
         )  # fmt: skip
         for existing in self.classes:  # structurally identical blocks share one class
             if existing.text == text_body.replace("{name}", existing.name):
@@ -316,6 +366,7 @@ def render(model: Model) -> str:
     fixed_names = TAKEN_NAMES - {name for _, name in BUILTIN_CLASSES.values()}  # built-ins go through unique()
     emitter = _Emitter(env, used_names={class_name, *fixed_names})
     emitter.classifier = _classifier(model.body)
+    emitter.plan_user_blocks(model.body)
     init = []
     for child in model.body.children:
         if not emitter.is_functional(child):
@@ -342,12 +393,28 @@ def render(model: Model) -> str:
     )
 
 
-def _forward_signature(returns: str) -> list[str]:
-    """The `def forward` line(s) of a block class, split as ruff format splits a long signature."""
-    line = f"def forward(self, x: torch.Tensor) -> {returns}:"
+_OWN_KINDS = {"group", "shortcut", "dense_layer", "model", *BUILTIN_CLASSES}  # not user blocks
+
+
+def _slot(call: Call, where: str, key):
+    return call.args[key] if where == "args" else dict(call.kwargs)[key]
+
+
+def _same_number(value, known) -> bool:
+    number = (int, float)
+    return isinstance(value, number) and not isinstance(value, bool) and type(value) is type(known) and value == known
+
+
+def _signature(name: str, params: list[str], returns: str) -> list[str]:
+    """The `def` line(s) of a method, split as ruff format splits a long signature."""
+    params = ["self", *params]
+    line = f"def {name}({', '.join(params)}) -> {returns}:"
     if len(INDENT) + len(line) <= LINE_LENGTH:
         return [line]
-    return ["def forward(", f"{INDENT}self, x: torch.Tensor", f") -> {returns}:"]
+    hugged = ", ".join(params)
+    if 2 * len(INDENT) + len(hugged) <= LINE_LENGTH:
+        return [f"def {name}(", INDENT + hugged, f") -> {returns}:"]
+    return [f"def {name}(", *(f"{INDENT}{p}," for p in params), f") -> {returns}:"]
 
 
 # Names an emitted forward uses itself; a layer's tensor of the same name gets a trailing _.

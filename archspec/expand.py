@@ -45,10 +45,7 @@ class Expanded:
     origins: dict[tuple, Origin] = field(default_factory=dict)
     errors: list[Diagnostic] = field(default_factory=list)
     block_uses: dict[tuple, str] = field(default_factory=dict)  # path of a group -> the user block it expands
-
-    def kind_at(self, path: tuple, kind: str) -> str:
-        """The kind to show for the layer at `path`: a user block's name rather than `group`."""
-        return self.block_uses.get(tuple(path), kind)
+    block_args: dict[tuple, tuple] = field(default_factory=dict)  # ... and the block's (parameter, value)s
 
     def _origin(self, path: tuple) -> tuple[Origin, tuple]:
         path = tuple(path)
@@ -174,6 +171,7 @@ class _Expander:
         self.origins: dict[tuple, Origin] = {(): Origin(doc, ())}
         self.blocks: dict[str, _Part] = {}
         self.block_uses: dict[tuple, str] = {}
+        self.block_args: dict[tuple, tuple] = {}
         self.using: list[str] = []  # block uses being expanded, to catch recursion
 
     def error(self, message: str, code: str, origin: Origin, rest: tuple = (), key: bool = False) -> None:
@@ -198,7 +196,7 @@ class _Expander:
                 data[key] = part.value
         for patch in patches:
             self.apply_patch(data, patch, scope)
-        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses)
+        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses, block_args=self.block_args)
 
     def merged(self, doc: Document, chain: list[str], trace: tuple[Note, ...] = ()):
         """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first).
@@ -389,6 +387,7 @@ class _Expander:
         self.using.pop()
         self.origins[path + ("group",)] = arg_origin
         self.block_uses[path] = kind
+        self.block_args[path] = tuple((name, body_scope[name]) for name in params)
         return {"kind": "group", **own, "layers": layers}
 
     # ---- layers

@@ -52,6 +52,7 @@ class Block:
     merge: str | None = None
     notes: tuple = ()
     exports: tuple[str, ...] = ()  # inner layers (relative names) whose outputs a later `from:` needs
+    block_args: tuple | None = None  # a user block's use: its (parameter, value)s; None otherwise
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -121,7 +122,8 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, 
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
         node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors)
-        node = replace(node, kind=doc.kind_at(path, node.kind))
+        if path in doc.block_uses:
+            node = replace(node, kind=doc.block_uses[path], block_args=doc.block_args[path])
         merge = layer.merge or ("concat" if len(layer.sources or ()) > 1 else None)
         node = replace(node, inputs=layer.sources or (), merge=merge, notes=doc.notes(path))
         nodes.append(node)

@@ -256,3 +256,24 @@ def test_installed_wheel_can_emit(tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "class Densenet(nn.Module):" in result.stdout
+
+
+def test_user_blocks_become_one_parameterised_class_when_their_uses_allow(tmp_path):
+    """Uses that differ only by arguments and input channels share a class; others are written out."""
+    spec = tmp_path / "blocks.yaml"
+    spec.write_text(
+        "archspec: 1\nname: blocks\ninput: [3, 8, 8]\nblocks:\n"
+        "  unit:\n    params: {out: int}\n"
+        "    layers: [conv: {name: conv, out: out, kernel: 3, padding: 1}, batchnorm: {name: bn}]\n"
+        "  grow:\n    params: {out: int}\n"
+        "    layers: [conv: {name: conv, out: out, kernel: i * 2 + 1, padding: i}]\n"
+        "layers:\n  - unit: {name: a, out: 4}\n  - unit: {name: b, out: 6}\n"
+        "  - grow: {name: g, out: 5, repeat: 2}\n"
+    )
+    emitted = tmp_path / "model.py"
+    emitted.write_text(emit_python(spec))
+    source = emitted.read_text()
+    assert "class Unit(nn.Sequential):" in source
+    assert "self.a = Unit(3, 4)" in source and "self.b = Unit(4, 6)" in source
+    assert "class Grow" not in source  # its kernel varies with the repeat index, not with a parameter
+    assert_equivalent(spec, emitted)
