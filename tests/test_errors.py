@@ -7,10 +7,6 @@ an intended change of wording with
     ARCHSPEC_UPDATE_GOLDEN=1 python3 -m pytest tests/test_errors.py
 
 and read the diff as a user would: is each message clear, at the right line:col, saying what to do?
-
-tests/errors/known_bugs/*.yaml are specs that currently crash with a traceback instead of a
-message; their tests are strict xfails, so fixing the bug makes them fail until the spec is moved
-up into tests/errors/ with a golden.
 """
 
 from __future__ import annotations
@@ -28,7 +24,6 @@ from archspec.errors import CODES
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = Path(__file__).parent / "errors"
 SPECS = sorted(ERRORS.glob("*.yaml"))
-KNOWN_BUGS = sorted((ERRORS / "known_bugs").glob("*.yaml"))
 
 # Codes no spec can produce with the current code, and why. A code listed here that a golden does
 # produce makes test_every_code_has_a_golden fail, so the list cannot go stale.
@@ -123,15 +118,6 @@ def test_several_independent_errors_come_out_in_one_run(capsys, monkeypatch):
     assert len(lines) >= 10
     assert {"missing-field", "unknown-field", "unknown-kind", "bad-name", "bad-value", "layer-form"} <= codes(err)
     assert err.splitlines()[-1] == f"found {len(lines)} errors"
-
-
-@pytest.mark.parametrize("spec", KNOWN_BUGS, ids=lambda p: p.stem)
-@pytest.mark.xfail(reason="known bug: archspec check crashes with a traceback on this spec", strict=True)
-def test_known_bug_reports_instead_of_crashing(capsys, monkeypatch, spec):
-    status, out, err = run(capsys, monkeypatch, "check", rel(spec))
-    assert "Traceback" not in out + err
-    assert status == 1
-    assert err.startswith(f"{rel(spec)}:")
 
 
 # ---------------------------------------------------------------- usage errors
