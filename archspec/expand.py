@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from . import schema
-from .errors import Diagnostic, Location, SpecError, UsageError, did_you_mean, in_file_order
+from .errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
 from .load import Document, load_file
 
 Note = tuple[Location, str]

@@ -10,10 +10,13 @@ Nothing after this stage touches pydantic objects.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Literal, Union
+from typing import TYPE_CHECKING, Literal, Union
 
 from . import schema as s
 from .errors import Diagnostic, Location, SpecError, did_you_mean
+
+if TYPE_CHECKING:
+    from .expand import Expanded
 
 Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
 
@@ -82,7 +85,7 @@ def walk(node: Node):
 # ---------------------------------------------------------------- resolve
 
 
-def resolve(spec: s.Spec, doc) -> Model:
+def resolve(spec: s.Spec, doc: Expanded) -> Model:
     """`doc` is the expand.Expanded the spec was validated from; it locates every node."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
@@ -93,7 +96,7 @@ def resolve(spec: s.Spec, doc) -> Model:
     return Model(spec.name, doc.path, tuple(spec.input), body)
 
 
-def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Document, errors, reserved=()) -> tuple[Node, ...]:
+def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=()) -> tuple[Node, ...]:
     nodes = []
     seen: dict[str, Location] = {}
     built: dict[str, Node] = {}

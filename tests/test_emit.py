@@ -71,7 +71,7 @@ def assert_equivalent(spec: Path, emitted: Path):
     assert manifest(generated) == manifest(live)
     assert tuple(generated.input_shape) == tuple(live.input_shape)
     with torch.no_grad():  # random running stats, so eval mode is not the identity on them
-        for key, tensor in live.state_dict().items():
+        for tensor in live.state_dict().values():
             if tensor.is_floating_point():
                 tensor.copy_(torch.rand_like(tensor) + 0.5)
     generated.load_state_dict(live.state_dict(), strict=True)
