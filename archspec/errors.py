@@ -22,6 +22,10 @@ class Diagnostic:
     loc: Location | None = None
     notes: tuple[tuple[Location | None, str], ...] = ()
 
+    def __post_init__(self):
+        if not isinstance(self.code, Code):
+            raise TypeError(f"a diagnostic's code is an errors.Code constant, not {self.code!r}")
+
     def format(self) -> str:
         where = f"{self.loc}: " if self.loc else ""
         lines = [f"{where}error: {self.message} [{self.code}]"]
@@ -30,37 +34,53 @@ class Diagnostic:
         return "\n".join(lines)
 
 
+class Code(str):
+    """An error code: the short name printed in brackets, with what it means.
+
+    Codes are module constants (BAD_VALUE, ...), so a misspelt code is an import error, not a new
+    code; a Diagnostic refuses a plain string.
+    """
+
+    description: str
+
+    def __new__(cls, name: str, description: str):
+        code = super().__new__(cls, name)
+        code.description = description
+        CODES[name] = description
+        return code
+
+
 # The registry of error codes, in the order a spec meets them.
-CODES: dict[str, str] = {
-    "yaml-syntax": "the file is not well-formed YAML",
-    "yaml-duplicate-key": "a mapping repeats a key",
-    "yaml-tag": "a YAML tag other than the plain data types",
-    "yaml-documents": "the file holds more or fewer than one YAML document",
-    "bad-extends": "the base spec named by extends is missing, unreadable, or makes a cycle",
-    "bad-var": "vars is malformed, or a var is defined in terms of itself",
-    "bad-expression": "an expression uses an unknown var or is not simple arithmetic",
-    "bad-block": "a user-defined block is malformed",
-    "bad-argument": "a block is used with a missing, unknown or mistyped argument",
-    "block-recursion": "a block uses itself, directly or through other blocks",
-    "bad-override": "override names no layer, or is malformed",
-    "layer-form": "a layer entry is not `kind`, `kind: value` or `kind: {fields}`",
-    "unknown-kind": "no layer kind has this name",
-    "unknown-field": "the layer kind or spec has no such field",
-    "missing-field": "a required field is absent",
-    "bad-value": "a field's value has the wrong type or range",
-    "bad-name": "a name is not a Python identifier, or is a keyword",
-    "duplicate-name": "two layers in one scope share a name",
-    "format-version": "the spec's format version is not supported",
-    "bad-input": "the input shape is malformed",
-    "output-size": "a layer's output would have a size below 1",
-    "channel-mismatch": "a layer's channel count does not fit its input",
-    "branch-mismatch": "the branches of an element-wise add disagree in shape",
-    "bad-reference": "from: names no earlier layer of the same sequence",
-    "concat-mismatch": "tensors concatenated on channels differ in spatial size",
-    "needs-flatten": "a layer needs a flat (features,) input",
-    "rank": "a layer does not accept an input of this rank",
-    "bad-arg": "an argument combination PyTorch rejects",
-}
+CODES: dict[str, str] = {}
+YAML_SYNTAX = Code("yaml-syntax", "the file is not well-formed YAML")
+YAML_DUPLICATE_KEY = Code("yaml-duplicate-key", "a mapping repeats a key")
+YAML_TAG = Code("yaml-tag", "a YAML tag other than the plain data types")
+YAML_DOCUMENTS = Code("yaml-documents", "the file holds more or fewer than one YAML document")
+BAD_EXTENDS = Code("bad-extends", "the base spec named by extends is missing, unreadable, or makes a cycle")
+BAD_VAR = Code("bad-var", "vars is malformed, or a var is defined in terms of itself")
+BAD_EXPRESSION = Code("bad-expression", "an expression uses an unknown var or is not simple arithmetic")
+BAD_BLOCK = Code("bad-block", "a user-defined block is malformed")
+BAD_ARGUMENT = Code("bad-argument", "a block is used with a missing, unknown or mistyped argument")
+BLOCK_RECURSION = Code("block-recursion", "a block uses itself, directly or through other blocks")
+BAD_OVERRIDE = Code("bad-override", "override names no layer, or is malformed")
+LAYER_FORM = Code("layer-form", "a layer entry is not `kind`, `kind: value` or `kind: {fields}`")
+UNKNOWN_KIND = Code("unknown-kind", "no layer kind has this name")
+UNKNOWN_FIELD = Code("unknown-field", "the layer kind or spec has no such field")
+MISSING_FIELD = Code("missing-field", "a required field is absent")
+BAD_VALUE = Code("bad-value", "a field's value has the wrong type or range")
+BAD_NAME = Code("bad-name", "a name is not a Python identifier, or is a keyword")
+DUPLICATE_NAME = Code("duplicate-name", "two layers in one scope share a name")
+FORMAT_VERSION = Code("format-version", "the spec's format version is not supported")
+BAD_INPUT = Code("bad-input", "the input shape is malformed")
+OUTPUT_SIZE = Code("output-size", "a layer's output would have a size below 1")
+CHANNEL_MISMATCH = Code("channel-mismatch", "a layer's channel count does not fit its input")
+BRANCH_MISMATCH = Code("branch-mismatch", "the branches of an elementwise add or mul disagree in shape")
+BAD_REFERENCE = Code("bad-reference", "from: names no earlier layer of the same sequence")
+CONCAT_MISMATCH = Code("concat-mismatch", "tensors concatenated on channels differ in spatial size")
+NEEDS_FLATTEN = Code("needs-flatten", "a layer needs a flat (features,) input")
+RANK = Code("rank", "a layer does not accept an input of this rank")
+NO_SOURCE_FORM = Code("no-source-form", "a plugin kind gives no source form, so --emit-python cannot write it")
+BAD_ARG = Code("bad-arg", "an argument combination PyTorch rejects")
 
 
 @dataclass

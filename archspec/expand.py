@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import schema
-from .errors import Diagnostic, Location, SpecError, UsageError, did_you_mean
+from . import registry, schema
+from .errors import BAD_ARGUMENT, BAD_BLOCK, BAD_EXPRESSION, BAD_EXTENDS, BAD_OVERRIDE, BAD_VALUE, BAD_VAR, BLOCK_RECURSION, LAYER_FORM, Diagnostic, Location, SpecError, UsageError, did_you_mean
 from .load import Document, load_file
 
 Note = tuple[Location, str]
@@ -206,7 +206,7 @@ class _Expander:
         data = doc.data
         if not isinstance(data, dict):
             message = "a spec is a mapping with archspec, name, input and layers"
-            self.errors.append(Diagnostic(message, "bad-value", doc.locate(())))
+            self.errors.append(Diagnostic(message, BAD_VALUE, doc.locate(())))
             return None, None, None
         parts, var_parts, patches = {}, {}, []
         if "extends" in data:
@@ -232,17 +232,17 @@ class _Expander:
     def load_base(self, doc: Document, target: Any, chain: list[str]) -> Document | None:
         origin = Origin(doc, ("extends",))
         if not isinstance(target, str) or not target:
-            self.error("extends takes the path of a base spec, relative to this file", "bad-extends", origin)
+            self.error("extends takes the path of a base spec, relative to this file", BAD_EXTENDS, origin)
             return None
         shown = os.path.normpath(Path(doc.path).parent / target)  # as a person would write it
         path = Path(shown).resolve()
         here = str(Path(doc.path).resolve())
         if str(path) in chain + [here]:
             cycle = " -> ".join(Path(p).name for p in chain + [here, str(path)])
-            self.error(f"extends makes a cycle: {cycle}", "bad-extends", origin)
+            self.error(f"extends makes a cycle: {cycle}", BAD_EXTENDS, origin)
             return None
         if not path.is_file():
-            self.error(f"extends: no such file {shown}", "bad-extends", origin)
+            self.error(f"extends: no such file {shown}", BAD_EXTENDS, origin)
             return None
         try:
             return load_file(shown)
@@ -254,12 +254,12 @@ class _Expander:
 
     def var_definitions(self, value: Any, origin: Origin) -> dict[str, _Part]:
         if not isinstance(value, dict):
-            self.error("vars is a mapping of names to numbers or expressions", "bad-var", origin)
+            self.error("vars is a mapping of names to numbers or expressions", BAD_VAR, origin)
             return {}
         result = {}
         for name, definition in value.items():
             if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a var name must be an identifier, not {name!r}", "bad-var", origin, (name,), key=True)
+                self.error(f"a var name must be an identifier, not {name!r}", BAD_VAR, origin, (name,), key=True)
                 continue
             result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,), origin.trace))
         return result
@@ -279,7 +279,7 @@ class _Expander:
             part = var_parts[name]
             if name in pending:
                 self.error(f"var {name} is defined in terms of itself ({' -> '.join(pending + [name])})",
-                           "bad-var", part.origin)  # fmt: skip
+                           BAD_VAR, part.origin)  # fmt: skip
                 values[name] = 0
                 return 0
             pending.append(name)
@@ -299,7 +299,7 @@ class _Expander:
             try:
                 return evaluate(value, scope)
             except ExpressionError as exc:
-                self.error(str(exc), "bad-expression", origin, rest)
+                self.error(str(exc), BAD_EXPRESSION, origin, rest)
                 return value
         if isinstance(value, list):
             return [self.values(v, origin, rest + (i,), scope) for i, v in enumerate(value)]
@@ -309,21 +309,21 @@ class _Expander:
 
     def block_definitions(self, value: Any, origin: Origin) -> None:
         if not isinstance(value, dict):
-            self.error("blocks is a mapping of block names to {params, layers}", "bad-block", origin)
+            self.error("blocks is a mapping of block names to {params, layers}", BAD_BLOCK, origin)
             return
         for name, definition in value.items():
             where = Origin(origin.doc, origin.ypath + (name,), origin.trace)
             if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a block name must be an identifier, not {name!r}", "bad-block", where, key=True)
-            elif name in schema.MODELS_BY_KIND:
-                self.error(f'"{name}" is a built-in layer kind; give the block another name', "bad-block", where,
+                self.error(f"a block name must be an identifier, not {name!r}", BAD_BLOCK, where, key=True)
+            elif name in registry.KINDS:
+                self.error(f'"{name}" is a built-in layer kind; give the block another name', BAD_BLOCK, where,
                            key=True)  # fmt: skip
             elif not (isinstance(definition, dict) and isinstance(definition.get("layers"), list)
                       and definition["layers"]):  # fmt: skip
-                self.error(f"block {name} needs a non-empty list of layers", "bad-block", where)
+                self.error(f"block {name} needs a non-empty list of layers", BAD_BLOCK, where)
             elif set(definition) - {"params", "layers", "description"}:
                 extra = sorted(set(definition) - {"params", "layers", "description"}, key=str)[0]
-                self.error(f'unknown field "{extra}" in block {name}; a block has params and layers', "bad-block",
+                self.error(f'unknown field "{extra}" in block {name}; a block has params and layers', BAD_BLOCK,
                            where, (extra,), key=True)  # fmt: skip
             else:
                 self.blocks[name] = _Part(definition, where)
@@ -333,13 +333,13 @@ class _Expander:
         declared = definition.value.get("params") or {}
         result = {}
         if not isinstance(declared, dict):
-            self.error(f"params of block {block} is a mapping of names to a type or a default", "bad-block",
+            self.error(f"params of block {block} is a mapping of names to a type or a default", BAD_BLOCK,
                        definition.origin, ("params",))  # fmt: skip
             return result
         for name, spec in declared.items():
             where = Origin(definition.origin.doc, definition.origin.ypath + ("params", name), definition.origin.trace)
             if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a parameter name must be an identifier, not {name!r}", "bad-block", where, key=True)
+                self.error(f"a parameter name must be an identifier, not {name!r}", BAD_BLOCK, where, key=True)
             elif isinstance(spec, str) and spec in PARAM_TYPES:
                 result[name] = (PARAM_TYPES[spec], _REQUIRED, where)
             elif isinstance(spec, dict) and spec.get("type") in PARAM_TYPES and set(spec) <= {"type", "default"}:
@@ -352,7 +352,7 @@ class _Expander:
         definition = self.blocks[kind]
         if kind in self.using:
             cycle = " -> ".join(self.using[self.using.index(kind):] + [kind])
-            self.error(f"block {kind} uses itself ({cycle})", "block-recursion", origin)
+            self.error(f"block {kind} uses itself ({cycle})", BLOCK_RECURSION, origin)
             return {"kind": "identity"}
         params = self.params(kind, definition)
         arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
@@ -360,7 +360,7 @@ class _Expander:
         errors_before = len(self.errors)
         for unknown in [k for k in fields if k not in params]:
             self.error(f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
-                       f" (parameters: {', '.join(params) or 'none'})", "bad-argument", arg_origin, (unknown,),
+                       f" (parameters: {', '.join(params) or 'none'})", BAD_ARGUMENT, arg_origin, (unknown,),
                        key=True)  # fmt: skip
         body_scope = dict(scope)  # the spec's vars, then the block's parameters
         for name, (kind_type, default, where) in params.items():
@@ -368,7 +368,7 @@ class _Expander:
                 value = self.values(fields[name], arg_origin, (name,), scope)
                 value_origin, rest = arg_origin, (name,)
             elif default is _REQUIRED:
-                self.error(f'block {kind} needs the argument "{name}"', "bad-argument", arg_origin)
+                self.error(f'block {kind} needs the argument "{name}"', BAD_ARGUMENT, arg_origin)
                 value = 1
                 value_origin, rest = arg_origin, ()
             else:
@@ -376,7 +376,7 @@ class _Expander:
                 value_origin, rest = where, ()
             if kind_type is not None and not _has_type(value, kind_type):
                 self.error(f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
-                           "bad-argument", value_origin, rest)  # fmt: skip
+                           BAD_ARGUMENT, value_origin, rest)  # fmt: skip
             body_scope[name] = value
         if len(self.errors) > errors_before:  # the body would only repeat the argument errors
             return {"kind": "identity", **own}
@@ -417,7 +417,7 @@ class _Expander:
             if isinstance(item, dict) and len(item) > 1:
                 keys = ", ".join(map(str, item))
                 message += f"; this entry has {len(item)} keys ({keys}): indent the fields under the kind"
-            self.error(message, "layer-form", origin)
+            self.error(message, LAYER_FORM, origin)
             return [({"kind": "identity"}, origin, None)]  # a stand-in so the other layers are still checked
         kind, value = next(iter(item.items()))
         fields = self.fields(kind, value, origin)
@@ -425,10 +425,10 @@ class _Expander:
         repeat = self.values(fields.pop("repeat", 1), fields_origin, ("repeat",), scope)
         first = fields.pop("first", None)
         if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 0):
-            self.error(f"repeat must be an integer >= 0, got {repeat!r}", "bad-value", fields_origin, ("repeat",))
+            self.error(f"repeat must be an integer >= 0, got {repeat!r}", BAD_VALUE, fields_origin, ("repeat",))
             repeat = 1
         if first is not None and not isinstance(first, dict):
-            self.error("first is a mapping of fields for the first copy", "bad-value", fields_origin, ("first",))
+            self.error("first is a mapping of fields for the first copy", BAD_VALUE, fields_origin, ("first",))
             first = None
         repeated = isinstance(value, dict) and "repeat" in value
         results = []
@@ -446,20 +446,21 @@ class _Expander:
             return {}
         if isinstance(value, dict):
             return dict(value)
-        model = schema.MODELS_BY_KIND.get(kind)
+        known = registry.KINDS.get(kind)
+        model = known.fields if known is not None else None
         if model is not None and model.primary is not None:
             return {model.primary: value}
         if kind in self.blocks:
             declared = self.blocks[kind].value.get("params") or {}
             if isinstance(declared, dict) and declared:
                 return {next(iter(declared)): value}
-        if model is not None or kind in self.blocks:  # an unknown kind is reported once, by validation
+        if known is not None or kind in self.blocks:  # an unknown kind is reported once, by validation
             message = f"{kind} takes no single value; give its fields as a mapping"
-            self.error(message, "layer-form", Origin(origin.doc, origin.ypath + (kind,), origin.trace))
+            self.error(message, LAYER_FORM, Origin(origin.doc, origin.ypath + (kind,), origin.trace))
         return {}
 
     def one_layer(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
-        if kind in self.blocks and kind not in schema.MODELS_BY_KIND:
+        if kind in self.blocks and kind not in registry.KINDS:
             return self.use_block(kind, fields, path, origin, scope)
         fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         out = {"kind": kind}
@@ -477,17 +478,17 @@ class _Expander:
 
     def apply_patch(self, data: dict, patch: _Part, scope) -> None:
         if not isinstance(patch.value, dict):
-            self.error("override is a mapping of layer names to the fields to change", "bad-override", patch.origin)
+            self.error("override is a mapping of layer names to the fields to change", BAD_OVERRIDE, patch.origin)
             return
         named = dict(_named_layers(data.get("layers", []), ("layers",), ""))
         for target, changes in patch.value.items():
             where = Origin(patch.origin.doc, patch.origin.ypath + (target,))
             if target not in named:
-                self.error(f'override: no layer named "{target}"{did_you_mean(target, named)}', "bad-override",
+                self.error(f'override: no layer named "{target}"{did_you_mean(target, named)}', BAD_OVERRIDE,
                            where, key=True)  # fmt: skip
                 continue
             if not isinstance(changes, dict):
-                self.error(f"override of {target} is a mapping of fields to change", "bad-override", where)
+                self.error(f"override of {target} is a mapping of fields to change", BAD_OVERRIDE, where)
                 continue
             layer, path = named[target]
             for key, value in changes.items():

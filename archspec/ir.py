@@ -1,24 +1,29 @@
 """Stage 3: resolve validated schema objects into a small typed IR.
 
 The IR is plain frozen dataclasses: `Op` for one torch layer, `Block` for anything holding
-layers. Built-in blocks (basic_block, bottleneck, dense_block, transition) are expanded here
-into Ops with torchvision's names, so every later stage only knows three ways data flows
-through a block: sequential, residual (body + shortcut, added) and dense (concatenated).
-Nothing after this stage touches pydantic objects.
+layers. Every later stage knows three ways data flows through a block: sequential, residual
+(body + shortcut, added) and dense (concatenated). A built-in block (basic_block, dense_block,
+...) stays one unexpanded Block here; the shape stage expands it through its registry entry once
+its input shape is known, the way a Keras layer is built. Nothing after this stage touches
+pydantic objects: a node's `args` are its validated fields, read-only.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, Union
 
+from . import registry
 from . import schema as s
-from .errors import Diagnostic, Location, SpecError, did_you_mean
+from .errors import BAD_REFERENCE, DUPLICATE_NAME, Diagnostic, Location, SpecError, did_you_mean
 
 if TYPE_CHECKING:
     from .expand import Expanded
 
-Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
+Shape = registry.Shape
+NO_ARGS: Mapping = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -27,9 +32,9 @@ class Op:
     name: str
     path: str  # qualified name, as in the state_dict
     loc: Location
-    args: dict = field(default_factory=dict)
+    args: Mapping = field(default_factory=lambda: NO_ARGS)  # the validated fields, read-only; what shapes infer lives in the fields below
     inputs: tuple[str, ...] = ()  # earlier siblings whose outputs feed this layer; () is the previous one
-    merge: str | None = None  # how several inputs combine: concat (channels) or add
+    merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
     exports: tuple[str, ...] = ()  # always () for a single layer; see Block
     in_shape: Shape | None = None
@@ -51,6 +56,8 @@ class Block:
     shortcut: Block | None = None
     activation: str | None = None
     stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
+    args: Mapping = field(default_factory=lambda: NO_ARGS)  # a built-in block's validated fields
+    expanded: bool = True  # False: a built-in block whose layers the shape stage has yet to make
     inputs: tuple[str, ...] = ()
     merge: str | None = None
     notes: tuple = ()
@@ -108,7 +115,7 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
         for source in layer.sources or ():
             problem = _unreachable(source, built)
             if problem:
-                errors.append(Diagnostic(f"from: {problem}", "bad-reference", doc.locate(path + (layer.kind, "from")),
+                errors.append(Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")),
                                          doc.notes(path)))  # fmt: skip
             elif "." in source:
                 head, _, rest = source.partition(".")
@@ -118,10 +125,10 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
         if name in reserved:
             errors.append(Diagnostic(
                 f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
-                "duplicate-name", loc))  # fmt: skip
+                DUPLICATE_NAME, loc))  # fmt: skip
         elif name in seen:
             notes = ((seen[name], "first used here"),)
-            errors.append(Diagnostic(f'the name "{name}" is already used in this scope', "duplicate-name", loc, notes))
+            errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
         node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors)
@@ -141,7 +148,7 @@ def _unreachable(source: str, built: dict[str, Node]) -> str | None:
         return f'no earlier layer named "{head}" in this sequence{did_you_mean(head, built)}'
     node = built[head]
     for part in rest:
-        if not (isinstance(node, Block) and node.flow == "sequential"):
+        if not (isinstance(node, Block) and node.flow == "sequential" and node.expanded):
             return f"{node.path} is a {node.kind}; from: reaches only into groups and user blocks"
         inner = {child.name: child for child in node.children}
         if part not in inner:
@@ -162,119 +169,38 @@ def _exporting(block: Block, paths: list[str]) -> Block:
 
 
 def _resolve(layer, yaml_path, name, path, loc, doc, errors) -> Node:
-    expand = _EXPANDERS.get(layer.kind)
-    if expand is not None:
-        return expand(layer, yaml_path, name, path, loc, doc, errors)
-    args = layer.model_dump(exclude={"kind", *s.LAYER_FIELDS})
-    if layer.kind == "maxpool" or layer.kind == "avgpool":
-        args["stride"] = args["stride"] if args["stride"] is not None else args["kernel"]
+    kind = registry.kind(layer.kind)
+    args = MappingProxyType(layer.model_dump(exclude={"kind", *s.LAYER_FIELDS}))
+    if isinstance(kind, registry.Structure):
+        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors)
+    if isinstance(kind, registry.BlockKind):
+        return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
     return Op(layer.kind, name, path, loc, args)
 
 
-def _group(layer: s.Group, yaml_path, name, path, loc, doc, errors) -> Block:
+def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
+    """An Op made by archspec itself (a block's layer), its other fields at the kind's defaults."""
+    return Op(kind, name, path, loc, MappingProxyType({**registry.defaults(kind), **given}))
+
+
+def _group(layer, yaml_path, name, path, loc, doc, errors) -> Block:
     children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors)
     return Block("group", name, path, loc, "sequential", children)
 
 
-def _residual(layer: s.Residual, yaml_path, name, path, loc, doc, errors) -> Block:
+def _residual(layer, yaml_path, name, path, loc, doc, errors) -> Block:
     body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved=(layer.shortcut_name,))
     if isinstance(layer.shortcut, list):
         short_path = f"{path}.{layer.shortcut_name}"
         shortcut_children = _resolve_list(layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors)
-        shortcut = Block("shortcut", layer.shortcut_name, short_path, doc.locate(yaml_path + ("shortcut",)),
-                         "sequential", shortcut_children)  # fmt: skip
+        where = doc.locate(yaml_path + ("shortcut",))
+        shortcut = Block("shortcut", layer.shortcut_name, short_path, where, "sequential", shortcut_children)
         mode = "explicit"
     else:
         shortcut, mode = None, layer.shortcut
     return Block("residual", name, path, loc, "residual", body, mode, layer.shortcut_name, shortcut, layer.activation)
 
 
-class _Ops:
-    """Makes the Ops of one expanded block, all located at the block's use."""
+_STRUCTURES = {"group": _group, "residual": _residual}
 
-    def __init__(self, path: str, loc: Location):
-        self.path, self.loc = path, loc
-
-    def __call__(self, kind: str, name: str, **args) -> Op:
-        return Op(kind, name, f"{self.path}.{name}", self.loc, args)
-
-    def conv(self, name, out, kernel, stride=1, padding=0, groups=1, bias=False, **extra) -> Op:
-        return self("conv", name, out=out, kernel=kernel, stride=stride, padding=padding, dilation=1,
-                    groups=groups, bias=bias, **extra)  # fmt: skip
-
-    def norm(self, name) -> Op:
-        return self("batchnorm", name, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True)
-
-
-def _basic_block(layer: s.BasicBlock, yaml_path, name, path, loc, doc, errors) -> Block:
-    op = _Ops(path, loc)
-    body = (
-        op.conv("conv1", layer.out, 3, layer.stride, 1),
-        op.norm("bn1"),
-        op("relu", "relu"),
-        op.conv("conv2", layer.out, 3, 1, 1),
-        op.norm("bn2"),
-    )
-    return Block("basic_block", name, path, loc, "residual", body, "auto", "downsample", None, "relu", layer.stride)
-
-
-def _bottleneck(layer: s.Bottleneck, yaml_path, name, path, loc, doc, errors) -> Block:
-    op = _Ops(path, loc)
-    width, out = layer.width, layer.out or 4 * layer.width
-    body = (
-        op.conv("conv1", width, 1),
-        op.norm("bn1"),
-        op("relu", "relu1"),
-        op.conv("conv2", width, 3, layer.stride, 1, groups=layer.groups),  # stride on the 3x3, as torchvision
-        op.norm("bn2"),
-        op("relu", "relu2"),
-        op.conv("conv3", out, 1),
-        op.norm("bn3"),
-    )
-    return Block("bottleneck", name, path, loc, "residual", body, "auto", "downsample", None, "relu", layer.stride)
-
-
-def _dense_block(layer: s.DenseBlock, yaml_path, name, path, loc, doc, errors) -> Block:
-    layers = []
-    for i in range(1, layer.num_layers + 1):
-        layer_name = f"denselayer{i}"
-        op = _Ops(f"{path}.{layer_name}", loc)
-        if layer.bn_size is None:  # the seed's conv_block: BN-ReLU-Conv3x3
-            ops = [op.norm("norm"), op("relu", "relu"), op.conv("conv", layer.growth, 3, 1, 1, bias=layer.bias)]
-        else:  # torchvision's _DenseLayer
-            ops = [
-                op.norm("norm1"),
-                op("relu", "relu1"),
-                op.conv("conv1", layer.bn_size * layer.growth, 1, bias=layer.bias),
-                op.norm("norm2"),
-                op("relu", "relu2"),
-                op.conv("conv2", layer.growth, 3, 1, 1, bias=layer.bias),
-            ]
-        if layer.dropout > 0:
-            ops.append(op("dropout", "dropout", p=layer.dropout))
-        layers.append(Block("dense_layer", layer_name, op.path, loc, "sequential", tuple(ops)))
-    return Block("dense_block", name, path, loc, "dense", tuple(layers))
-
-
-def _transition(layer: s.Transition, yaml_path, name, path, loc, doc, errors) -> Block:
-    op = _Ops(path, loc)
-    conv = op.conv("conv", layer.out, 1, bias=layer.bias, out_ratio=layer.compression)
-    ops = (
-        op.norm("norm"),
-        op("relu", "relu"),
-        conv,
-        op("avgpool", "pool", kernel=2, stride=2, padding=0, ceil_mode=False, count_include_pad=True),
-    )
-    return Block("transition", name, path, loc, "sequential", ops)
-
-
-_EXPANDERS = {
-    "group": _group,
-    "residual": _residual,
-    "basic_block": _basic_block,
-    "bottleneck": _bottleneck,
-    "dense_block": _dense_block,
-    "transition": _transition,
-}
-
-__all__ = ["Op", "Block", "Node", "Model", "Shape", "resolve", "walk", "replace"]
+__all__ = ["Op", "Block", "Node", "Model", "Shape", "resolve", "walk", "replace", "op"]

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import Diagnostic, Location, SpecError
+from .errors import YAML_DOCUMENTS, YAML_DUPLICATE_KEY, YAML_SYNTAX, YAML_TAG, Diagnostic, Location, SpecError
 
 try:
     _Loader = yaml.CSafeLoader
@@ -56,7 +56,7 @@ def load_file(path: str | Path) -> Document:
         text = Path(path).read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         where = Location(str(path), 1, 1)
-        raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {exc.start})", "yaml-syntax", where)]) from None
+        raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {exc.start})", YAML_SYNTAX, where)]) from None
     return load_text(text, str(path))
 
 
@@ -68,13 +68,13 @@ def load_text(text: str, path: str = "<string>") -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = _location(path, mark) if mark else None
         problem = exc.problem or str(exc)
-        raise SpecError([Diagnostic(f"invalid YAML: {problem}", "yaml-syntax", where)]) from None
+        raise SpecError([Diagnostic(f"invalid YAML: {problem}", YAML_SYNTAX, where)]) from None
     except yaml.YAMLError as exc:
-        raise SpecError([Diagnostic(f"invalid YAML: {exc}", "yaml-syntax", Location(path, 1, 1))]) from None
+        raise SpecError([Diagnostic(f"invalid YAML: {exc}", YAML_SYNTAX, Location(path, 1, 1))]) from None
     if len(nodes) != 1:
         where = _location(path, nodes[1].start_mark) if len(nodes) > 1 else Location(path, 1, 1)
         what = f"{len(nodes)} YAML documents" if nodes else "no YAML document"
-        raise SpecError([Diagnostic(f"a spec is one YAML document; found {what}", "yaml-documents", where)])
+        raise SpecError([Diagnostic(f"a spec is one YAML document; found {what}", YAML_DOCUMENTS, where)])
     errors: list[Diagnostic] = []
     doc.data = _Converter(doc, errors).convert(nodes[0], ())
     if errors:
@@ -102,9 +102,9 @@ class _Converter:
         if len(self.active) > MAX_DEPTH or self.count > MAX_NODES:
             limit = f"nested more than {MAX_DEPTH} deep" if len(self.active) > MAX_DEPTH else (
                 f"more than {MAX_NODES:,} nodes once aliases are expanded")
-            raise SpecError([Diagnostic(f"the document is {limit}", "yaml-syntax", self.doc.values[path])])
+            raise SpecError([Diagnostic(f"the document is {limit}", YAML_SYNTAX, self.doc.values[path])])
         if id(node) in self.active:
-            self._error(node, "a YAML alias refers to the node that contains it", "yaml-syntax")
+            self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)
             return None
         if isinstance(node, yaml.ScalarNode) and node.tag in _PLAIN_TAGS:
             return self.scalars.construct_object(node, deep=True)
@@ -119,26 +119,26 @@ class _Converter:
             self.active.discard(id(node))
             return result
         if node.tag == "tag:yaml.org,2002:timestamp":
-            self._error(node, "YAML reads this unquoted date as a timestamp; put it in quotes", "yaml-tag")
+            self._error(node, "YAML reads this unquoted date as a timestamp; put it in quotes", YAML_TAG)
         else:
             tag = node.tag.replace("tag:yaml.org,2002:", "!!")
-            self._error(node, f"the YAML tag {tag} is not allowed; a spec holds only plain data", "yaml-tag")
+            self._error(node, f"the YAML tag {tag} is not allowed; a spec holds only plain data", YAML_TAG)
         return None
 
     def _mapping(self, node, path: YamlPath) -> dict:
         result: dict = {}
         for key_node, value_node in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", "yaml-tag")
+                self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", YAML_TAG)
                 continue
             if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"):
-                self._error(key_node, "mapping keys must be plain strings", "yaml-tag")
+                self._error(key_node, "mapping keys must be plain strings", YAML_TAG)
                 continue
             key = self.scalars.construct_object(key_node)
             if key in result:
                 first = self.doc.keys[path + (key,)]
                 message = f'duplicate key "{key}" (first given at {first.line}:{first.col})'
-                self._error(key_node, message, "yaml-duplicate-key")
+                self._error(key_node, message, YAML_DUPLICATE_KEY)
                 continue
             self.doc.keys[path + (key,)] = _location(self.doc.path, key_node.start_mark)
             result[key] = self.convert(value_node, path + (key,))

@@ -7,21 +7,20 @@ from collections import OrderedDict
 import torch
 from torch import nn
 
-from .calls import layer_call
+from . import registry
 from .ir import Block, Model, Node, Op
 
-ACTIVATIONS = {
-    "relu": torch.relu,
-    "sigmoid": torch.sigmoid,
-    "tanh": torch.tanh,
-    "leaky_relu": nn.functional.leaky_relu,
-    "gelu": nn.functional.gelu,
-    "silu": nn.functional.silu,
-    "identity": lambda x: x,
-}
+
+def function(name: str | None):
+    """The torch function a registry entry names ("torch.relu", "F.gelu"); None is the identity."""
+    if name is None:
+        return None
+    namespace, _, attribute = name.partition(".")
+    return getattr({"torch": torch, "F": nn.functional}[namespace], attribute)
 
 
-MERGES = {"concat": lambda tensors: torch.cat(tensors, 1), "add": lambda tensors: sum(tensors[1:], tensors[0])}
+def merge(name: str, tensors: list) -> torch.Tensor:
+    return registry.merge(name).live(tensors, torch)
 
 
 class Wiring:
@@ -42,9 +41,9 @@ class Wiring:
         saved = {}
         for name, layer in layers:
             if name in self.inputs:
-                inputs, merge = self.inputs[name]
+                inputs, how = self.inputs[name]
                 tensors = [saved[source] for source in inputs]
-                x = tensors[0] if len(tensors) == 1 else MERGES[merge](tensors)
+                x = tensors[0] if len(tensors) == 1 else merge(how, tensors)
             x = layer(x)
             if name in self.child_exports:
                 x, *inner = x
@@ -88,13 +87,13 @@ class Residual(nn.Module):
         self._body = tuple(body)
         self._wiring = wiring
         self._shortcut = shortcut_name if shortcut is not None else None
-        self._activation = activation
+        self._activation = function(registry.ACTIVATIONS[activation].function) if activation else None
 
     def forward(self, x):
         identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
         x = self._wiring.run(((name, self.get_submodule(name)) for name in self._body), x)
         x = x + identity
-        return ACTIVATIONS[self._activation](x) if self._activation else x
+        return self._activation(x) if self._activation is not None else x
 
 
 class DenseBlock(nn.ModuleDict):
@@ -150,11 +149,10 @@ _BLOCKS = {
 
 # ---------------------------------------------------------------- layers
 
-_LOCAL_LAYERS = {"Normalize": Normalize}
-
 
 def _op(op: Op) -> nn.Module:
-    call = layer_call(op)
-    module, _, name = call.func.partition(".")
-    factory = getattr(nn, name) if module == "nn" else _LOCAL_LAYERS[call.func]
+    kind = registry.layer_kind(op.kind)
+    call = kind.build(op)
+    namespace, _, name = call.func.partition(".")
+    factory = getattr(nn, name) if namespace == "nn" and name else kind.module()
     return factory(*call.args, **dict(call.kwargs))

@@ -17,12 +17,11 @@ until the mark is removed.
 from __future__ import annotations
 
 import textwrap
-import typing
 
 import pytest
 import torch
 
-from archspec import SpecError, analyze, compile_spec, schema
+from archspec import SpecError, analyze, compile_spec, registry, schema
 from archspec.ir import walk
 from archspec.expand import expand
 from archspec.pipeline import read
@@ -45,8 +44,8 @@ def case(id, source, *, bug=None):
     return pytest.param(source, id=id, marks=marks)
 
 
-ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu"]
-RESIDUAL_ACTIVATIONS = typing.get_args(schema.Activation)
+ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu", "hardswish"]
+RESIDUAL_ACTIVATIONS = tuple(registry.ACTIVATIONS)
 
 # fmt: off
 CASES = [
@@ -244,6 +243,17 @@ CASES = [
           - flatten
           - linear: {name: fc, out: 5}
         """)),
+    # ------------------------------------------------------------------ merges
+    case("merge-mul-squeeze-excite", spec([8, 6, 6],
+        {"conv": {"name": "features", "out": 8, "kernel": 3, "padding": 1}}, {"global_avgpool": {"name": "pool"}},
+        {"conv": {"name": "fc1", "out": 2, "kernel": 1}}, "relu", {"conv": {"name": "fc2", "out": 8, "kernel": 1}},
+        {"sigmoid": {"name": "gate"}}, {"identity": {"name": "scaled", "from": ["features", "gate"], "merge": "mul"}})),
+    case("merge-add-concat-mul-3-inputs", spec([4, 5],
+        {"conv": {"name": "a", "out": 4, "kernel": 1}}, {"conv": {"name": "b", "out": 4, "kernel": 1}},
+        {"identity": {"name": "sum", "from": ["a", "b", "a"], "merge": "add"}},
+        {"identity": {"name": "cat", "from": ["a", "b", "sum"]}},
+        {"conv": {"name": "gate", "out": 1, "kernel": 1}},
+        {"identity": {"name": "scaled", "from": ["gate", "sum", "a"], "merge": "mul"}})),
     # ------------------------------------------------------------------ layer names that once collided
     # with attributes of archspec's own torch modules (SpecModel, Residual)
     case("name-spec_name", spec([3, 4], {"relu": {"name": "spec_name"}})),
@@ -350,11 +360,8 @@ def _passing_sources():
 
 def test_every_kind_has_a_case():
     covered = {layer.kind for source in _passing_sources() for layer in user_layers(source)}
-    missing = sorted(set(schema.MODELS_BY_KIND) - covered)
+    missing = sorted(set(registry.KINDS) - covered)
     assert not missing, f"layer kinds with no (passing) case in CASES: {missing}"
-    assert {k for m in schema.LAYER_MODELS for k in m.model_fields["kind"].annotation.__args__} == set(
-        schema.MODELS_BY_KIND
-    )
 
 
 def test_every_field_is_exercised():
@@ -367,7 +374,7 @@ def test_every_field_is_exercised():
                 info = fields[field]
                 if info.is_required() or getattr(layer, field) != info.default:
                     exercised.add((layer.kind, field))
-    every = {(kind, field) for kind, model in schema.MODELS_BY_KIND.items() for field in model.model_fields}
+    every = {(kind, field) for kind, entry in registry.KINDS.items() if entry.fields for field in entry.fields.model_fields}
     # The fields every kind shares (name, from, merge) are covered by test_graph.py and the specs.
     expected = {(kind, field) for kind, field in every if field not in ("kind", *schema.LAYER_FIELDS)}
     missing = sorted(expected - exercised)

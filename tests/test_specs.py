@@ -60,7 +60,7 @@ def test_conv_unit_is_the_seed_worked_example():
     assert [child.out_shape for child in model.body.children] == [
         (6, 30, 30), (6, 15, 15), (6, 13, 13), (6, 12, 12), (864,), (10,),
     ]  # fmt: skip
-    assert model.body.children[-1].args["in_features"] == 864
+    assert model.body.children[-1].in_shape == (864,)  # in_features, inferred
 
 
 def test_seed_densenet_channels():

@@ -1,0 +1,196 @@
+"""The field types every layer kind's model is built from, and the base model of a layer.
+
+Plain validators give every field one clear message instead of pydantic's per-union-member list.
+Kinds (archspec/kinds/) declare their fields with these types; schema.py assembles the spec model.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+import re
+from typing import Annotated, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic_core import PydanticCustomError
+
+from . import registry
+
+# Attribute names of torch.nn.Module, Sequential and ModuleDict, plus our own: a layer with one
+# of these names would shadow a method of the module that holds it.
+RESERVED_NAMES = frozenset(
+    """T_destination add_module append apply bfloat16 buffers call_super_init children clear compile
+    cpu cuda double dump_patches eval extend extra_repr float forward get_buffer get_extra_state
+    get_parameter get_submodule half input_shape insert ipu items keys load_state_dict modules mtia
+    named_buffers named_children named_modules named_parameters parameters pop register_backward_hook
+    register_buffer register_forward_hook register_forward_pre_hook register_full_backward_hook
+    register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook
+    register_module register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+    requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train training
+    type update values xpu zero_grad""".split()
+)
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+
+
+# ---------------------------------------------------------------- field types
+# Plain validators give every field one clear message instead of pydantic's per-union-member list.
+
+
+def _fail(message: str, value: Any):
+    raise PydanticCustomError("bad_value", "{message}, got {got}", {"message": message, "got": _show(value)})
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int  # bool is an int subclass and is never a size
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+        raise PydanticCustomError(
+            "bad_name",
+            "a name must be a Python identifier of ASCII letters, digits and _ starting with a letter, got {got}",
+            {"got": _show(value)},
+        )
+    if keyword.iskeyword(value):
+        raise PydanticCustomError("bad_name", "{got} is a Python keyword and cannot be a name", {"got": _show(value)})
+    if value in RESERVED_NAMES:
+        raise PydanticCustomError(
+            "bad_name", "{got} is an attribute of torch.nn.Module and cannot be a name", {"got": _show(value)}
+        )
+    return value
+
+
+def _int_at_least(low: int):
+    def check(value: Any) -> int:
+        if not _is_int(value) or value < low:
+            _fail(f"expected an integer >= {low}", value)
+        return value
+
+    return check
+
+
+def _ints_at_least(low: int):
+    """An int, or a list of 1 to 3 ints (one per spatial dim); kept as int or tuple."""
+
+    def check(value: Any):
+        if _is_int(value) and value >= low:
+            return value
+        if isinstance(value, list) and 1 <= len(value) <= 3 and all(_is_int(v) and v >= low for v in value):
+            return tuple(value)
+        _fail(f"expected an integer >= {low} or a list of 1 to 3 of them", value)
+
+    return check
+
+
+def _padding(value: Any):
+    if value in ("same", "valid"):
+        return value
+    try:
+        return _ints_at_least(0)(value)
+    except PydanticCustomError:
+        _fail("expected an integer >= 0, a list of them, 'same' or 'valid'", value)
+
+
+def _number(*, low: float | None = None, high: float | None = None, low_open: bool = False):
+    def check(value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+        if not ok:
+            bounds = []
+            if low is not None:
+                bounds.append(f"{'>' if low_open else '>='} {low:g}")
+            if high is not None:
+                bounds.append(f"<= {high:g}")
+            _fail("expected a number" + (" " + " and ".join(bounds) if bounds else ""), value)
+        return float(value)
+
+    return check
+
+
+def _bool(value: Any) -> bool:
+    if not isinstance(value, bool):
+        _fail("expected true or false", value)
+    return value
+
+
+def _numbers(*, positive: bool):
+    def check(value: Any) -> tuple[float, ...]:
+        each = _number(low=0.0, low_open=True) if positive else _number()
+        if not isinstance(value, list) or not value:
+            _fail("expected a non-empty list of numbers", value)
+        return tuple(each(v) for v in value)
+
+    return check
+
+
+def _input_shape(value: Any) -> tuple[int, ...]:
+    if not (isinstance(value, list) and 2 <= len(value) <= 4 and all(_is_int(v) and v >= 1 for v in value)):
+        _fail("expected [channels, then 1 to 3 spatial sizes], all integers >= 1", value)
+    return tuple(value)
+
+
+Name = Annotated[str, PlainValidator(_name)]
+PosInt = Annotated[int, PlainValidator(_int_at_least(1))]
+Int = Annotated[int, PlainValidator(lambda v: v if _is_int(v) else _fail("expected an integer", v))]
+Sizes = Annotated[Any, PlainValidator(_ints_at_least(1))]
+NonNegSizes = Annotated[Any, PlainValidator(_ints_at_least(0))]
+Padding = Annotated[Any, PlainValidator(_padding)]
+Bool = Annotated[bool, PlainValidator(_bool)]
+Eps = Annotated[float, PlainValidator(_number(low=0.0, low_open=True))]
+Momentum = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
+Probability = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
+Fraction = Annotated[float, PlainValidator(_number(low=0.0, high=1.0, low_open=True))]
+Float = Annotated[float, PlainValidator(_number())]
+PosFloatOrSizes = Annotated[Any, PlainValidator(lambda v: v if isinstance(v, (list, int)) and not isinstance(v, bool) and _ints_at_least(1)(v) else _number(low=0.0, low_open=True)(v))]
+Means = Annotated[tuple, PlainValidator(_numbers(positive=False))]
+Stds = Annotated[tuple, PlainValidator(_numbers(positive=True))]
+
+
+def _registered(table: str, what: str):
+    """A name that must be in one of the registry's tables, looked up when a spec is validated."""
+
+    def check(value: Any) -> str:
+        names = getattr(registry, table)
+        if not isinstance(value, str) or value not in names:
+            _fail(f"expected {what}: {', '.join(sorted(names))}", value)
+        return value
+
+    return check
+
+
+Activation = Annotated[str, PlainValidator(_registered("ACTIVATIONS", "an activation"))]
+MergeName = Annotated[str, PlainValidator(_registered("MERGES", "a merge"))]
+
+
+# ---------------------------------------------------------------- layers
+
+
+def _reference(value: str) -> str:
+    """A layer name, or a qualified one (`encoder.enc4`) reaching into an earlier group."""
+    for part in value.split("."):
+        _name(part)
+    return value
+
+
+def _sources(value: Any):
+    if isinstance(value, str):
+        return (_reference(value),)
+    if isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value):
+        return tuple(_reference(v) for v in value)
+    _fail("expected the name of an earlier layer, or a list of two or more names", value)
+
+
+class Layer(BaseModel):
+    # defer_build: a kind's fields class is built only inside the assembled spec model (schema.py).
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    primary: ClassVar[str | None] = None  # the field `kind: value` sets
+    name: Name | None = None
+    sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")
+    merge: MergeName | None = None
+
+

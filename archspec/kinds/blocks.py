@@ -1,0 +1,208 @@
+"""Built-in blocks: fields, expansion into layers (with torchvision's names), and emitted class.
+
+Each block's `expand` makes its layers once its input shape is known, and `arguments`, beside it,
+gives the constructor arguments of the class its template emits, so nothing is recovered from the
+expanded layers by position.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction as Exact
+from typing import ClassVar
+
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import CHANNEL_MISMATCH
+from ..fields import Bool, Fraction, Layer, PosInt, Probability
+from ..ir import Block, op, replace
+from ..registry import BlockKind, register
+from ..shapes import ShapeError
+
+
+class _Layers:
+    """Makes the layers of one expanded block, all located at the block's use."""
+
+    def __init__(self, block: Block, path: str | None = None):
+        self.path, self.loc = path or block.path, block.loc
+
+    def __call__(self, kind: str, name: str, **args):
+        return op(kind, name, f"{self.path}.{name}", self.loc, **args)
+
+    def conv(self, name, out, kernel, stride=1, padding=0, groups=1, bias=False):
+        return self("conv", name, out=out, kernel=kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+
+    def norm(self, name):
+        return self("batchnorm", name)
+
+
+def _residual(block: Block, body: tuple, stride: int) -> Block:
+    """A ResNet block: body + shortcut (a projection named `downsample` when needed), then ReLU."""
+    return replace(block, flow="residual", children=body, shortcut_mode="auto", shortcut_name="downsample",
+                   activation="relu", stride=stride, expanded=True)  # fmt: skip
+
+
+# ---------------------------------------------------------------- basic_block
+
+
+class BasicBlock(Layer):
+    primary: ClassVar = "out"
+    out: PosInt
+    stride: PosInt = 1
+
+
+def _basic_block(block: Block, shape) -> Block:
+    a, layer = block.args, _Layers(block)
+    body = (
+        layer.conv("conv1", a["out"], 3, a["stride"], 1),
+        layer.norm("bn1"),
+        layer("relu", "relu"),
+        layer.conv("conv2", a["out"], 3, 1, 1),
+        layer.norm("bn2"),
+    )
+    return _residual(block, body, a["stride"])
+
+
+register(BlockKind(
+    "basic_block", "ResNet's basic block: two 3x3 convs + shortcut, added, then ReLU", BasicBlock, _basic_block,
+    "basic_block.py.jinja", "BasicBlock",
+    arguments=lambda b: ([b.in_shape[0], b.args["out"]], {"stride": b.args["stride"]} if b.args["stride"] != 1 else {}),
+))  # fmt: skip
+
+
+# ---------------------------------------------------------------- bottleneck
+
+
+class Bottleneck(Layer):
+    primary: ClassVar = "width"
+    width: PosInt
+    out: PosInt | None = None  # 4 * width by default, as in ResNet-50
+    stride: PosInt = 1
+    groups: PosInt = 1
+
+
+def _bottleneck_out(args) -> int:
+    return args["out"] or 4 * args["width"]
+
+
+def _bottleneck(block: Block, shape) -> Block:
+    a, layer = block.args, _Layers(block)
+    body = (
+        layer.conv("conv1", a["width"], 1),
+        layer.norm("bn1"),
+        layer("relu", "relu1"),
+        layer.conv("conv2", a["width"], 3, a["stride"], 1, groups=a["groups"]),  # stride on the 3x3, as torchvision
+        layer.norm("bn2"),
+        layer("relu", "relu2"),
+        layer.conv("conv3", _bottleneck_out(a), 1),
+        layer.norm("bn3"),
+    )
+    return _residual(block, body, a["stride"])
+
+
+def _bottleneck_arguments(b: Block):
+    a = b.args
+    keywords = {key: a[key] for key in ("stride", "groups") if a[key] != 1}
+    return [b.in_shape[0], a["width"], _bottleneck_out(a)], keywords
+
+
+register(BlockKind(
+    "bottleneck", "ResNet's bottleneck (v1.5: the stride is on the 3x3 conv), with groups for ResNeXt", Bottleneck,
+    _bottleneck, "bottleneck.py.jinja", "Bottleneck", arguments=_bottleneck_arguments,
+))  # fmt: skip
+
+
+# ---------------------------------------------------------------- dense_block
+
+
+class DenseBlock(Layer):
+    num_layers: PosInt
+    growth: PosInt
+    bn_size: PosInt | None = None  # set: torchvision's BN-ReLU-Conv1x1-BN-ReLU-Conv3x3 layer
+    dropout: Probability = 0.0
+    bias: Bool = False
+
+
+def _dense_block(block: Block, shape) -> Block:
+    a, layers = block.args, []
+    for i in range(1, a["num_layers"] + 1):
+        layer_name = f"denselayer{i}"
+        layer = _Layers(block, f"{block.path}.{layer_name}")
+        if a["bn_size"] is None:  # the seed's conv_block: BN-ReLU-Conv3x3
+            ops = [layer.norm("norm"), layer("relu", "relu"), layer.conv("conv", a["growth"], 3, 1, 1, bias=a["bias"])]
+        else:  # torchvision's _DenseLayer
+            ops = [
+                layer.norm("norm1"),
+                layer("relu", "relu1"),
+                layer.conv("conv1", a["bn_size"] * a["growth"], 1, bias=a["bias"]),
+                layer.norm("norm2"),
+                layer("relu", "relu2"),
+                layer.conv("conv2", a["growth"], 3, 1, 1, bias=a["bias"]),
+            ]
+        if a["dropout"] > 0:
+            ops.append(layer("dropout", "dropout", p=a["dropout"]))
+        layers.append(Block("dense_layer", layer_name, layer.path, block.loc, "sequential", tuple(ops)))
+    return replace(block, flow="dense", children=tuple(layers), expanded=True)
+
+
+def _dense_block_arguments(b: Block):
+    a = b.args
+    keywords = {"growth": a["growth"]}
+    if a["bn_size"] is not None:
+        keywords["bn_size"] = a["bn_size"]
+    if a["dropout"] > 0:
+        keywords["dropout"] = a["dropout"]
+    if a["bias"]:
+        keywords["bias"] = True
+    return [a["num_layers"], b.in_shape[0]], keywords
+
+
+register(BlockKind(
+    "dense_block", "DenseNet's dense block: each layer sees the block input and every earlier output, concatenated",
+    DenseBlock, _dense_block, "dense_block.py.jinja", "DenseBlock", arguments=_dense_block_arguments,
+    variant=lambda b: {"bottleneck": b.args["bn_size"] is not None}, helpers=("layer",),
+))  # fmt: skip
+
+
+# ---------------------------------------------------------------- transition
+
+
+class Transition(Layer):
+    primary: ClassVar = "out"
+    out: PosInt | None = None
+    compression: Fraction | None = None
+    bias: Bool = False
+
+    @model_validator(mode="after")
+    def _out_or_compression(self):
+        if (self.out is None) == (self.compression is None):
+            raise PydanticCustomError("bad_value", "give exactly one of out and compression")
+        return self
+
+
+def _transition_out(args, channels: int) -> int:
+    if args["out"] is not None:
+        return args["out"]
+    # Exact decimal arithmetic: 100 * 0.29 is 28.999... in floating point, but 29 channels are meant.
+    out = int(Exact(repr(args["compression"])) * channels)
+    if out < 1:
+        raise ShapeError(f"compression {args['compression']} of {channels} channels leaves none", CHANNEL_MISMATCH)
+    return out
+
+
+def _transition(block: Block, shape) -> Block:
+    a, layer = block.args, _Layers(block)
+    ops = (
+        layer.norm("norm"),
+        layer("relu", "relu"),
+        layer.conv("conv", _transition_out(a, shape[0]), 1, bias=a["bias"]),
+        layer("avgpool", "pool", kernel=2, stride=2),
+    )
+    return replace(block, children=ops, expanded=True)
+
+
+register(BlockKind(
+    "transition", "DenseNet's transition: BN-ReLU-Conv1x1 to fewer channels, then 2x2 average pooling", Transition,
+    _transition, "transition.py.jinja", "Transition",
+    arguments=lambda b: ([b.in_shape[0], b.out_shape[0]], {"bias": True} if b.args["bias"] else {}),
+))  # fmt: skip

@@ -1,0 +1,428 @@
+"""The layer kinds that are one torch module each: fields, shape rule, parameters, constructor.
+
+Each `register(LayerKind(...))` is the whole of what archspec knows of a kind. Shape rules use
+PyTorch's own formulas and return (output shape, parameter count); they raise ShapeError with the
+formula and the numbers filled in.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar, Literal
+
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, RANK
+from ..fields import (
+    Bool, Eps, Int, Layer, Means, Momentum, NonNegSizes, Padding, PosFloatOrSizes, PosInt, Probability,
+    Sizes, Stds,
+)  # fmt: skip
+from ..registry import Call, LayerKind, call, register
+from ..shapes import (
+    CONV_FORMULA, SPATIAL_NAMES, TRANSPOSED_FORMULA, ShapeError, below_one, dims, groups_divide, per_dim, spatial,
+)  # fmt: skip
+
+
+def same_shape(op, shape):
+    return shape, 0
+
+
+# ---------------------------------------------------------------- convolutions
+
+
+class Conv(Layer):
+    primary: ClassVar = "out"
+    out: PosInt
+    kernel: Sizes
+    stride: Sizes = 1
+    padding: Padding = 0
+    dilation: Sizes = 1
+    groups: PosInt = 1
+    bias: Bool = True
+
+
+def _conv_shape(op, shape):
+    n = spatial(op, shape)
+    channels, out_channels = shape[0], op.args["out"]
+    kernel, stride, dilation = (per_dim(op, f, n) for f in ("kernel", "stride", "dilation"))
+    padding = op.args["padding"]
+    if padding == "same" and any(s != 1 for s in stride):
+        raise ShapeError("padding='same' needs stride 1, as in PyTorch", BAD_ARG)
+    pads = (0,) * n if padding in ("same", "valid") else per_dim(op, "padding", n)
+    sizes = []
+    for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, pads, dilation)):
+        out = size if padding == "same" else (size + 2 * p - d * (k - 1) - 1) // s + 1
+        if out < 1:
+            below_one(dim, n, CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1", out)
+        sizes.append(out)
+    weights = out_channels * (channels // op.args["groups"]) * math.prod(kernel)
+    result = (out_channels, *sizes), weights + (out_channels if op.args["bias"] else 0)
+    groups_divide(op, channels, out_channels, result)  # after the sizes: the layers after it are still checked
+    return result
+
+
+def _conv_call(op) -> Call:
+    a = op.args
+    return call(f"nn.Conv{dims(op)}d", op.in_shape[0], a["out"], kernel_size=a["kernel"], stride=a["stride"],
+                padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"],
+                defaults=dict(stride=1, padding=0, dilation=1, groups=1, bias=True))  # fmt: skip
+
+
+register(LayerKind("conv", "convolution (Conv1d/2d/3d by the input's rank)", Conv, _conv_shape, _conv_call,
+                   stride=lambda op: op.args["stride"]))  # fmt: skip
+
+
+class ConvTranspose(Layer):
+    primary: ClassVar = "out"
+    out: PosInt
+    kernel: Sizes
+    stride: Sizes = 1
+    padding: NonNegSizes = 0
+    output_padding: NonNegSizes = 0
+    dilation: Sizes = 1
+    groups: PosInt = 1
+    bias: Bool = True
+
+
+def _conv_transpose_shape(op, shape):
+    n = spatial(op, shape)
+    channels, out_channels = shape[0], op.args["out"]
+    kernel, stride, padding, out_pad, dilation = (
+        per_dim(op, f, n) for f in ("kernel", "stride", "padding", "output_padding", "dilation")
+    )
+    sizes = []
+    for dim, (size, k, s, p, extra, d) in enumerate(zip(shape[1:], kernel, stride, padding, out_pad, dilation)):
+        if extra >= max(s, d):
+            raise ShapeError(f"output_padding ({extra}) must be smaller than stride ({s}) or dilation ({d})", BAD_ARG)
+        out = (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        if out < 1:
+            below_one(dim, n, TRANSPOSED_FORMULA, f"({size}-1)*{s} - 2*{p} + {d}*({k}-1) + {extra} + 1", out)
+        sizes.append(out)
+    weights = channels * (out_channels // op.args["groups"]) * math.prod(kernel)
+    result = (out_channels, *sizes), weights + (out_channels if op.args["bias"] else 0)
+    groups_divide(op, channels, out_channels, result)
+    return result
+
+
+def _conv_transpose_call(op) -> Call:
+    a = op.args
+    return call(f"nn.ConvTranspose{dims(op)}d", op.in_shape[0], a["out"], kernel_size=a["kernel"],
+                stride=a["stride"], padding=a["padding"], output_padding=a["output_padding"],
+                groups=a["groups"], bias=a["bias"], dilation=a["dilation"],
+                defaults=dict(stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1))  # fmt: skip
+
+
+register(LayerKind("conv_transpose", "transposed convolution (ConvTranspose1d/2d/3d)", ConvTranspose,
+                   _conv_transpose_shape, _conv_transpose_call))  # fmt: skip
+
+
+# ---------------------------------------------------------------- normalisation
+
+
+class BatchNorm(Layer):
+    eps: Eps = 1e-5
+    momentum: Momentum | None = 0.1
+    affine: Bool = True
+    track_running_stats: Bool = True
+
+
+def _batchnorm_call(op) -> Call:
+    a = op.args
+    rank = 1 if len(op.in_shape) <= 2 else dims(op)
+    return call(f"nn.BatchNorm{rank}d", op.in_shape[0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"],
+                track_running_stats=a["track_running_stats"],
+                defaults=dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True))  # fmt: skip
+
+
+register(LayerKind("batchnorm", "batch normalisation over the channels (BatchNorm1d/2d/3d)", BatchNorm,
+                   lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0), _batchnorm_call))  # fmt: skip
+
+
+class LayerNorm(Layer):
+    primary: ClassVar = "dims"
+    dims: PosInt | None = None  # how many trailing per-sample dims to normalise; all by default
+    eps: Eps = 1e-5
+    affine: Bool = True
+    bias: Bool = True
+
+
+def _normalized_shape(op, shape) -> tuple[int, ...]:
+    count = op.args["dims"] or len(shape)
+    if count > len(shape):
+        raise ShapeError(f"cannot normalise the last {count} dims of a rank-{len(shape)} input", RANK)
+    return tuple(shape[-count:])
+
+
+def _layernorm_shape(op, shape):
+    size = math.prod(_normalized_shape(op, shape))
+    return shape, (size + (size if op.args["bias"] else 0)) if op.args["affine"] else 0
+
+
+def _layernorm_call(op) -> Call:
+    a, normalized = op.args, _normalized_shape(op, op.in_shape)
+    return call("nn.LayerNorm", normalized[0] if len(normalized) == 1 else list(normalized), eps=a["eps"],
+                elementwise_affine=a["affine"], bias=a["bias"],
+                defaults=dict(eps=1e-5, elementwise_affine=True, bias=True))  # fmt: skip
+
+
+register(LayerKind("layernorm", "layer normalisation over the last `dims` per-sample dims", LayerNorm,
+                   _layernorm_shape, _layernorm_call))  # fmt: skip
+
+
+class GroupNorm(Layer):
+    primary: ClassVar = "groups"
+    groups: PosInt
+    eps: Eps = 1e-5
+    affine: Bool = True
+
+
+def _groupnorm_shape(op, shape):
+    groups, channels = op.args["groups"], shape[0]
+    if channels % groups:
+        raise ShapeError(f"groups={groups} does not divide the {channels} input channels", CHANNEL_MISMATCH)
+    return shape, 2 * channels if op.args["affine"] else 0
+
+
+register(LayerKind("groupnorm", "group normalisation; `groups` must divide the channels", GroupNorm,
+                   _groupnorm_shape,
+                   lambda op: call("nn.GroupNorm", op.args["groups"], op.in_shape[0], eps=op.args["eps"],
+                                   affine=op.args["affine"], defaults=dict(eps=1e-5, affine=True))))  # fmt: skip
+
+
+class Normalize(Layer):
+    mean: Means
+    std: Stds
+
+    @model_validator(mode="after")
+    def _same_length(self):
+        if len(self.mean) != len(self.std):
+            raise PydanticCustomError(
+                "bad_value", "mean has {m} values but std has {s}", {"m": len(self.mean), "s": len(self.std)}
+            )
+        return self
+
+
+def _normalize_shape(op, shape):
+    if len(op.args["mean"]) != shape[0]:
+        raise ShapeError(f"mean and std have {len(op.args['mean'])} values but the input has {shape[0]} channels",
+                         CHANNEL_MISMATCH)  # fmt: skip
+    return shape, 0
+
+
+def _normalize_module():
+    from ..torch_builder import Normalize as module
+
+    return module
+
+
+register(LayerKind("normalize", "per-channel (x - mean) / std as a layer, like torchvision's transforms.Normalize",
+                   Normalize, _normalize_shape,
+                   lambda op: call("Normalize", list(op.args["mean"]), list(op.args["std"]), len(op.in_shape)),
+                   module=_normalize_module, template="normalize.py.jinja"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- pooling
+
+
+class MaxPool(Layer):
+    primary: ClassVar = "kernel"
+    kernel: Sizes
+    stride: Sizes | None = None  # defaults to kernel, as in PyTorch
+    padding: NonNegSizes = 0
+    dilation: Sizes = 1
+    ceil_mode: Bool = False
+
+
+class AvgPool(Layer):
+    primary: ClassVar = "kernel"
+    kernel: Sizes
+    stride: Sizes | None = None
+    padding: NonNegSizes = 0
+    ceil_mode: Bool = False
+    count_include_pad: Bool = True
+
+
+def pool_stride(op):
+    return op.args["kernel"] if op.args["stride"] is None else op.args["stride"]
+
+
+def _pool_shape(op, shape):
+    n = spatial(op, shape)
+    kernel, padding = per_dim(op, "kernel", n), per_dim(op, "padding", n)
+    stride = per_dim(op, "stride", n, pool_stride(op))
+    dilation = per_dim(op, "dilation", n) if "dilation" in op.args else (1,) * n
+    ceil = op.args["ceil_mode"]
+    sizes = []
+    for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, padding, dilation)):
+        if p > k // 2:
+            raise ShapeError(f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}", BAD_ARG)
+        if op.kind == "avgpool" and n == 3 and size < k:  # only avg_pool3d checks the unpadded size
+            raise ShapeError(f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
+                             f"PyTorch's 3-d average pooling needs at least the kernel", BAD_ARG)  # fmt: skip
+        out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+        formula, filled = CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
+        if op.kind == "avgpool":
+            formula, filled = "floor((in + 2p - k)/s) + 1", f"floor(({size} + 2*{p} - {k})/{s}) + 1"
+        if ceil:
+            # PyTorch's ceil_mode: round up, but the last window must start inside the input or left padding.
+            formula = formula.replace("floor", "ceil") + ", minus 1 if the last window starts past in + p"
+            filled = filled.replace("floor", "ceil")
+            if (out - 1) * s >= size + p:
+                out -= 1
+                filled += " - 1"
+        if out < 1:
+            below_one(dim, n, formula, filled, out)
+        sizes.append(out)
+    return (shape[0], *sizes), 0
+
+
+def _maxpool_call(op) -> Call:
+    a = op.args
+    return call(f"nn.MaxPool{dims(op)}d", a["kernel"], stride=pool_stride(op), padding=a["padding"],
+                dilation=a["dilation"], ceil_mode=a["ceil_mode"],
+                defaults=dict(stride=a["kernel"], padding=0, dilation=1, ceil_mode=False))  # fmt: skip
+
+
+def _avgpool_call(op) -> Call:
+    a = op.args
+    return call(f"nn.AvgPool{dims(op)}d", a["kernel"], stride=pool_stride(op), padding=a["padding"],
+                ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
+                defaults=dict(stride=a["kernel"], padding=0, ceil_mode=False, count_include_pad=True))  # fmt: skip
+
+
+register(LayerKind("maxpool", "max pooling; the stride defaults to the kernel", MaxPool, _pool_shape, _maxpool_call,
+                   stride=pool_stride))  # fmt: skip
+register(LayerKind("avgpool", "average pooling; the stride defaults to the kernel", AvgPool, _pool_shape,
+                   _avgpool_call, stride=pool_stride))  # fmt: skip
+
+
+class AdaptivePool(Layer):
+    primary: ClassVar = "size"
+    size: Sizes
+
+
+def _adaptive_shape(op, shape):
+    return (shape[0], *per_dim(op, "size", spatial(op, shape))), 0
+
+
+for _name, _module in (("adaptive_avgpool", "AdaptiveAvgPool"), ("adaptive_maxpool", "AdaptiveMaxPool")):
+    register(LayerKind(_name, f"{_module.lower()[8:]} pooling to a fixed output size", AdaptivePool, _adaptive_shape,
+                       lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"])))  # fmt: skip
+
+register(LayerKind("global_avgpool", "average over all spatial positions; keeps the dims (follow with flatten)",
+                   None, lambda op, shape: ((shape[0], *(1,) * spatial(op, shape)), 0),
+                   lambda op: call(f"nn.AdaptiveAvgPool{dims(op)}d", 1),
+                   functional="F.adaptive_avg_pool{n}d({x}, 1)"))  # fmt: skip
+
+
+# ---------------------------------------------------------------- resampling
+
+
+class Upsample(Layer):
+    primary: ClassVar = "scale"
+    scale: PosFloatOrSizes | None = None
+    size: Sizes | None = None
+    mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
+    align_corners: Bool | None = None
+
+    @model_validator(mode="after")
+    def _scale_or_size(self):
+        if (self.scale is None) == (self.size is None):
+            raise PydanticCustomError("bad_value", "give exactly one of scale and size")
+        if self.align_corners is not None and self.mode == "nearest":
+            raise PydanticCustomError("bad_value", "align_corners only applies to the interpolating modes, not nearest")
+        return self
+
+
+_UPSAMPLE_RANKS = {"linear": 1, "bilinear": 2, "bicubic": 2, "trilinear": 3}
+
+
+def _upsample_shape(op, shape):
+    n = spatial(op, shape)
+    mode = op.args["mode"]
+    if _UPSAMPLE_RANKS.get(mode, n) != n:
+        raise ShapeError(f"mode {mode!r} needs {_UPSAMPLE_RANKS[mode]} spatial dims, the input has {n}", RANK)
+    if op.args["size"] is not None:
+        return (shape[0], *per_dim(op, "size", n)), 0
+    scale = op.args["scale"]
+    scales = (scale,) * n if isinstance(scale, (int, float)) else tuple(scale)
+    if len(scales) != n:
+        raise ShapeError(f"scale has {len(scales)} values but the input has {n} spatial dims", RANK)
+    sizes = []
+    for dim, (size, factor) in enumerate(zip(shape[1:], scales)):
+        out = math.floor(size * float(factor))
+        if out < 1:
+            below_one(dim, n, "floor(in * scale)", f"floor({size} * {factor:g})", out)
+        sizes.append(out)
+    return (shape[0], *sizes), 0
+
+
+def _upsample_call(op) -> Call:
+    a = op.args
+    scale = a["scale"]
+    if scale is not None:
+        scale = float(scale) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
+    return call("nn.Upsample", size=a["size"], scale_factor=scale, mode=a["mode"], align_corners=a["align_corners"],
+                defaults=dict(size=None, scale_factor=None, mode="nearest", align_corners=None))  # fmt: skip
+
+
+register(LayerKind("upsample", "resize by a scale or to a size (nearest or interpolating)", Upsample,
+                   _upsample_shape, _upsample_call))  # fmt: skip
+
+
+# ---------------------------------------------------------------- the rest
+
+
+class Dropout(Layer):
+    primary: ClassVar = "p"
+    p: Probability = 0.5
+
+
+register(LayerKind("dropout", "zeroes each element with probability p while training", Dropout, same_shape,
+                   lambda op: call("nn.Dropout", op.args["p"])))  # fmt: skip
+
+
+def _flatten_shape(op, shape):
+    return (math.prod(shape),), 0
+
+
+register(LayerKind("flatten", "(C, H, W) -> (C*H*W,)", None, _flatten_shape, lambda op: Call("nn.Flatten"),
+                   functional="torch.flatten({x}, 1)"))  # fmt: skip
+register(LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity")))
+
+
+class Linear(Layer):
+    primary: ClassVar = "out"
+    out: PosInt
+    bias: Bool = True
+
+
+def _linear_shape(op, shape):
+    if len(shape) != 1:
+        raise ShapeError(f"linear needs a flat (B, features) input; put a flatten before it (it would give "
+                         f"{math.prod(shape)} features)", NEEDS_FLATTEN)  # fmt: skip
+    features, out = shape[0], op.args["out"]
+    return (out,), features * out + (out if op.args["bias"] else 0)
+
+
+register(LayerKind("linear", "fully connected layer; needs a flat input", Linear, _linear_shape,
+                   lambda op: call("nn.Linear", op.in_shape[0], op.args["out"], bias=op.args["bias"],
+                                   defaults=dict(bias=True))))  # fmt: skip
+
+
+class Softmax(Layer):
+    primary: ClassVar = "dim"
+    dim: Int = 1  # of the batched tensor: 1 is the channel or feature axis
+
+
+def _softmax_shape(op, shape):
+    dim, rank = op.args["dim"], len(shape) + 1
+    if not -rank <= dim < rank:
+        raise ShapeError(f"dim {dim} is out of range for a batched tensor of rank {rank}", BAD_ARG)
+    return shape, 0
+
+
+register(LayerKind("softmax", "softmax over `dim` of the batched tensor", Softmax, _softmax_shape,
+                   lambda op: call("nn.Softmax", dim=op.args["dim"])))  # fmt: skip
+

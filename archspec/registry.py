@@ -1,0 +1,170 @@
+"""One place per kind: every layer kind, built-in block, activation and merge is declared once.
+
+A declaration holds everything archspec knows of the kind: its fields (a pydantic model), its
+one-line description, its shape rule and parameter count, its torch constructor (as data, so the
+live builder and the emitter read the same call), and its emitted form. schema, shapes, the live
+builder and the emitter are generic and dispatch through these tables; a kind that is not here
+fails loudly in every stage. The built-in kinds live in archspec/kinds/; a plugin registers its
+own with `register` (see docs/extending.md).
+
+Imports no torch, and builds no pydantic model: schema.py assembles the spec model from the
+tables when a spec is first validated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
+
+
+@dataclass(frozen=True)
+class Call:
+    """A constructor call as data: `func(*args, **kwargs)`."""
+
+    func: str  # "nn.Conv2d", or the name of a class the kind defines itself ("Normalize")
+    args: tuple = ()
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+
+def call(func: str, *args, defaults: Mapping | None = None, **kwargs) -> Call:
+    """A Call keeping only the keyword arguments that differ from `defaults` (PyTorch's)."""
+    defaults = defaults or {}
+    kept = tuple((k, v) for k, v in kwargs.items() if k not in defaults or defaults[k] != v)
+    return Call(func, args, kept)
+
+
+@dataclass(frozen=True)
+class LayerKind:
+    """A layer that is one torch module."""
+
+    name: str
+    doc: str
+    fields: type | None  # the pydantic model of its fields; None: it has none
+    shape: Callable  # (op, input shape) -> (output shape, parameter count); raises shapes.ShapeError
+    build: Callable  # (shaped op) -> Call: the torch constructor both backends use
+    functional: str | None = None  # an emitted forward applies an unnamed one as this: "torch.relu({x})"
+    stride: Callable | None = None  # (op) -> its stride, int or per dim: a residual's shortcut samples alike
+    module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
+    template: str | None = None  # the jinja template that defines that class in emitted source
+    source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """A built-in block: expanded into layers once its input shape is known, emitted as one class."""
+
+    name: str
+    doc: str
+    fields: type
+    expand: Callable  # (unexpanded ir.Block, input shape) -> the Block of its layers
+    template: str  # the jinja template of its emitted class
+    class_name: str
+    arguments: Callable  # (shaped block) -> (positional values, {keyword: value}) of the emitted class
+    variant: Callable = lambda block: {}  # template switches: uses that differ here get their own class
+    helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
+
+
+@dataclass(frozen=True)
+class Structure:
+    """A kind the IR knows as a flow of its own (group: sequential, residual): resolved by ir.py."""
+
+    name: str
+    doc: str
+    fields: type | None = None  # schema.py declares these two, since their fields hold layers
+
+
+@dataclass(frozen=True)
+class Activation:
+    """An activation a residual block may apply after its add."""
+
+    name: str
+    function: str | None  # "torch.relu", "F.hardswish"; None: the identity
+
+
+@dataclass(frozen=True)
+class Merge:
+    """How the outputs of several `from:` layers combine into one input."""
+
+    name: str
+    doc: str
+    shape: Callable  # ([(layer name, shape), ...]) -> shape; raises shapes.ShapeError naming the layers
+    source: Callable  # ([variable names]) -> the emitted expression
+    live: Callable  # (tensors, torch) -> tensor
+
+
+Kind = LayerKind | BlockKind | Structure
+
+KINDS: dict[str, Kind] = {}
+ACTIVATIONS: dict[str, Activation] = {}
+MERGES: dict[str, Merge] = {}
+_state = {"version": 0}  # bumped by every registration, so schema rebuilds its spec model
+
+
+def register(entry: Kind | Activation | Merge) -> Any:
+    """Add a kind, activation or merge; a name already taken is an error. Returns `entry`."""
+    table = ACTIVATIONS if isinstance(entry, Activation) else MERGES if isinstance(entry, Merge) else KINDS
+    if not isinstance(entry, (LayerKind, BlockKind, Structure, Activation, Merge)):
+        raise TypeError(f"cannot register {entry!r}: not a LayerKind, BlockKind, Activation or Merge")
+    if entry.name in table:
+        raise ValueError(f"{type(entry).__name__} {entry.name!r} is already registered")
+    table[entry.name] = entry
+    _state["version"] += 1
+    return entry
+
+
+def unregister(name: str, table: dict | None = None) -> None:
+    """Remove a registered entry (tests and plugins that clean up after themselves)."""
+    (KINDS if table is None else table).pop(name, None)
+    _state["version"] += 1
+
+
+def version() -> int:
+    return _state["version"]
+
+
+def kind(name: str) -> Kind:
+    found = KINDS.get(name)
+    if found is None:
+        raise NotImplementedError(f"Unsupported node kind {name!r}: nothing is registered under that name")
+    return found
+
+
+def layer_kind(name: str) -> LayerKind:
+    found = kind(name)
+    if not isinstance(found, LayerKind):
+        raise NotImplementedError(f"Unsupported node kind {name!r}: it is a {type(found).__name__}, not a layer")
+    return found
+
+
+def block_kind(name: str) -> BlockKind:
+    found = kind(name)
+    if not isinstance(found, BlockKind):
+        raise NotImplementedError(f"Unsupported node kind {name!r}: it is a {type(found).__name__}, not a block")
+    return found
+
+
+def is_block(name: str) -> bool:
+    return isinstance(KINDS.get(name), BlockKind)
+
+
+def merge(name: str) -> Merge:
+    found = MERGES.get(name)
+    if found is None:
+        raise NotImplementedError(f"Unsupported merge {name!r}")
+    return found
+
+
+def defaults(name: str) -> dict[str, Any]:
+    """A kind's field defaults, as its model declares them (the one place they are spelled)."""
+    model = kind(name).fields
+    if model is None:
+        return {}
+    return {
+        key: info.default
+        for key, info in model.model_fields.items()
+        if not info.is_required() and key not in ("name", "sources", "merge")
+    }
+
