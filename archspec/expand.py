@@ -46,6 +46,7 @@ class Expanded:
     errors: list[Diagnostic] = field(default_factory=list)
     block_uses: dict[tuple, str] = field(default_factory=dict)  # path of a group -> the user block it expands
     block_args: dict[tuple, tuple] = field(default_factory=dict)  # ... and the block's (parameter, value)s
+    standins: set[tuple] = field(default_factory=set)  # paths of layers put in place of a wrong one
 
     def _origin(self, path: tuple) -> tuple[Origin, tuple]:
         path = tuple(path)
@@ -173,6 +174,15 @@ class _Expander:
         self.block_uses: dict[tuple, str] = {}
         self.block_args: dict[tuple, tuple] = {}
         self.using: list[str] = []  # block uses being expanded, to catch recursion
+        self.standin_ids: set[int] = set()
+        self.standins: set[tuple] = set()
+
+    def standin(self, own: dict) -> dict:
+        """An identity in place of a layer already reported wrong, so the other layers are still checked;
+        the shape stage treats its output as unknown."""
+        layer = {"kind": "identity", **own}
+        self.standin_ids.add(id(layer))
+        return layer
 
     def error(self, message: str, code: str, origin: Origin, rest: tuple = (), key: bool = False) -> None:
         where = origin.doc.locate(origin.ypath + rest, key=key)
@@ -196,7 +206,8 @@ class _Expander:
                 data[key] = part.value
         for patch in patches:
             self.apply_patch(data, patch, scope)
-        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses, block_args=self.block_args)
+        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses, block_args=self.block_args,
+                        standins=self.standins)  # fmt: skip
 
     def merged(self, doc: Document, chain: list[str], trace: tuple[Note, ...] = ()):
         """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first).
@@ -353,7 +364,7 @@ class _Expander:
         if kind in self.using:
             cycle = " -> ".join(self.using[self.using.index(kind):] + [kind])
             self.error(f"block {kind} uses itself ({cycle})", BLOCK_RECURSION, origin)
-            return {"kind": "identity"}
+            return self.standin({})
         params = self.params(kind, definition)
         arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
@@ -379,7 +390,7 @@ class _Expander:
                            BAD_ARGUMENT, value_origin, rest)  # fmt: skip
             body_scope[name] = value
         if len(self.errors) > errors_before:  # the body would only repeat the argument errors
-            return {"kind": "identity", **own}
+            return self.standin(own)
         use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
         layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))
         self.using.append(kind)
@@ -405,6 +416,8 @@ class _Expander:
                 if kind_written is not None:
                     kind_origin = Origin(layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
                     self.origins.setdefault(at + (layer.get("kind"),), kind_origin)
+                if id(layer) in self.standin_ids:
+                    self.standins.add(at)
                 out.append(layer)
         return out
 
@@ -418,7 +431,7 @@ class _Expander:
                 keys = ", ".join(map(str, item))
                 message += f"; this entry has {len(item)} keys ({keys}): indent the fields under the kind"
             self.error(message, LAYER_FORM, origin)
-            return [({"kind": "identity"}, origin, None)]  # a stand-in so the other layers are still checked
+            return [(self.standin({}), origin, None)]
         kind, value = next(iter(item.items()))
         fields = self.fields(kind, value, origin)
         fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)

@@ -37,6 +37,7 @@ class Op:
     merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
     exports: tuple[str, ...] = ()  # always () for a single layer; see Block
+    standin: bool = False  # an identity in place of a wrong layer (reported already): its output is unknown
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -92,18 +93,19 @@ def walk(node: Node):
 # ---------------------------------------------------------------- resolve
 
 
-def resolve(spec: s.Spec, doc: Expanded) -> Model:
-    """`doc` is the expand.Expanded the spec was validated from; it locates every node."""
+def resolve(spec: s.Spec, doc: Expanded, standins: frozenset = frozenset()) -> Model:
+    """`doc` is the expand.Expanded the spec was validated from; it locates every node. `standins`
+    are the paths of layers put in place of wrong ones: their outputs are unknown."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
-    children = _resolve_list(spec.layers, ("layers",), "", doc, errors)
+    children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
     return Model(spec.name, doc.path, tuple(spec.input), body)
 
 
-def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=()) -> tuple[Node, ...]:
+def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=(), standins=frozenset()):
     nodes = []
     seen: dict[str, Location] = {}
     built: dict[str, Node] = {}
@@ -131,7 +133,9 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
-        node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors)
+        node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins)
+        if path in standins:
+            node = replace(node, standin=True)
         if path in doc.block_uses:
             node = replace(node, kind=doc.block_uses[path], block_args=doc.block_args[path])
         merge = layer.merge or ("concat" if len(layer.sources or ()) > 1 else None)
@@ -168,11 +172,11 @@ def _exporting(block: Block, paths: list[str]) -> Block:
     return replace(block, children=children, exports=tuple(paths))
 
 
-def _resolve(layer, yaml_path, name, path, loc, doc, errors) -> Node:
+def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins) -> Node:
     kind = registry.kind(layer.kind)
     args = MappingProxyType(layer.model_dump(exclude={"kind", *s.LAYER_FIELDS}))
     if isinstance(kind, registry.Structure):
-        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors)
+        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins)
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
     return Op(layer.kind, name, path, loc, args)
@@ -183,16 +187,18 @@ def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
     return Op(kind, name, path, loc, MappingProxyType({**registry.defaults(kind), **given}))
 
 
-def _group(layer, yaml_path, name, path, loc, doc, errors) -> Block:
-    children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors)
+def _group(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block:
+    children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors, standins=standins)
     return Block("group", name, path, loc, "sequential", children)
 
 
-def _residual(layer, yaml_path, name, path, loc, doc, errors) -> Block:
-    body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved=(layer.shortcut_name,))
+def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block:
+    reserved = (layer.shortcut_name,)
+    body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved, standins)
     if isinstance(layer.shortcut, list):
         short_path = f"{path}.{layer.shortcut_name}"
-        shortcut_children = _resolve_list(layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors)
+        shortcut_children = _resolve_list(layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors,
+                                          standins=standins)  # fmt: skip
         where = doc.locate(yaml_path + ("shortcut",))
         shortcut = Block("shortcut", layer.shortcut_name, short_path, where, "sequential", shortcut_children)
         mode = "explicit"

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from . import expand, ir, load, schema, shapes
+from .errors import SpecError, in_file_order
 
 SpecSource = Any  # a path, YAML text, or already parsed data (dict or schema.Spec)
 
@@ -16,14 +17,22 @@ def analyze(source: SpecSource, overrides: dict[str, Any] | None = None) -> ir.M
     `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have).
     """
     doc = read(source)
+    errors: list = []
     if isinstance(source, schema.Spec):
         located = expand.Expanded(doc.path, doc.data, {(): expand.Origin(doc, ())})
-        spec = source
+        spec, standins = source, frozenset()
     else:
         located = expand.expand(doc, overrides)
-        spec = schema.validate(located)
-    model = ir.resolve(spec, located)
-    return shapes.infer(model)
+        spec, errors, standins = schema.validate_partially(located)
+        if spec is None:
+            raise SpecError(in_file_order(errors))
+    try:  # with wrong layers stood in for, every layer that does not depend on them is still checked
+        model = shapes.infer(ir.resolve(spec, located, standins))
+    except SpecError as exc:
+        errors += exc.diagnostics
+    if errors:
+        raise SpecError(in_file_order(errors))
+    return model
 
 
 def read(source: SpecSource) -> load.Document:

@@ -21,10 +21,10 @@ from pydantic_core import PydanticCustomError
 from . import kinds  # noqa: F401  (registers the built-in kinds)
 from . import registry
 from .errors import (
-    BAD_INPUT, BAD_NAME, BAD_VALUE, FORMAT_VERSION as FORMAT_VERSION_CODE, LAYER_FORM, MISSING_FIELD, UNKNOWN_FIELD,
+    BAD_ARGUMENT, BAD_EXPRESSION, BAD_INPUT, BAD_NAME, BAD_VALUE, BLOCK_RECURSION, FORMAT_VERSION as FORMAT_VERSION_CODE, LAYER_FORM, MISSING_FIELD, UNKNOWN_FIELD,
     UNKNOWN_KIND, Diagnostic, SpecError, did_you_mean, in_file_order,
 )  # fmt: skip
-from .fields import RESERVED_NAMES, Activation, Layer, Name, _input_shape, _int_at_least, _show
+from .fields import RESERVED_NAMES, Activation, Layer, Name, _input_shape, _int_at_least, _name, _show
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -116,18 +116,90 @@ def fields_of(kind: str) -> list[str]:
 
 def validate(expanded: Expanded) -> Spec:
     """The validated spec; `expanded` is the tagged data of expand.expand, which locates its nodes."""
+    spec, errors, _ = validate_partially(expanded)
+    if errors:
+        raise SpecError(in_file_order(errors))
+    return spec
+
+
+# Expansion errors whose layer was replaced by a stand-in, or whose value fails validation below;
+# after any other (a missing base, a bad override, a bad repeat) the spec's structure is unsure.
+_STANDIN_CODES = {BAD_EXPRESSION, LAYER_FORM, BAD_ARGUMENT, BLOCK_RECURSION}
+
+
+def validate_partially(expanded: Expanded) -> tuple[Spec | None, list[Diagnostic], frozenset]:
+    """(spec, errors, stand-ins): when layers are wrong, the spec has an identity in place of each,
+    and stand-ins holds their paths, so the shape stage still checks every layer that does not
+    depend on them. The spec is None when what is wrong leaves nothing to check (the input, say)."""
     errors = list(expanded.errors)
     if not isinstance(expanded.data, dict):
-        raise SpecError(errors)
+        return None, errors, frozenset()
+    standins = set(expanded.standins)
+    unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
     try:
         spec = spec_model().model_validate(expanded.data)
+        return (None if unsure else spec), errors, frozenset(standins)
     except ValidationError as exc:
         seen = {d.loc for d in errors}  # an expression already reported is not reported again as a bad value
         found = _misspelt_required(exc.errors(include_url=False))
         errors += [d for d in (_diagnostic(e, expanded) for e in found) if d.loc not in seen]
-    if errors:
-        raise SpecError(in_file_order(errors))
-    return spec
+        data = _without_wrong_layers(expanded.data, found, standins)
+    if data is None or unsure:
+        return None, errors, frozenset()
+    try:
+        return spec_model().model_validate(data), errors, frozenset(standins)
+    except ValidationError:
+        return None, errors, frozenset()
+
+
+def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict | None:
+    """A copy of `data` with an identity in place of each layer an error is in (paths added to
+    `standins`), or None when an error lies outside the layers in a way that matters to shapes."""
+    patched = dict(data)
+    for err in found:
+        loc = tuple(err["loc"])
+        if loc[:1] in (("name",), ("description",)) or (len(loc) == 1 and err["type"] == "extra_forbidden"):
+            patched.pop(loc[0], None)
+            patched.setdefault("name", "model")
+            continue
+        at = _innermost_layer(data, loc)
+        if at is None:
+            return None
+        path, data_path = at
+        standins.add(path)
+        parent = patched
+        for key in data_path[:-1]:
+            parent[key] = child = list(parent[key]) if isinstance(parent[key], list) else dict(parent[key])
+            parent = child
+        wrong = parent[data_path[-1]]
+        name = wrong.get("name")
+        parent[data_path[-1]] = {"kind": "identity", **({"name": name} if _is_name(name) else {})}
+    return patched
+
+
+def _innermost_layer(data, loc: tuple) -> tuple[tuple, tuple] | None:
+    """(its path as ir.resolve writes it, with kinds, and its path in `data`) of the innermost layer
+    `loc` (pydantic's, with union tags) lies in; None if it lies in no layer."""
+    node, path, data_path, found = data, (), (), None
+    for part in loc:
+        if isinstance(node, dict) and isinstance(part, str) and part in node:
+            if isinstance(node.get("kind"), str) and path and isinstance(path[-1], int):
+                path += (node["kind"],)
+            node, path, data_path = node[part], path + (part,), data_path + (part,)
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node, path, data_path = node[part], path + (part,), data_path + (part,)
+            if isinstance(node, dict):
+                found = (path, data_path)
+        # anything else is a kind or union tag of pydantic's
+    return found
+
+
+def _is_name(value) -> bool:
+    try:
+        _name(value)
+    except PydanticCustomError:
+        return False
+    return True
 
 
 def _diagnostic(err: dict, doc: Expanded) -> Diagnostic:

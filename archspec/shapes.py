@@ -45,6 +45,8 @@ def infer(model: Model) -> Model:
 def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
     if shape is None:
         return node
+    if isinstance(node, Op) and node.standin:
+        return replace(node, in_shape=shape)
     try:
         if isinstance(node, Op):
             out, params = registry.layer_kind(node.kind).shape(node, shape)
