@@ -18,6 +18,8 @@ EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # exits 2 on a bad flag
     try:
+        for plugin in args.plugin:
+            load_plugin(plugin)
         return args.run(args)
     except UsageError as exc:
         print(f"archspec: error: {exc}", file=sys.stderr)
@@ -54,6 +56,31 @@ def _parser() -> argparse.ArgumentParser:
 def _add_set_option(command) -> None:
     command.add_argument("--set", action="append", default=[], metavar="VAR=VALUE", type=_override,
                          help="override a var of the spec (repeatable), e.g. --set num_classes=10")  # fmt: skip
+    command.add_argument("--plugin", action="append", default=[], metavar="MODULE",
+                         help="import this module or .py file first: it registers layer kinds of its own "
+                              "(repeatable; see docs/extending.md). Specs never import code.")  # fmt: skip
+
+
+def load_plugin(name: str) -> None:
+    """Import a plugin the user named on the command line: a module path, or a .py file."""
+    import importlib
+    import importlib.util
+
+    try:
+        if name.endswith(".py"):
+            path = Path(name)
+            if not path.is_file():
+                raise UsageError(f"no such plugin file: {name}")
+            spec = importlib.util.spec_from_file_location(f"archspec_plugin_{path.stem}", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module
+            spec.loader.exec_module(module)
+        else:
+            importlib.import_module(name)
+    except UsageError:
+        raise
+    except Exception as exc:  # the plugin's own code failed: say which plugin, without our traceback
+        raise UsageError(f"plugin {name} failed to load: {type(exc).__name__}: {exc}") from None
 
 
 def _override(text: str) -> tuple[str, object]:
@@ -133,7 +160,11 @@ def _build(args) -> int:
         _report_errors(exc)
         return EXIT_SPEC
     if args.emit_python:
-        return _emit(model, args.output)
+        try:
+            return _emit(model, args.output)
+        except SpecError as exc:  # a kind the emitter cannot write
+            _report_errors(exc)
+            return EXIT_SPEC
     import torch
 
     from .shapes import fmt_shape

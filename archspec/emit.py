@@ -270,7 +270,7 @@ class _Emitter:
             elif kind.source is not None:
                 self.classes.insert(0, _ClassSource(call.func, kind.source))
             else:
-                message = f"{op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted as Python"
+                message = f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted as Python"
                 raise SpecError([Diagnostic(message, NO_SOURCE_FORM, op.loc, op.notes)])
         return call
 

@@ -14,6 +14,7 @@ that led to it), so every later error still points at the right line of the righ
 from __future__ import annotations
 
 import ast
+import keyword
 import operator
 import os
 from dataclasses import dataclass, field
@@ -269,8 +270,8 @@ class _Expander:
             return {}
         result = {}
         for name, definition in value.items():
-            if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a var name must be an identifier, not {name!r}", BAD_VAR, origin, (name,), key=True)
+            if not _is_identifier(name):
+                self.error(f"a var name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_VAR, origin, (name,), key=True)
                 continue
             result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,), origin.trace))
         return result
@@ -324,8 +325,8 @@ class _Expander:
             return
         for name, definition in value.items():
             where = Origin(origin.doc, origin.ypath + (name,), origin.trace)
-            if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a block name must be an identifier, not {name!r}", BAD_BLOCK, where, key=True)
+            if not _is_identifier(name):
+                self.error(f"a block name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_BLOCK, where, key=True)
             elif name in registry.KINDS:
                 self.error(f'"{name}" is a built-in layer kind; give the block another name', BAD_BLOCK, where,
                            key=True)  # fmt: skip
@@ -349,8 +350,8 @@ class _Expander:
             return result
         for name, spec in declared.items():
             where = Origin(definition.origin.doc, definition.origin.ypath + ("params", name), definition.origin.trace)
-            if not (isinstance(name, str) and name.isidentifier()):
-                self.error(f"a parameter name must be an identifier, not {name!r}", BAD_BLOCK, where, key=True)
+            if not _is_identifier(name):
+                self.error(f"a parameter name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_BLOCK, where, key=True)
             elif isinstance(spec, str) and spec in PARAM_TYPES:
                 result[name] = (PARAM_TYPES[spec], _REQUIRED, where)
             elif isinstance(spec, dict) and spec.get("type") in PARAM_TYPES and set(spec) <= {"type", "default"}:
@@ -536,6 +537,12 @@ class _LazyScope:
 
 
 _REQUIRED = object()
+
+
+def _is_identifier(name) -> bool:
+    """A name usable in expressions and, in emitted code, as a parameter: ASCII, so two names that
+    Python's NFKC normalisation makes equal (`ａbc`, `abc`) cannot both exist."""
+    return isinstance(name, str) and name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
 
 
 def _has_type(value, kind: type) -> bool:

@@ -1,0 +1,124 @@
+"""Plugins: a layer kind of the user's own, registered from Python or with --plugin, through every stage."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from archspec import SpecError, analyze, compile_spec, registry
+from archspec.cli import main
+from archspec.emit import emit_python
+from test_emit import assert_equivalent
+
+ROOT = Path(__file__).resolve().parent.parent
+PLUGIN = ROOT / "examples" / "scaled_tanh_plugin.py"
+SPEC = """\
+archspec: 1
+name: plugged
+input: [3, 8, 8]
+layers:
+  - conv: {out: 4, kernel: 3}
+  - scaled_tanh: 2.5
+  - group:
+      name: head
+      layers: [scaled_tanh, conv: {out: 2, kernel: 1}]
+  - residual: {body: [conv: {out: 2, kernel: 3, padding: 1}, scaled_tanh: {name: soft, scale: 0.5}]}
+"""
+
+
+@pytest.fixture
+def plugin():
+    """The example plugin loaded as --plugin loads it; unregistered afterwards."""
+    from archspec.cli import load_plugin
+
+    load_plugin(str(PLUGIN))
+    yield
+    registry.unregister("scaled_tanh")
+
+
+@pytest.fixture
+def spec_file(tmp_path):
+    path = tmp_path / "plugged.yaml"
+    path.write_text(SPEC)
+    return path
+
+
+def test_unknown_without_the_plugin(spec_file):
+    with pytest.raises(SpecError) as exc:
+        analyze(spec_file)
+    assert {d.code for d in exc.value.diagnostics} == {"unknown-kind"}
+
+
+def test_check_with_plugin_option(spec_file, capsys):
+    status = main(["check", str(spec_file), "--plugin", str(PLUGIN)])
+    registry.unregister("scaled_tanh")
+    out = capsys.readouterr().out
+    assert status == 0
+    assert any(line.split()[:3] == ["head.0", "scaled_tanh", "(B,"] for line in out.splitlines())
+
+
+def test_plugin_kind_through_check_compile_and_emit(plugin, spec_file, tmp_path):
+    model = analyze(spec_file)
+    assert model.body.out_shape == (2, 6, 6)
+    module = compile_spec(spec_file)
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        first = module[0](x)
+        torch.testing.assert_close(module[1](first), 2.5 * torch.tanh(first / 2.5))
+    emitted = tmp_path / "plugged.py"
+    emitted.write_text(emit_python(spec_file))
+    assert "class ScaledTanh(nn.Module):" in emitted.read_text()
+    assert_equivalent(spec_file, emitted)
+
+
+def test_plugin_fields_are_validated(plugin):
+    bad = {"archspec": 1, "name": "m", "input": [3, 4], "layers": [{"scaled_tanh": {"scale": -1, "shape": 2}}]}
+    with pytest.raises(SpecError) as exc:
+        analyze(bad)
+    assert sorted(d.code for d in exc.value.diagnostics) == ["bad-value", "unknown-field"]
+
+
+def test_a_kind_without_source_form_is_refused_by_the_emitter_only(spec_file, capsys, tmp_path):
+    source_less = registry.LayerKind(
+        "opaque", "a plugin kind with no source form", None, lambda op, shape: (shape, 0),
+        lambda op: registry.Call("Opaque"), module=lambda: torch.nn.Identity,
+    )  # fmt: skip
+    registry.register(source_less)
+    try:
+        path = tmp_path / "opaque.yaml"
+        path.write_text("archspec: 1\nname: m\ninput: [3, 4]\nlayers:\n  - opaque\n")
+        assert compile_spec(path)(torch.ones(1, 3, 4)).shape == (1, 3, 4)
+        output = tmp_path / "m.py"
+        assert main(["build", str(path), "--emit-python", "-o", str(output)]) == 1
+        err = capsys.readouterr().err
+        assert f"{path}:5:5: error: layer 0 (opaque): the kind gives no source form" in err
+        assert "[no-source-form]" in err and not output.exists()
+    finally:
+        registry.unregister("opaque")
+
+
+def test_a_name_taken_is_refused():
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register(registry.LayerKind("conv", "again", None, None, None))
+
+
+def test_a_failing_plugin_is_a_usage_error(tmp_path, capsys):
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise RuntimeError('boom')\n")
+    assert main(["check", str(ROOT / "specs" / "conv_unit.yaml"), "--plugin", str(broken)]) == 2
+    assert capsys.readouterr().err == f"archspec: error: plugin {broken} failed to load: RuntimeError: boom\n"
+    assert main(["check", str(ROOT / "specs" / "conv_unit.yaml"), "--plugin", "no_such_module_xyz"]) == 2
+
+
+def test_check_with_a_plugin_does_not_import_torch(spec_file):
+    code = (
+        "import sys; from archspec.cli import main; "
+        f"status = main(['check', '-q', sys.argv[1], '--plugin', {str(PLUGIN)!r}]); "
+        "print(status, 'torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(spec_file)], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0 False"
