@@ -9,7 +9,7 @@ from .errors import Diagnostic, SpecError, UsageError, WeightsError
 from .pipeline import analyze
 
 __version__ = "0.1.0"
-__all__ = ["compile_spec", "analyze", "SpecError", "UsageError", "WeightsError", "Diagnostic", "__version__"]
+__all__ = ["Diagnostic", "SpecError", "UsageError", "WeightsError", "__version__", "analyze", "compile_spec"]
 
 
 def compile_spec(spec, overrides: dict | None = None, weights=None):

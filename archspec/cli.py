@@ -32,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="archspec", description="Check and compile neural-network architecture specs.")
+    parser = argparse.ArgumentParser(
+        prog="archspec", description="Check and compile neural-network architecture specs."
+    )
     parser.add_argument("--version", action="version", version=f"archspec {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
@@ -54,11 +56,22 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_set_option(command) -> None:
-    command.add_argument("--set", action="append", default=[], metavar="VAR=VALUE", type=_override,
-                         help="override a var of the spec (repeatable), e.g. --set num_classes=10")  # fmt: skip
-    command.add_argument("--plugin", action="append", default=[], metavar="MODULE",
-                         help="import this module or .py file first: it registers layer kinds of its own "
-                              "(repeatable; see docs/extending.md). Specs never import code.")  # fmt: skip
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="VAR=VALUE",
+        type=_override,
+        help="override a var of the spec (repeatable), e.g. --set num_classes=10",
+    )
+    command.add_argument(
+        "--plugin",
+        action="append",
+        default=[],
+        metavar="MODULE",
+        help="import this module or .py file first: it registers layer kinds of its own "
+        "(repeatable; see docs/extending.md). Specs never import code.",
+    )
 
 
 def load_plugin(name: str) -> None:
@@ -182,8 +195,10 @@ def _build(args) -> int:
             return EXIT_SPEC
     with torch.no_grad():
         out = module(torch.zeros(1, *model.input_shape))
-    print(f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
-          f"{model.body.params:,} params" + (f", weights from {args.weights}" if args.weights else ""))  # fmt: skip
+    print(
+        f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
+        f"{model.body.params:,} params" + (f", weights from {args.weights}" if args.weights else "")
+    )
     return EXIT_OK
 
 

@@ -172,7 +172,9 @@ class _Emitter:
         if key not in self.builtin_names:
             ranks = {k[1] for k in self.builtin_names if k[0] == block.kind}
             name = self.names.claim(kind.class_name if not ranks or nd in ranks else f"{kind.class_name}{nd}d")
-            helpers = {f"{h}_class": self.names.claim(pascal_case(f"{block.kind.split('_')[0]}_{h}")) for h in kind.helpers}
+            helpers = {
+                f"{h}_class": self.names.claim(pascal_case(f"{block.kind.split('_')[0]}_{h}")) for h in kind.helpers
+            }
             context = {"name": name, "nd": nd, **variant, **helpers}
             self.classes.append(_ClassSource(name, self.env.get_template(kind.template).render(context)))
             self.builtin_names[key] = name
@@ -214,8 +216,12 @@ class _Emitter:
 
     def user_block_class(self, kind: str, uses: list[Block]):
         """(class name, [(parameter, emitted name)]) for `kind`, or None to write its uses out inline."""
-        if any(b.flow != "sequential" or b.exports or any(not isinstance(c, Op) or c.inputs or c is self.classifier
-                                                          for c in b.children) for b in uses):  # fmt: skip
+        if any(
+            b.flow != "sequential"
+            or b.exports
+            or any(not isinstance(c, Op) or c.inputs or c is self.classifier for c in b.children)
+            for b in uses
+        ):
             return None
         calls = [[(child.name, self.layer_call(child)) for child in block.children] for block in uses]
         layout = [[(name, c.func, len(c.args), tuple(k for k, _ in c.kwargs)) for name, c in use] for use in calls]
@@ -270,7 +276,9 @@ class _Emitter:
             elif kind.source is not None:
                 self.classes.insert(0, _ClassSource(call.func, kind.source))
             else:
-                message = f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted as Python"
+                message = (
+                    f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted as Python"
+                )
                 raise SpecError([Diagnostic(message, NO_SOURCE_FORM, op.loc, op.notes)])
         return call
 
@@ -311,9 +319,14 @@ class _Emitter:
             result, doc = current, f"The sequence {block.path}, whose layers take inputs from earlier ones"
         self.uses_functional |= "F." in result
         text_body = self.env.get_template("block.py.jinja").render(
-            name="{name}", init=init, forward=forward, result=result, shape=fmt_shape(block.out_shape), doc=doc,
+            name="{name}",
+            init=init,
+            forward=forward,
+            result=result,
+            shape=fmt_shape(block.out_shape),
+            doc=doc,
             signature=_signature("forward", ["x: torch.Tensor"], returns),
-        )  # fmt: skip
+        )
         for existing in self.classes:  # structurally identical blocks share one class
             if existing.text == text_body.replace("{name}", existing.name):
                 return existing.name

@@ -22,7 +22,22 @@ from pathlib import Path
 from typing import Any
 
 from . import registry, schema
-from .errors import BAD_ARGUMENT, BAD_BLOCK, BAD_EXPRESSION, BAD_EXTENDS, BAD_OVERRIDE, BAD_VALUE, BAD_VAR, BLOCK_RECURSION, LAYER_FORM, Diagnostic, Location, SpecError, UsageError, did_you_mean
+from .errors import (
+    BAD_ARGUMENT,
+    BAD_BLOCK,
+    BAD_EXPRESSION,
+    BAD_EXTENDS,
+    BAD_OVERRIDE,
+    BAD_VALUE,
+    BAD_VAR,
+    BLOCK_RECURSION,
+    LAYER_FORM,
+    Diagnostic,
+    Location,
+    SpecError,
+    UsageError,
+    did_you_mean,
+)
 from .load import Document, load_file
 
 Note = tuple[Location, str]
@@ -83,8 +98,18 @@ _BINARY = {
     ast.Mod: operator.mod,
 }
 _FUNCTIONS = {"min": min, "max": max}
-_ALLOWED_NODES = (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name, ast.Load, ast.Call,
-                  ast.Subscript, ast.operator, ast.unaryop)  # fmt: skip
+_ALLOWED_NODES = (
+    ast.Expression,
+    ast.BinOp,
+    ast.UnaryOp,
+    ast.Constant,
+    ast.Name,
+    ast.Load,
+    ast.Call,
+    ast.Subscript,
+    ast.operator,
+    ast.unaryop,
+)
 
 
 class ExpressionError(Exception):
@@ -134,7 +159,12 @@ def _value(node, scope, text):
             quotient = left / right
             return int(quotient) if isinstance(left, int) and isinstance(right, int) and left % right == 0 else quotient
         return _BINARY[type(node.op)](left, right)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+    ):
         args = [_number(_value(a, scope, text), text) for a in node.args]
         if not args:
             raise ExpressionError(f"{node.func.id}() needs arguments in {text!r}")
@@ -207,8 +237,14 @@ class _Expander:
                 data[key] = part.value
         for patch in patches:
             self.apply_patch(data, patch, scope)
-        return Expanded(self.root.path, data, self.origins, block_uses=self.block_uses, block_args=self.block_args,
-                        standins=self.standins)  # fmt: skip
+        return Expanded(
+            self.root.path,
+            data,
+            self.origins,
+            block_uses=self.block_uses,
+            block_args=self.block_args,
+            standins=self.standins,
+        )
 
     def merged(self, doc: Document, chain: list[str], trace: tuple[Note, ...] = ()):
         """The top-level parts, vars and part overrides of `doc`, its bases merged in (base first).
@@ -271,7 +307,13 @@ class _Expander:
         result = {}
         for name, definition in value.items():
             if not _is_identifier(name):
-                self.error(f"a var name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_VAR, origin, (name,), key=True)
+                self.error(
+                    f"a var name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    BAD_VAR,
+                    origin,
+                    (name,),
+                    key=True,
+                )
                 continue
             result[name] = _Part(definition, Origin(origin.doc, origin.ypath + (name,), origin.trace))
         return result
@@ -280,8 +322,9 @@ class _Expander:
         unknown = [name for name in overrides if name not in var_parts]
         if unknown:
             known = ", ".join(sorted(var_parts)) or "none"
-            raise UsageError(f'no var named "{unknown[0]}" to override{did_you_mean(unknown[0], var_parts)} '
-                             f"(known vars: {known})")  # fmt: skip
+            raise UsageError(
+                f'no var named "{unknown[0]}" to override{did_you_mean(unknown[0], var_parts)} (known vars: {known})'
+            )
         values: dict[str, Any] = {}
         pending: list[str] = []
 
@@ -290,8 +333,9 @@ class _Expander:
                 return values[name]
             part = var_parts[name]
             if name in pending:
-                self.error(f"var {name} is defined in terms of itself ({' -> '.join(pending + [name])})",
-                           BAD_VAR, part.origin)  # fmt: skip
+                self.error(
+                    f"var {name} is defined in terms of itself ({' -> '.join(pending + [name])})", BAD_VAR, part.origin
+                )
                 values[name] = 0
                 return 0
             pending.append(name)
@@ -326,17 +370,29 @@ class _Expander:
         for name, definition in value.items():
             where = Origin(origin.doc, origin.ypath + (name,), origin.trace)
             if not _is_identifier(name):
-                self.error(f"a block name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_BLOCK, where, key=True)
+                self.error(
+                    f"a block name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    BAD_BLOCK,
+                    where,
+                    key=True,
+                )
             elif name in registry.KINDS:
-                self.error(f'"{name}" is a built-in layer kind; give the block another name', BAD_BLOCK, where,
-                           key=True)  # fmt: skip
-            elif not (isinstance(definition, dict) and isinstance(definition.get("layers"), list)
-                      and definition["layers"]):  # fmt: skip
+                self.error(
+                    f'"{name}" is a built-in layer kind; give the block another name', BAD_BLOCK, where, key=True
+                )
+            elif not (
+                isinstance(definition, dict) and isinstance(definition.get("layers"), list) and definition["layers"]
+            ):
                 self.error(f"block {name} needs a non-empty list of layers", BAD_BLOCK, where)
             elif set(definition) - {"params", "layers", "description"}:
                 extra = sorted(set(definition) - {"params", "layers", "description"}, key=str)[0]
-                self.error(f'unknown field "{extra}" in block {name}; a block has params and layers', BAD_BLOCK,
-                           where, (extra,), key=True)  # fmt: skip
+                self.error(
+                    f'unknown field "{extra}" in block {name}; a block has params and layers',
+                    BAD_BLOCK,
+                    where,
+                    (extra,),
+                    key=True,
+                )
             else:
                 self.blocks[name] = _Part(definition, where)
 
@@ -345,13 +401,22 @@ class _Expander:
         declared = definition.value.get("params") or {}
         result = {}
         if not isinstance(declared, dict):
-            self.error(f"params of block {block} is a mapping of names to a type or a default", BAD_BLOCK,
-                       definition.origin, ("params",))  # fmt: skip
+            self.error(
+                f"params of block {block} is a mapping of names to a type or a default",
+                BAD_BLOCK,
+                definition.origin,
+                ("params",),
+            )
             return result
         for name, spec in declared.items():
             where = Origin(definition.origin.doc, definition.origin.ypath + ("params", name), definition.origin.trace)
             if not _is_identifier(name):
-                self.error(f"a parameter name must be an ASCII identifier and not a Python keyword, not {name!r}", BAD_BLOCK, where, key=True)
+                self.error(
+                    f"a parameter name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    BAD_BLOCK,
+                    where,
+                    key=True,
+                )
             elif isinstance(spec, str) and spec in PARAM_TYPES:
                 result[name] = (PARAM_TYPES[spec], _REQUIRED, where)
             elif isinstance(spec, dict) and spec.get("type") in PARAM_TYPES and set(spec) <= {"type", "default"}:
@@ -363,7 +428,7 @@ class _Expander:
     def use_block(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
         definition = self.blocks[kind]
         if kind in self.using:
-            cycle = " -> ".join(self.using[self.using.index(kind):] + [kind])
+            cycle = " -> ".join(self.using[self.using.index(kind) :] + [kind])
             self.error(f"block {kind} uses itself ({cycle})", BLOCK_RECURSION, origin)
             return self.standin({})
         params = self.params(kind, definition)
@@ -371,9 +436,14 @@ class _Expander:
         own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
         errors_before = len(self.errors)
         for unknown in [k for k in fields if k not in params]:
-            self.error(f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
-                       f" (parameters: {', '.join(params) or 'none'})", BAD_ARGUMENT, arg_origin, (unknown,),
-                       key=True)  # fmt: skip
+            self.error(
+                f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
+                f" (parameters: {', '.join(params) or 'none'})",
+                BAD_ARGUMENT,
+                arg_origin,
+                (unknown,),
+                key=True,
+            )
         body_scope = dict(scope)  # the spec's vars, then the block's parameters
         for name, (kind_type, default, where) in params.items():
             if name in fields:
@@ -387,8 +457,12 @@ class _Expander:
                 value = self.values(default, where, (), body_scope)
                 value_origin, rest = where, ()
             if kind_type is not None and not _has_type(value, kind_type):
-                self.error(f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
-                           BAD_ARGUMENT, value_origin, rest)  # fmt: skip
+                self.error(
+                    f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
+                    BAD_ARGUMENT,
+                    value_origin,
+                    rest,
+                )
             body_scope[name] = value
         if len(self.errors) > errors_before:  # the body would only repeat the argument errors
             return self.standin(own)
@@ -498,8 +572,9 @@ class _Expander:
         for target, changes in patch.value.items():
             where = Origin(patch.origin.doc, patch.origin.ypath + (target,))
             if target not in named:
-                self.error(f'override: no layer named "{target}"{did_you_mean(target, named)}', BAD_OVERRIDE,
-                           where, key=True)  # fmt: skip
+                self.error(
+                    f'override: no layer named "{target}"{did_you_mean(target, named)}', BAD_OVERRIDE, where, key=True
+                )
                 continue
             if not isinstance(changes, dict):
                 self.error(f"override of {target} is a mapping of fields to change", BAD_OVERRIDE, where)

@@ -147,7 +147,16 @@ Momentum = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
 Probability = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
 Fraction = Annotated[float, PlainValidator(_number(low=0.0, high=1.0, low_open=True))]
 Float = Annotated[float, PlainValidator(_number())]
-PosFloatOrSizes = Annotated[Any, PlainValidator(lambda v: v if isinstance(v, (list, int)) and not isinstance(v, bool) and _ints_at_least(1)(v) else _number(low=0.0, low_open=True)(v))]
+PosFloatOrSizes = Annotated[
+    Any,
+    PlainValidator(
+        lambda v: (
+            v
+            if isinstance(v, (list, int)) and not isinstance(v, bool) and _ints_at_least(1)(v)
+            else _number(low=0.0, low_open=True)(v)
+        )
+    ),
+]
 Means = Annotated[tuple, PlainValidator(_numbers(positive=False))]
 Stds = Annotated[tuple, PlainValidator(_numbers(positive=True))]
 
@@ -193,5 +202,3 @@ class Layer(BaseModel):
     name: Name | None = None
     sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")
     merge: MergeName | None = None
-
-

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, Union
+from typing import TYPE_CHECKING, Literal
 
 from . import registry
 from . import schema as s
@@ -32,7 +32,9 @@ class Op:
     name: str
     path: str  # qualified name, as in the state_dict
     loc: Location
-    args: Mapping = field(default_factory=lambda: NO_ARGS)  # the validated fields, read-only; what shapes infer lives in the fields below
+    args: Mapping = field(
+        default_factory=lambda: NO_ARGS
+    )  # the validated fields, read-only; what shapes infer lives in the fields below
     inputs: tuple[str, ...] = ()  # earlier siblings whose outputs feed this layer; () is the previous one
     merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
@@ -69,7 +71,7 @@ class Block:
     params: int = 0
 
 
-Node = Union[Op, Block]
+Node = Op | Block
 
 
 @dataclass(frozen=True)
@@ -117,17 +119,24 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
         for source in layer.sources or ():
             problem = _unreachable(source, built)
             if problem:
-                errors.append(Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")),
-                                         doc.notes(path)))  # fmt: skip
+                errors.append(
+                    Diagnostic(
+                        f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")), doc.notes(path)
+                    )
+                )
             elif "." in source:
                 head, _, rest = source.partition(".")
                 wanted = exports.setdefault(head, [])
                 if rest not in wanted:
                     wanted.append(rest)
         if name in reserved:
-            errors.append(Diagnostic(
-                f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
-                DUPLICATE_NAME, loc))  # fmt: skip
+            errors.append(
+                Diagnostic(
+                    f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
+                    DUPLICATE_NAME,
+                    loc,
+                )
+            )
         elif name in seen:
             notes = ((seen[name], "first used here"),)
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
@@ -197,8 +206,9 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block
     body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved, standins)
     if isinstance(layer.shortcut, list):
         short_path = f"{path}.{layer.shortcut_name}"
-        shortcut_children = _resolve_list(layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors,
-                                          standins=standins)  # fmt: skip
+        shortcut_children = _resolve_list(
+            layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors, standins=standins
+        )
         where = doc.locate(yaml_path + ("shortcut",))
         shortcut = Block("shortcut", layer.shortcut_name, short_path, where, "sequential", shortcut_children)
         mode = "explicit"
@@ -209,4 +219,4 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block
 
 _STRUCTURES = {"group": _group, "residual": _residual}
 
-__all__ = ["Op", "Block", "Node", "Model", "Shape", "resolve", "walk", "replace", "op"]
+__all__ = ["Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "walk"]

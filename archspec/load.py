@@ -100,8 +100,11 @@ class _Converter:
         self.doc.values.setdefault(path, _location(self.doc.path, node.start_mark))
         self.count += 1
         if len(self.active) > MAX_DEPTH or self.count > MAX_NODES:
-            limit = f"nested more than {MAX_DEPTH} deep" if len(self.active) > MAX_DEPTH else (
-                f"more than {MAX_NODES:,} nodes once aliases are expanded")
+            limit = (
+                f"nested more than {MAX_DEPTH} deep"
+                if len(self.active) > MAX_DEPTH
+                else (f"more than {MAX_NODES:,} nodes once aliases are expanded")
+            )
             raise SpecError([Diagnostic(f"the document is {limit}", YAML_SYNTAX, self.doc.values[path])])
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)

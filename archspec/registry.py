@@ -167,4 +167,3 @@ def defaults(name: str) -> dict[str, Any]:
         for key, info in model.model_fields.items()
         if not info.is_required() and key not in ("name", "sources", "merge")
     }
-

@@ -18,13 +18,30 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, create_model, model_validator
 from pydantic_core import PydanticCustomError
 
-from . import kinds  # noqa: F401  (registers the built-in kinds)
-from . import registry
+from . import (
+    kinds,  # noqa: F401  (registers the built-in kinds)
+    registry,
+)
 from .errors import (
-    BAD_ARGUMENT, BAD_EXPRESSION, BAD_INPUT, BAD_NAME, BAD_VALUE, BLOCK_RECURSION, FORMAT_VERSION as FORMAT_VERSION_CODE, LAYER_FORM, MISSING_FIELD, UNKNOWN_FIELD,
-    UNKNOWN_KIND, Diagnostic, SpecError, did_you_mean, in_file_order,
-)  # fmt: skip
-from .fields import RESERVED_NAMES, Activation, Layer, Name, _input_shape, _int_at_least, _name, _show
+    BAD_ARGUMENT,
+    BAD_EXPRESSION,
+    BAD_INPUT,
+    BAD_NAME,
+    BAD_VALUE,
+    BLOCK_RECURSION,
+    LAYER_FORM,
+    MISSING_FIELD,
+    UNKNOWN_FIELD,
+    UNKNOWN_KIND,
+    Diagnostic,
+    SpecError,
+    did_you_mean,
+    in_file_order,
+)
+from .errors import (
+    FORMAT_VERSION as FORMAT_VERSION_CODE,
+)
+from .fields import Activation, Layer, Name, _input_shape, _int_at_least, _name, _show
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -49,9 +66,14 @@ class Residual(Layer):
 
 
 registry.register(registry.Structure("group", "a named sequence: its name prefixes its layers' names", Group))
-registry.register(registry.Structure(
-    "residual", "activation(body(x) + shortcut(x)); the shortcut is auto (identity or a 1x1 projection), "
-    "identity, or a list of layers", Residual))  # fmt: skip
+registry.register(
+    registry.Structure(
+        "residual",
+        "activation(body(x) + shortcut(x)); the shortcut is auto (identity or a 1x1 projection), "
+        "identity, or a list of layers",
+        Residual,
+    )
+)
 
 
 class No(Layer):
@@ -99,8 +121,9 @@ def _assemble() -> type[Spec]:
         for fields, names in families.items()
     ]
     AnyLayer = Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
-    return create_model("Spec", __base__=Spec, __module__=__name__, layers=(list[AnyLayer], Field(min_length=1)),
-                        __config__=None)  # fmt: skip
+    return create_model(
+        "Spec", __base__=Spec, __module__=__name__, layers=(list[AnyLayer], Field(min_length=1)), __config__=None
+    )
 
 
 def fields_of(kind: str) -> list[str]:
@@ -238,7 +261,9 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
         message = f"unknown field {_quote(field)} for {what}{did_you_mean(field, fields)}"
         return Diagnostic(message, UNKNOWN_FIELD, doc.locate(loc, key=True))
     if kind == "missing":
-        return Diagnostic(f"{owner or 'the spec'} needs the field {_quote(loc[-1])}", MISSING_FIELD, doc.locate(loc[:-1]))
+        return Diagnostic(
+            f"{owner or 'the spec'} needs the field {_quote(loc[-1])}", MISSING_FIELD, doc.locate(loc[:-1])
+        )
     if kind == "bad_name":
         return Diagnostic(f"invalid name: {err['msg']}", BAD_NAME, doc.locate(loc))
     if loc == ("input",) and kind == "bad_value":
@@ -248,7 +273,9 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
     field = loc[-1] if loc and isinstance(loc[-1], str) and loc[-1] not in registry.KINDS else None
     prefix = f"{owner}: " if owner else ""
     prefix += f"{field}: " if field else ""
-    message = err["msg"] if kind == "bad_value" else f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
+    message = (
+        err["msg"] if kind == "bad_value" else f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
+    )
     return Diagnostic(prefix + message, BAD_VALUE, doc.locate(loc))
 
 

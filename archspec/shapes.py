@@ -13,7 +13,17 @@ import math
 from dataclasses import replace
 
 from . import registry
-from .errors import BRANCH_MISMATCH, OUTPUT_SIZE, RANK, CHANNEL_MISMATCH, CONCAT_MISMATCH, Code, Diagnostic, SpecError, in_file_order
+from .errors import (
+    BRANCH_MISMATCH,
+    CHANNEL_MISMATCH,
+    CONCAT_MISMATCH,
+    OUTPUT_SIZE,
+    RANK,
+    Code,
+    Diagnostic,
+    SpecError,
+    in_file_order,
+)
 from .ir import Block, Model, Node, Op, Shape, op
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
@@ -170,10 +180,15 @@ def _dense(block: Block, shape: Shape, errors) -> Block:
             current = None
             continue
         if len(out) != len(current) or out[1:] != current[1:]:
-            errors.append(Diagnostic(
-                f"{_describe(child)}: cannot concatenate its output {fmt_shape(out)} with its input "
-                f"{fmt_shape(current)} on the channel axis: the sizes after the channel differ",
-                CONCAT_MISMATCH, child.loc, child.notes))  # fmt: skip
+            errors.append(
+                Diagnostic(
+                    f"{_describe(child)}: cannot concatenate its output {fmt_shape(out)} with its input "
+                    f"{fmt_shape(current)} on the channel axis: the sizes after the channel differ",
+                    CONCAT_MISMATCH,
+                    child.loc,
+                    child.notes,
+                )
+            )
             current = None
             continue
         current = (current[0] + out[0], *current[1:])
@@ -228,5 +243,3 @@ def groups_divide(node: Op, channels_in: int, channels_out: int, result: tuple |
             CHANNEL_MISMATCH,
             result,
         )
-
-

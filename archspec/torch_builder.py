@@ -76,8 +76,9 @@ class SpecModel(Sequence):
 class Residual(nn.Module):
     """body(x) + shortcut(x), then an optional activation; body layers are direct children."""
 
-    def __init__(self, body: OrderedDict, wiring: Wiring, shortcut_name: str, shortcut: nn.Module | None,
-                 activation: str | None):  # fmt: skip
+    def __init__(
+        self, body: OrderedDict, wiring: Wiring, shortcut_name: str, shortcut: nn.Module | None, activation: str | None
+    ):
         super().__init__()
         for name, module in body.items():
             self.add_module(name, module)
@@ -139,9 +140,11 @@ def _residual(block: Block) -> nn.Module:
 
 
 _BLOCKS = {
-    "sequential": lambda block: Sequence(_children(block), Wiring(block.children, block.exports))
-    if block.exports or any(child.inputs or child.exports for child in block.children)
-    else nn.Sequential(_children(block)),
+    "sequential": lambda block: (
+        Sequence(_children(block), Wiring(block.children, block.exports))
+        if block.exports or any(child.inputs or child.exports for child in block.children)
+        else nn.Sequential(_children(block))
+    ),
     "residual": _residual,
     "dense": lambda block: DenseBlock(_children(block)),
 }

@@ -31,7 +31,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"cannot read {path} as a state_dict (torch.load with weights_only=True): {first_line}") from None
+        raise WeightsError(
+            f"cannot read {path} as a state_dict (torch.load with weights_only=True): {first_line}"
+        ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
@@ -48,7 +50,12 @@ def mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
         if key in given and tuple(given[key].shape) != tuple(tensor.shape)
     ]
     return [
-        f"{label} ({len(keys)}): {', '.join(keys[:SHOWN])}" + (f", and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
-        for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes (file != model)", wrong))
+        f"{label} ({len(keys)}): {', '.join(keys[:SHOWN])}"
+        + (f", and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
+        for label, keys in (
+            ("missing keys", missing),
+            ("unexpected keys", unexpected),
+            ("wrong shapes (file != model)", wrong),
+        )
         if keys
     ]

@@ -18,8 +18,9 @@ class GELU(Layer):
     approximate: Literal["none", "tanh"] = "none"
 
 
-def activation(name: str, module: str, function: str, doc: str, fields=None, arguments=lambda args: ((), {}),
-               defaults=None) -> None:  # fmt: skip
+def activation(
+    name: str, module: str, function: str, doc: str, fields=None, arguments=lambda args: ((), {}), defaults=None
+) -> None:
     """Register the layer `name` (torch's `module`) and the residual activation applying `function`.
 
     `arguments` maps the layer's fields to the module's (positional, keyword) arguments; PyTorch's
@@ -41,8 +42,21 @@ activation("sigmoid", "nn.Sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))")
 activation("tanh", "nn.Tanh", "torch.tanh", "hyperbolic tangent")
 activation("silu", "nn.SiLU", "F.silu", "x * sigmoid(x) (swish)")
 activation("hardswish", "nn.Hardswish", "F.hardswish", "x * relu6(x + 3) / 6 (MobileNetV3)")
-activation("leaky_relu", "nn.LeakyReLU", "F.leaky_relu", "x, or slope * x below 0; as a residual activation, slope 0.01",
-           LeakyReLU, lambda a: ((a["slope"],), {}))  # fmt: skip
-activation("gelu", "nn.GELU", "F.gelu", "Gaussian error linear unit; as a residual activation, the exact form", GELU,
-           lambda a: ((), {"approximate": a["approximate"]}), defaults={"approximate": "none"})  # fmt: skip
+activation(
+    "leaky_relu",
+    "nn.LeakyReLU",
+    "F.leaky_relu",
+    "x, or slope * x below 0; as a residual activation, slope 0.01",
+    LeakyReLU,
+    lambda a: ((a["slope"],), {}),
+)
+activation(
+    "gelu",
+    "nn.GELU",
+    "F.gelu",
+    "Gaussian error linear unit; as a residual activation, the exact form",
+    GELU,
+    lambda a: ((), {"approximate": a["approximate"]}),
+    defaults={"approximate": "none"},
+)
 register(Activation("identity", None))  # `activation: identity` on a residual: nothing after the add

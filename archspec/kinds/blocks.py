@@ -38,8 +38,16 @@ class _Layers:
 
 def _residual(block: Block, body: tuple, stride: int) -> Block:
     """A ResNet block: body + shortcut (a projection named `downsample` when needed), then ReLU."""
-    return replace(block, flow="residual", children=body, shortcut_mode="auto", shortcut_name="downsample",
-                   activation="relu", stride=stride, expanded=True)  # fmt: skip
+    return replace(
+        block,
+        flow="residual",
+        children=body,
+        shortcut_mode="auto",
+        shortcut_name="downsample",
+        activation="relu",
+        stride=stride,
+        expanded=True,
+    )
 
 
 # ---------------------------------------------------------------- basic_block
@@ -63,11 +71,20 @@ def _basic_block(block: Block, shape) -> Block:
     return _residual(block, body, a["stride"])
 
 
-register(BlockKind(
-    "basic_block", "ResNet's basic block: two 3x3 convs + shortcut, added, then ReLU", BasicBlock, _basic_block,
-    "basic_block.py.jinja", "BasicBlock",
-    arguments=lambda b: ([b.in_shape[0], b.args["out"]], {"stride": b.args["stride"]} if b.args["stride"] != 1 else {}),
-))  # fmt: skip
+register(
+    BlockKind(
+        "basic_block",
+        "ResNet's basic block: two 3x3 convs + shortcut, added, then ReLU",
+        BasicBlock,
+        _basic_block,
+        "basic_block.py.jinja",
+        "BasicBlock",
+        arguments=lambda b: (
+            [b.in_shape[0], b.args["out"]],
+            {"stride": b.args["stride"]} if b.args["stride"] != 1 else {},
+        ),
+    )
+)
 
 
 # ---------------------------------------------------------------- bottleneck
@@ -106,10 +123,17 @@ def _bottleneck_arguments(b: Block):
     return [b.in_shape[0], a["width"], _bottleneck_out(a)], keywords
 
 
-register(BlockKind(
-    "bottleneck", "ResNet's bottleneck (v1.5: the stride is on the 3x3 conv), with groups for ResNeXt", Bottleneck,
-    _bottleneck, "bottleneck.py.jinja", "Bottleneck", arguments=_bottleneck_arguments,
-))  # fmt: skip
+register(
+    BlockKind(
+        "bottleneck",
+        "ResNet's bottleneck (v1.5: the stride is on the 3x3 conv), with groups for ResNeXt",
+        Bottleneck,
+        _bottleneck,
+        "bottleneck.py.jinja",
+        "Bottleneck",
+        arguments=_bottleneck_arguments,
+    )
+)
 
 
 # ---------------------------------------------------------------- dense_block
@@ -157,11 +181,19 @@ def _dense_block_arguments(b: Block):
     return [a["num_layers"], b.in_shape[0]], keywords
 
 
-register(BlockKind(
-    "dense_block", "DenseNet's dense block: each layer sees the block input and every earlier output, concatenated",
-    DenseBlock, _dense_block, "dense_block.py.jinja", "DenseBlock", arguments=_dense_block_arguments,
-    variant=lambda b: {"bottleneck": b.args["bn_size"] is not None}, helpers=("layer",),
-))  # fmt: skip
+register(
+    BlockKind(
+        "dense_block",
+        "DenseNet's dense block: each layer sees the block input and every earlier output, concatenated",
+        DenseBlock,
+        _dense_block,
+        "dense_block.py.jinja",
+        "DenseBlock",
+        arguments=_dense_block_arguments,
+        variant=lambda b: {"bottleneck": b.args["bn_size"] is not None},
+        helpers=("layer",),
+    )
+)
 
 
 # ---------------------------------------------------------------- transition
@@ -201,8 +233,14 @@ def _transition(block: Block, shape) -> Block:
     return replace(block, children=ops, expanded=True)
 
 
-register(BlockKind(
-    "transition", "DenseNet's transition: BN-ReLU-Conv1x1 to fewer channels, then 2x2 average pooling", Transition,
-    _transition, "transition.py.jinja", "Transition",
-    arguments=lambda b: ([b.in_shape[0], b.out_shape[0]], {"bias": True} if b.args["bias"] else {}),
-))  # fmt: skip
+register(
+    BlockKind(
+        "transition",
+        "DenseNet's transition: BN-ReLU-Conv1x1 to fewer channels, then 2x2 average pooling",
+        Transition,
+        _transition,
+        "transition.py.jinja",
+        "Transition",
+        arguments=lambda b: ([b.in_shape[0], b.out_shape[0]], {"bias": True} if b.args["bias"] else {}),
+    )
+)

@@ -15,13 +15,32 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, RANK
 from ..fields import (
-    Bool, Eps, Int, Layer, Means, Momentum, NonNegSizes, Padding, PosFloatOrSizes, PosInt, Probability,
-    Sizes, Stds,
-)  # fmt: skip
+    Bool,
+    Eps,
+    Int,
+    Layer,
+    Means,
+    Momentum,
+    NonNegSizes,
+    Padding,
+    PosFloatOrSizes,
+    PosInt,
+    Probability,
+    Sizes,
+    Stds,
+)
 from ..registry import Call, LayerKind, call, register
 from ..shapes import (
-    CONV_FORMULA, SPATIAL_NAMES, TRANSPOSED_FORMULA, ShapeError, below_one, dims, groups_divide, per_dim, spatial,
-)  # fmt: skip
+    CONV_FORMULA,
+    SPATIAL_NAMES,
+    TRANSPOSED_FORMULA,
+    ShapeError,
+    below_one,
+    dims,
+    groups_divide,
+    per_dim,
+    spatial,
+)
 
 
 def same_shape(op, shape):
@@ -64,13 +83,30 @@ def _conv_shape(op, shape):
 
 def _conv_call(op) -> Call:
     a = op.args
-    return call(f"nn.Conv{dims(op)}d", op.in_shape[0], a["out"], kernel_size=a["kernel"], stride=a["stride"],
-                padding=a["padding"], dilation=a["dilation"], groups=a["groups"], bias=a["bias"],
-                defaults=dict(stride=1, padding=0, dilation=1, groups=1, bias=True))  # fmt: skip
+    return call(
+        f"nn.Conv{dims(op)}d",
+        op.in_shape[0],
+        a["out"],
+        kernel_size=a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        dilation=a["dilation"],
+        groups=a["groups"],
+        bias=a["bias"],
+        defaults=dict(stride=1, padding=0, dilation=1, groups=1, bias=True),
+    )
 
 
-register(LayerKind("conv", "convolution (Conv1d/2d/3d by the input's rank)", Conv, _conv_shape, _conv_call,
-                   stride=lambda op: op.args["stride"]))  # fmt: skip
+register(
+    LayerKind(
+        "conv",
+        "convolution (Conv1d/2d/3d by the input's rank)",
+        Conv,
+        _conv_shape,
+        _conv_call,
+        stride=lambda op: op.args["stride"],
+    )
+)
 
 
 class ConvTranspose(Layer):
@@ -107,14 +143,30 @@ def _conv_transpose_shape(op, shape):
 
 def _conv_transpose_call(op) -> Call:
     a = op.args
-    return call(f"nn.ConvTranspose{dims(op)}d", op.in_shape[0], a["out"], kernel_size=a["kernel"],
-                stride=a["stride"], padding=a["padding"], output_padding=a["output_padding"],
-                groups=a["groups"], bias=a["bias"], dilation=a["dilation"],
-                defaults=dict(stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1))  # fmt: skip
+    return call(
+        f"nn.ConvTranspose{dims(op)}d",
+        op.in_shape[0],
+        a["out"],
+        kernel_size=a["kernel"],
+        stride=a["stride"],
+        padding=a["padding"],
+        output_padding=a["output_padding"],
+        groups=a["groups"],
+        bias=a["bias"],
+        dilation=a["dilation"],
+        defaults=dict(stride=1, padding=0, output_padding=0, groups=1, bias=True, dilation=1),
+    )
 
 
-register(LayerKind("conv_transpose", "transposed convolution (ConvTranspose1d/2d/3d)", ConvTranspose,
-                   _conv_transpose_shape, _conv_transpose_call))  # fmt: skip
+register(
+    LayerKind(
+        "conv_transpose",
+        "transposed convolution (ConvTranspose1d/2d/3d)",
+        ConvTranspose,
+        _conv_transpose_shape,
+        _conv_transpose_call,
+    )
+)
 
 
 # ---------------------------------------------------------------- normalisation
@@ -130,13 +182,26 @@ class BatchNorm(Layer):
 def _batchnorm_call(op) -> Call:
     a = op.args
     rank = 1 if len(op.in_shape) <= 2 else dims(op)
-    return call(f"nn.BatchNorm{rank}d", op.in_shape[0], eps=a["eps"], momentum=a["momentum"], affine=a["affine"],
-                track_running_stats=a["track_running_stats"],
-                defaults=dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True))  # fmt: skip
+    return call(
+        f"nn.BatchNorm{rank}d",
+        op.in_shape[0],
+        eps=a["eps"],
+        momentum=a["momentum"],
+        affine=a["affine"],
+        track_running_stats=a["track_running_stats"],
+        defaults=dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True),
+    )
 
 
-register(LayerKind("batchnorm", "batch normalisation over the channels (BatchNorm1d/2d/3d)", BatchNorm,
-                   lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0), _batchnorm_call))  # fmt: skip
+register(
+    LayerKind(
+        "batchnorm",
+        "batch normalisation over the channels (BatchNorm1d/2d/3d)",
+        BatchNorm,
+        lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0),
+        _batchnorm_call,
+    )
+)
 
 
 class LayerNorm(Layer):
@@ -161,13 +226,25 @@ def _layernorm_shape(op, shape):
 
 def _layernorm_call(op) -> Call:
     a, normalized = op.args, _normalized_shape(op, op.in_shape)
-    return call("nn.LayerNorm", normalized[0] if len(normalized) == 1 else list(normalized), eps=a["eps"],
-                elementwise_affine=a["affine"], bias=a["bias"],
-                defaults=dict(eps=1e-5, elementwise_affine=True, bias=True))  # fmt: skip
+    return call(
+        "nn.LayerNorm",
+        normalized[0] if len(normalized) == 1 else list(normalized),
+        eps=a["eps"],
+        elementwise_affine=a["affine"],
+        bias=a["bias"],
+        defaults=dict(eps=1e-5, elementwise_affine=True, bias=True),
+    )
 
 
-register(LayerKind("layernorm", "layer normalisation over the last `dims` per-sample dims", LayerNorm,
-                   _layernorm_shape, _layernorm_call))  # fmt: skip
+register(
+    LayerKind(
+        "layernorm",
+        "layer normalisation over the last `dims` per-sample dims",
+        LayerNorm,
+        _layernorm_shape,
+        _layernorm_call,
+    )
+)
 
 
 class GroupNorm(Layer):
@@ -184,10 +261,22 @@ def _groupnorm_shape(op, shape):
     return shape, 2 * channels if op.args["affine"] else 0
 
 
-register(LayerKind("groupnorm", "group normalisation; `groups` must divide the channels", GroupNorm,
-                   _groupnorm_shape,
-                   lambda op: call("nn.GroupNorm", op.args["groups"], op.in_shape[0], eps=op.args["eps"],
-                                   affine=op.args["affine"], defaults=dict(eps=1e-5, affine=True))))  # fmt: skip
+register(
+    LayerKind(
+        "groupnorm",
+        "group normalisation; `groups` must divide the channels",
+        GroupNorm,
+        _groupnorm_shape,
+        lambda op: call(
+            "nn.GroupNorm",
+            op.args["groups"],
+            op.in_shape[0],
+            eps=op.args["eps"],
+            affine=op.args["affine"],
+            defaults=dict(eps=1e-5, affine=True),
+        ),
+    )
+)
 
 
 class Normalize(Layer):
@@ -205,8 +294,9 @@ class Normalize(Layer):
 
 def _normalize_shape(op, shape):
     if len(op.args["mean"]) != shape[0]:
-        raise ShapeError(f"mean and std have {len(op.args['mean'])} values but the input has {shape[0]} channels",
-                         CHANNEL_MISMATCH)  # fmt: skip
+        raise ShapeError(
+            f"mean and std have {len(op.args['mean'])} values but the input has {shape[0]} channels", CHANNEL_MISMATCH
+        )
     return shape, 0
 
 
@@ -216,10 +306,17 @@ def _normalize_module():
     return module
 
 
-register(LayerKind("normalize", "per-channel (x - mean) / std as a layer, like torchvision's transforms.Normalize",
-                   Normalize, _normalize_shape,
-                   lambda op: call("Normalize", list(op.args["mean"]), list(op.args["std"]), len(op.in_shape)),
-                   module=_normalize_module, template="normalize.py.jinja"))  # fmt: skip
+register(
+    LayerKind(
+        "normalize",
+        "per-channel (x - mean) / std as a layer, like torchvision's transforms.Normalize",
+        Normalize,
+        _normalize_shape,
+        lambda op: call("Normalize", list(op.args["mean"]), list(op.args["std"]), len(op.in_shape)),
+        module=_normalize_module,
+        template="normalize.py.jinja",
+    )
+)
 
 
 # ---------------------------------------------------------------- pooling
@@ -256,10 +353,15 @@ def _pool_shape(op, shape):
     sizes = []
     for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, padding, dilation)):
         if p > k // 2:
-            raise ShapeError(f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}", BAD_ARG)
+            raise ShapeError(
+                f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}", BAD_ARG
+            )
         if op.kind == "avgpool" and n == 3 and size < k:  # only avg_pool3d checks the unpadded size
-            raise ShapeError(f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
-                             f"PyTorch's 3-d average pooling needs at least the kernel", BAD_ARG)  # fmt: skip
+            raise ShapeError(
+                f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
+                f"PyTorch's 3-d average pooling needs at least the kernel",
+                BAD_ARG,
+            )
         out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
         formula, filled = CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
         if op.kind == "avgpool":
@@ -279,22 +381,50 @@ def _pool_shape(op, shape):
 
 def _maxpool_call(op) -> Call:
     a = op.args
-    return call(f"nn.MaxPool{dims(op)}d", a["kernel"], stride=pool_stride(op), padding=a["padding"],
-                dilation=a["dilation"], ceil_mode=a["ceil_mode"],
-                defaults=dict(stride=a["kernel"], padding=0, dilation=1, ceil_mode=False))  # fmt: skip
+    return call(
+        f"nn.MaxPool{dims(op)}d",
+        a["kernel"],
+        stride=pool_stride(op),
+        padding=a["padding"],
+        dilation=a["dilation"],
+        ceil_mode=a["ceil_mode"],
+        defaults=dict(stride=a["kernel"], padding=0, dilation=1, ceil_mode=False),
+    )
 
 
 def _avgpool_call(op) -> Call:
     a = op.args
-    return call(f"nn.AvgPool{dims(op)}d", a["kernel"], stride=pool_stride(op), padding=a["padding"],
-                ceil_mode=a["ceil_mode"], count_include_pad=a["count_include_pad"],
-                defaults=dict(stride=a["kernel"], padding=0, ceil_mode=False, count_include_pad=True))  # fmt: skip
+    return call(
+        f"nn.AvgPool{dims(op)}d",
+        a["kernel"],
+        stride=pool_stride(op),
+        padding=a["padding"],
+        ceil_mode=a["ceil_mode"],
+        count_include_pad=a["count_include_pad"],
+        defaults=dict(stride=a["kernel"], padding=0, ceil_mode=False, count_include_pad=True),
+    )
 
 
-register(LayerKind("maxpool", "max pooling; the stride defaults to the kernel", MaxPool, _pool_shape, _maxpool_call,
-                   stride=pool_stride))  # fmt: skip
-register(LayerKind("avgpool", "average pooling; the stride defaults to the kernel", AvgPool, _pool_shape,
-                   _avgpool_call, stride=pool_stride))  # fmt: skip
+register(
+    LayerKind(
+        "maxpool",
+        "max pooling; the stride defaults to the kernel",
+        MaxPool,
+        _pool_shape,
+        _maxpool_call,
+        stride=pool_stride,
+    )
+)
+register(
+    LayerKind(
+        "avgpool",
+        "average pooling; the stride defaults to the kernel",
+        AvgPool,
+        _pool_shape,
+        _avgpool_call,
+        stride=pool_stride,
+    )
+)
 
 
 class AdaptivePool(Layer):
@@ -307,13 +437,26 @@ def _adaptive_shape(op, shape):
 
 
 for _name, _module in (("adaptive_avgpool", "AdaptiveAvgPool"), ("adaptive_maxpool", "AdaptiveMaxPool")):
-    register(LayerKind(_name, f"{_module.lower()[8:]} pooling to a fixed output size", AdaptivePool, _adaptive_shape,
-                       lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"])))  # fmt: skip
+    register(
+        LayerKind(
+            _name,
+            f"{_module.lower()[8:]} pooling to a fixed output size",
+            AdaptivePool,
+            _adaptive_shape,
+            lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"]),
+        )
+    )
 
-register(LayerKind("global_avgpool", "average over all spatial positions; keeps the dims (follow with flatten)",
-                   None, lambda op, shape: ((shape[0], *(1,) * spatial(op, shape)), 0),
-                   lambda op: call(f"nn.AdaptiveAvgPool{dims(op)}d", 1),
-                   functional="F.adaptive_avg_pool{n}d({x}, 1)"))  # fmt: skip
+register(
+    LayerKind(
+        "global_avgpool",
+        "average over all spatial positions; keeps the dims (follow with flatten)",
+        None,
+        lambda op, shape: ((shape[0], *(1,) * spatial(op, shape)), 0),
+        lambda op: call(f"nn.AdaptiveAvgPool{dims(op)}d", 1),
+        functional="F.adaptive_avg_pool{n}d({x}, 1)",
+    )
+)
 
 
 # ---------------------------------------------------------------- resampling
@@ -363,12 +506,25 @@ def _upsample_call(op) -> Call:
     scale = a["scale"]
     if scale is not None:
         scale = float(scale) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
-    return call("nn.Upsample", size=a["size"], scale_factor=scale, mode=a["mode"], align_corners=a["align_corners"],
-                defaults=dict(size=None, scale_factor=None, mode="nearest", align_corners=None))  # fmt: skip
+    return call(
+        "nn.Upsample",
+        size=a["size"],
+        scale_factor=scale,
+        mode=a["mode"],
+        align_corners=a["align_corners"],
+        defaults=dict(size=None, scale_factor=None, mode="nearest", align_corners=None),
+    )
 
 
-register(LayerKind("upsample", "resize by a scale or to a size (nearest or interpolating)", Upsample,
-                   _upsample_shape, _upsample_call))  # fmt: skip
+register(
+    LayerKind(
+        "upsample",
+        "resize by a scale or to a size (nearest or interpolating)",
+        Upsample,
+        _upsample_shape,
+        _upsample_call,
+    )
+)
 
 
 # ---------------------------------------------------------------- the rest
@@ -379,16 +535,31 @@ class Dropout(Layer):
     p: Probability = 0.5
 
 
-register(LayerKind("dropout", "zeroes each element with probability p while training", Dropout, same_shape,
-                   lambda op: call("nn.Dropout", op.args["p"])))  # fmt: skip
+register(
+    LayerKind(
+        "dropout",
+        "zeroes each element with probability p while training",
+        Dropout,
+        same_shape,
+        lambda op: call("nn.Dropout", op.args["p"]),
+    )
+)
 
 
 def _flatten_shape(op, shape):
     return (math.prod(shape),), 0
 
 
-register(LayerKind("flatten", "(C, H, W) -> (C*H*W,)", None, _flatten_shape, lambda op: Call("nn.Flatten"),
-                   functional="torch.flatten({x}, 1)"))  # fmt: skip
+register(
+    LayerKind(
+        "flatten",
+        "(C, H, W) -> (C*H*W,)",
+        None,
+        _flatten_shape,
+        lambda op: Call("nn.Flatten"),
+        functional="torch.flatten({x}, 1)",
+    )
+)
 register(LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity")))
 
 
@@ -400,15 +571,24 @@ class Linear(Layer):
 
 def _linear_shape(op, shape):
     if len(shape) != 1:
-        raise ShapeError(f"linear needs a flat (B, features) input; put a flatten before it (it would give "
-                         f"{math.prod(shape)} features)", NEEDS_FLATTEN)  # fmt: skip
+        raise ShapeError(
+            f"linear needs a flat (B, features) input; put a flatten before it (it would give "
+            f"{math.prod(shape)} features)",
+            NEEDS_FLATTEN,
+        )
     features, out = shape[0], op.args["out"]
     return (out,), features * out + (out if op.args["bias"] else 0)
 
 
-register(LayerKind("linear", "fully connected layer; needs a flat input", Linear, _linear_shape,
-                   lambda op: call("nn.Linear", op.in_shape[0], op.args["out"], bias=op.args["bias"],
-                                   defaults=dict(bias=True))))  # fmt: skip
+register(
+    LayerKind(
+        "linear",
+        "fully connected layer; needs a flat input",
+        Linear,
+        _linear_shape,
+        lambda op: call("nn.Linear", op.in_shape[0], op.args["out"], bias=op.args["bias"], defaults=dict(bias=True)),
+    )
+)
 
 
 class Softmax(Layer):
@@ -423,6 +603,12 @@ def _softmax_shape(op, shape):
     return shape, 0
 
 
-register(LayerKind("softmax", "softmax over `dim` of the batched tensor", Softmax, _softmax_shape,
-                   lambda op: call("nn.Softmax", dim=op.args["dim"])))  # fmt: skip
-
+register(
+    LayerKind(
+        "softmax",
+        "softmax over `dim` of the batched tensor",
+        Softmax,
+        _softmax_shape,
+        lambda op: call("nn.Softmax", dim=op.args["dim"]),
+    )
+)

@@ -18,8 +18,10 @@ def _concat(named: list):
     shapes = [shape for _, shape in named]
     if len(shapes[0]) >= 2 and len({len(s) for s in shapes}) == 1 and len({s[1:] for s in shapes}) == 1:
         return (sum(s[0] for s in shapes), *shapes[0][1:])
-    raise ShapeError(f"cannot concatenate the outputs of {_listed(named)} on the channel axis: the sizes after "
-                     f"the channel differ", CONCAT_MISMATCH)  # fmt: skip
+    raise ShapeError(
+        f"cannot concatenate the outputs of {_listed(named)} on the channel axis: the sizes after the channel differ",
+        CONCAT_MISMATCH,
+    )
 
 
 def _add(named: list):
@@ -40,16 +42,37 @@ def _broadcast(named: list):
             out.append(wider.pop() if wider else 1)
         else:
             return tuple(out)
-    raise ShapeError(f"cannot multiply the outputs of {_listed(named)}: their shapes do not broadcast (each size "
-                     f"must be equal or 1, in the same rank)", BRANCH_MISMATCH)  # fmt: skip
+    raise ShapeError(
+        f"cannot multiply the outputs of {_listed(named)}: their shapes do not broadcast (each size "
+        f"must be equal or 1, in the same rank)",
+        BRANCH_MISMATCH,
+    )
 
 
-register(Merge("concat", "concatenate on the channel axis (the default for several inputs)", _concat,
-               source=lambda names: f"torch.cat([{', '.join(names)}], 1)",
-               live=lambda tensors, torch: torch.cat(tensors, 1)))  # fmt: skip
-register(Merge("add", "add elementwise; the shapes must be equal", _add,
-               source=lambda names: " + ".join(names),
-               live=lambda tensors, torch: functools.reduce(operator.add, tensors)))  # fmt: skip
-register(Merge("mul", "multiply elementwise, with broadcasting (a (C, 1, 1) gate scales a (C, H, W) tensor)",
-               _broadcast, source=lambda names: " * ".join(names),
-               live=lambda tensors, torch: functools.reduce(operator.mul, tensors)))  # fmt: skip
+register(
+    Merge(
+        "concat",
+        "concatenate on the channel axis (the default for several inputs)",
+        _concat,
+        source=lambda names: f"torch.cat([{', '.join(names)}], 1)",
+        live=lambda tensors, torch: torch.cat(tensors, 1),
+    )
+)
+register(
+    Merge(
+        "add",
+        "add elementwise; the shapes must be equal",
+        _add,
+        source=lambda names: " + ".join(names),
+        live=lambda tensors, torch: functools.reduce(operator.add, tensors),
+    )
+)
+register(
+    Merge(
+        "mul",
+        "multiply elementwise, with broadcasting (a (C, 1, 1) gate scales a (C, H, W) tensor)",
+        _broadcast,
+        source=lambda names: " * ".join(names),
+        live=lambda tensors, torch: functools.reduce(operator.mul, tensors),
+    )
+)
