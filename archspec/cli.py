@@ -174,7 +174,7 @@ def _build(args) -> int:
         return EXIT_SPEC
     if args.emit_python:
         try:
-            return _emit(model, args.output)
+            return _emit(model, args.output, args.spec, dict(args.set))
         except SpecError as exc:  # a kind the emitter cannot write
             _report_errors(exc)
             return EXIT_SPEC
@@ -202,10 +202,10 @@ def _build(args) -> int:
     return EXIT_OK
 
 
-def _emit(model, output: str | None) -> int:
-    from .emit import render
+def _emit(model, output: str | None, spec: str, overrides: dict) -> int:
+    from .emit import num_classes_variant, render
 
-    source = render(model)
+    source = render(model, num_classes_variant(Path(spec), overrides, model))
     if output is None:
         sys.stdout.write(source)
     else:

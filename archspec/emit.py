@@ -63,7 +63,34 @@ class Locals:
 
 def emit_python(spec: SpecSource, overrides: dict | None = None) -> str:
     """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong."""
-    return render(analyze(spec, overrides))
+    model = analyze(spec, overrides)
+    return render(model, num_classes_variant(spec, overrides, model))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The spec analysed again with another `num_classes`: where the two differ is where it flows."""
+
+    value: int
+    other: int
+    nodes: dict  # path -> node of the other analysis
+
+
+def num_classes_variant(spec: SpecSource, overrides: dict | None, model: Model) -> Variant | None:
+    """For a spec with an integer var `num_classes`, the emitted model takes it as an argument."""
+    value = model.vars.get("num_classes")
+    if type(value) is not int:
+        return None
+    other = value * 7 + 1009  # a value no other field is likely to share
+    try:
+        varied = analyze(spec, {**(overrides or {}), "num_classes": other})
+    except SpecError:
+        return None
+    return Variant(value, other, {node.path: node for node in walk(varied.body)})
+
+
+class _Unexpressible(Exception):
+    """num_classes flows somewhere an argument of the top-level class cannot reach."""
 
 
 def templates_dir() -> Path:
@@ -163,6 +190,29 @@ class _Emitter:
     uses_functional: bool = False
     classifier: Op | None = None
     user_classes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    variant: Variant | None = None
+    uses_num_classes: bool = False
+    in_class: int = 0  # > 0 while writing a class body, where num_classes is not in scope
+
+    def values(self, values: list, node: Node, others) -> list[str]:
+        """Literals for `values` of `node`; `others` gives the same values in the variant's node."""
+        if self.variant is None:
+            return [literal(v) for v in values]
+        other = self.variant.nodes.get(node.path)
+        if other is None or type(other) is not type(node) or other.kind != node.kind:
+            raise _Unexpressible
+        alternatives = others(other)
+        if len(alternatives) != len(values):
+            raise _Unexpressible
+        return [self.value(v, a) for v, a in zip(values, alternatives)]
+
+    def value(self, value, alternative) -> str:
+        if type(value) is type(alternative) and value == alternative:
+            return literal(value)
+        if self.in_class == 0 and (value, alternative) == (self.variant.value, self.variant.other):
+            self.uses_num_classes = True
+            return "num_classes"
+        raise _Unexpressible
 
     def class_for_builtin(self, block: Block) -> str:
         kind = registry.block_kind(block.kind)
@@ -190,8 +240,12 @@ class _Emitter:
             return self.assign(owner, node.name, *self.builtin_call(node), indent)
         if node.kind in self.user_classes:
             class_name, params = self.user_classes[node.kind]
-            values = {**dict(node.block_args), "in_channels": node.in_shape[0]}
-            return self.assign(owner, node.name, class_name, [literal(values[p]) for p, _ in params], indent)
+
+            def arguments(block):
+                values = {**dict(block.block_args), "in_channels": block.in_shape[0]}
+                return [values[p] for p, _ in params]
+
+            return self.assign(owner, node.name, class_name, self.values(arguments(node), node, arguments), indent)
         if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
             return self.assign(owner, node.name, self.block_class(node), [], indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
@@ -216,6 +270,13 @@ class _Emitter:
 
     def user_block_class(self, kind: str, uses: list[Block]):
         """(class name, [(parameter, emitted name)]) for `kind`, or None to write its uses out inline."""
+        self.in_class += 1
+        try:
+            return self._user_block_class(kind, uses)
+        finally:
+            self.in_class -= 1
+
+    def _user_block_class(self, kind: str, uses: list[Block]):
         if any(
             b.flow != "sequential"
             or b.exports
@@ -241,6 +302,10 @@ class _Emitter:
                 name = next((n for n in emitted if all(_same_number(v, k.get(n)) for v, k in zip(values, known))), None)
                 if name is None and any(v != values[0] for v in values):
                     return None  # the uses differ in a way no parameter explains
+                if name is None and self.variant is not None:  # a literal must not vary with num_classes
+                    for use, value in zip(uses, values):
+                        remade = lambda other: [_slot(self.layer_call(other), where, key)]  # noqa: B023
+                        self.values([value], use.children[position], remade)
                 text = emitted[name] if name else literal(values[0])
                 used |= {name} if name else set()
                 texts.append(text if where == "args" else f"{key}={text}")
@@ -283,16 +348,36 @@ class _Emitter:
         return call
 
     def op_call(self, op: Op) -> tuple[str, list[str]]:
-        override = {1: "num_classes"} if op is self.classifier else None
-        return call_source(self.layer_call(op), override)
+        call = self.layer_call(op)
+        if op is self.classifier:
+            return call_source(call, {1: "num_classes"})
+        return call.func, self.call_arguments(op, call.args, dict(call.kwargs), lambda o: self.layer_call(o))
 
     def builtin_call(self, block: Block) -> tuple[str, list[str]]:
-        positional, keywords = registry.block_kind(block.kind).arguments(block)
-        args = [literal(value) for value in positional] + [f"{key}={literal(value)}" for key, value in keywords.items()]
-        return self.class_for_builtin(block), args
+        arguments = registry.block_kind(block.kind).arguments
+        positional, keywords = arguments(block)
+        return self.class_for_builtin(block), self.call_arguments(block, positional, keywords, arguments)
+
+    def call_arguments(self, node: Node, positional, keywords: dict, remake) -> list[str]:
+        """Argument texts; `remake(node)` gives the same call for the variant's node."""
+
+        def keyed(made) -> list:  # the keywords must match; their values are compared below
+            args, kwargs = (made.args, dict(made.kwargs)) if isinstance(made, Call) else made
+            return [*args, *(kwargs[key] if key in keywords else object() for key in sorted(kwargs))]
+
+        texts = self.values([*positional, *(keywords[k] for k in sorted(keywords))], node, lambda o: keyed(remake(o)))
+        named = dict(zip(sorted(keywords), texts[len(positional) :]))
+        return texts[: len(positional)] + [f"{key}={named[key]}" for key in keywords]
 
     def block_class(self, block: Block) -> str:
         """A class with an explicit forward, for a residual block or a sequence with `from:` inputs."""
+        self.in_class += 1
+        try:
+            return self._block_class(block)
+        finally:
+            self.in_class -= 1
+
+    def _block_class(self, block: Block) -> str:
         init = []
         for child in block.children:
             if not self.is_functional(child):
@@ -378,13 +463,24 @@ def _classifier(block: Block) -> Op | None:
     return _classifier(last) if last.flow == "sequential" and not registry.is_block(last.kind) else None
 
 
-def render(model: Model) -> str:
+def render(model: Model, variant: Variant | None = None) -> str:
+    """The source of `model`; with a `variant`, num_classes is an argument of the top-level class
+    wherever it flows (and where it flows into a value no argument can carry, it is not one)."""
+    if variant is not None:
+        try:
+            return _render(model, variant)
+        except _Unexpressible:
+            pass
+    return _render(model, None)
+
+
+def _render(model: Model, variant: Variant | None) -> str:
     env = _environment()
     helpers = {registry.layer_kind(n.kind).build(n).func for n in walk(model.body) if isinstance(n, Op)}
     names = Names(func for func in helpers if not func.startswith("nn."))  # classes the kinds define themselves
     class_name = names.claim(pascal_case(model.name), fallback="Model")
-    emitter = _Emitter(env, names)
-    emitter.classifier = _classifier(model.body)
+    emitter = _Emitter(env, names, variant=variant)
+    emitter.classifier = _classifier(model.body) if variant is None else None
     emitter.plan_user_blocks(model.body)
     init = []
     for child in model.body.children:
@@ -392,6 +488,8 @@ def render(model: Model) -> str:
             init += emitter.construct(child, "self", 8)
     forward, result = emitter.sequence_forward(model.body.children, "x", "x", Locals("x"))
     params = [f"num_classes: int = {emitter.classifier.args['out']}"] if emitter.classifier else []
+    if emitter.uses_num_classes:
+        params = [f"num_classes: int = {variant.value}"]
     return env.get_template("model.py.jinja").render(
         version=__version__,
         source=_printable(model.source),
@@ -410,7 +508,9 @@ def render(model: Model) -> str:
 
 
 def _slot(call: Call, where: str, key):
-    return call.args[key] if where == "args" else dict(call.kwargs)[key]
+    if where == "args":
+        return call.args[key] if key < len(call.args) else None
+    return dict(call.kwargs).get(key)
 
 
 def _same_number(value, known) -> bool:

@@ -63,6 +63,7 @@ class Expanded:
     block_uses: dict[tuple, str] = field(default_factory=dict)  # path of a group -> the user block it expands
     block_args: dict[tuple, tuple] = field(default_factory=dict)  # ... and the block's (parameter, value)s
     standins: set[tuple] = field(default_factory=set)  # paths of layers put in place of a wrong one
+    vars: dict[str, Any] = field(default_factory=dict)  # the vars' values, overrides applied
 
     def _origin(self, path: tuple) -> tuple[Origin, tuple]:
         path = tuple(path)
@@ -244,6 +245,7 @@ class _Expander:
             block_uses=self.block_uses,
             block_args=self.block_args,
             standins=self.standins,
+            vars=dict(scope),
         )
 
     def merged(self, doc: Document, chain: list[str], trace: tuple[Note, ...] = ()):

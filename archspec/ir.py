@@ -80,6 +80,7 @@ class Model:
     source: str
     input_shape: Shape
     body: Block
+    vars: Mapping = field(default_factory=dict)  # the spec's vars, as evaluated
 
 
 def walk(node: Node):
@@ -104,7 +105,7 @@ def resolve(spec: s.Spec, doc: Expanded, standins: frozenset = frozenset()) -> M
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
-    return Model(spec.name, doc.path, tuple(spec.input), body)
+    return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)))
 
 
 def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=(), standins=frozenset()):

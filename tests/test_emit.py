@@ -277,3 +277,39 @@ def test_user_blocks_become_one_parameterised_class_when_their_uses_allow(tmp_pa
     assert "self.a = Unit(3, 4)" in source and "self.b = Unit(4, 6)" in source
     assert "class Grow" not in source  # its kernel varies with the repeat index, not with a parameter
     assert_equivalent(spec, emitted)
+
+
+def test_num_classes_var_is_an_argument_wherever_it_flows(tmp_path):
+    spec = tmp_path / "heads.yaml"
+    spec.write_text(
+        "archspec: 1\nname: heads\ninput: [3, 8, 8]\nvars: {num_classes: 6}\nlayers:\n"
+        "  - conv: {name: seg, out: num_classes, kernel: 1}\n"
+        "  - batchnorm: {name: bn}\n  - global_avgpool\n  - flatten\n  - linear: {name: fc, out: num_classes}\n  - relu\n"
+        "  - linear: {name: out, out: 3}\n"
+    )
+    emitted = tmp_path / "heads.py"
+    emitted.write_text(emit_python(spec))
+    source = emitted.read_text()
+    assert "def __init__(self, num_classes: int = 6) -> None:" in source
+    assert "nn.Conv2d(3, num_classes, kernel_size=1)" in source
+    assert "nn.BatchNorm2d(num_classes)" in source and "nn.Linear(num_classes, 3)" in source
+    assert "nn.Linear(num_classes, num_classes)" in source
+    assert_equivalent(spec, emitted)
+    for n in (2, 11):
+        model = load_class(emitted)(num_classes=n)
+        live = compile_spec(spec, overrides={"num_classes": n})
+        assert manifest(model) == manifest(live)
+        assert model.seg.out_channels == n and model.fc.out_features == n and model.out.in_features == n
+
+
+def test_num_classes_that_no_argument_can_carry_is_left_out(tmp_path):
+    """Flowing into a residual block's class (built without arguments), num_classes stays a literal."""
+    spec = tmp_path / "inner.yaml"
+    spec.write_text(
+        "archspec: 1\nname: inner\ninput: [3, 8, 8]\nvars: {num_classes: 4}\nlayers:\n"
+        "  - residual: {name: block, body: [conv: {out: num_classes, kernel: 1}]}\n"
+    )
+    emitted = tmp_path / "inner.py"
+    emitted.write_text(emit_python(spec))
+    assert "num_classes: int" not in emitted.read_text()
+    assert_equivalent(spec, emitted)
