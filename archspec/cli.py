@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--weights", metavar="FILE", help="load this state_dict file (strictly) before the test run")
     _add_set_option(build)
     build.set_defaults(run=_build)
+
+    kinds = commands.add_parser("kinds", help="list every layer kind, block, activation and merge (plugins too)")
+    kinds.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import this plugin first")
+    kinds.set_defaults(run=_kinds)
     return parser
 
 
@@ -159,6 +163,23 @@ def _check(args) -> int:
     if error_count:
         _summary(error_count)
     return worst
+
+
+def _kinds(args) -> int:
+    from . import registry, schema
+
+    rows = [("kind", "fields (primary first)", "what it is")]
+    for name, kind in registry.KINDS.items():
+        fields = schema.fields_of(name)
+        primary = getattr(kind.fields, "primary", None)
+        fields = ([primary] if primary else []) + [f for f in fields if f not in (primary, "name", "from", "merge")]
+        rows.append((name, ", ".join(fields) or "-", kind.doc))
+    rows += [(f"merge: {name}", "-", merge.doc) for name, merge in registry.MERGES.items()]
+    width = [max(len(row[i]) for row in rows) for i in range(2)]
+    for row in rows:
+        print(f"{row[0]:<{width[0]}}  {row[1]:<{width[1]}}  {row[2]}")
+    print(f"\nresidual activations: {', '.join(registry.ACTIVATIONS)}")
+    return EXIT_OK
 
 
 def _build(args) -> int:

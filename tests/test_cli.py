@@ -66,3 +66,21 @@ def test_usage_errors_exit_2(capsys):
         main(["check", "--no-such-flag", "x.yaml"])
     assert exc.value.code == 2
     assert run(capsys, "build", "nowhere.yaml")[0] == 2
+
+
+def test_kinds_lists_every_registered_kind_and_merge(capsys):
+    from archspec import registry
+
+    assert main(["kinds"]) == 0
+    out = capsys.readouterr().out
+    listed = {line.split("  ")[0] for line in out.splitlines() if line}
+    assert set(registry.KINDS) <= listed
+    assert {f"merge: {name}" for name in registry.MERGES} <= listed
+
+
+def test_the_spec_format_documents_every_kind_and_merge():
+    from archspec import registry
+
+    text = (Path(__file__).resolve().parent.parent / "docs" / "spec-format.md").read_text()
+    missing = [name for name in [*registry.KINDS, *registry.MERGES] if f"`{name}`" not in text]
+    assert not missing, f"docs/spec-format.md does not describe: {missing}"

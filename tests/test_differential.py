@@ -340,8 +340,12 @@ def sequence(draw, shape, depth, min_size=1, max_size=3):
         in_shape = shape
         refs = dict(scope.refs)
         inputs = None
-        if refs and draw(st.integers(0, 3)) == 0:  # take the input from earlier layers
-            names = draw(st.lists(st.sampled_from(sorted(refs)), min_size=1, max_size=3))
+        if refs and draw(st.integers(0, 2)) == 0:  # take the input from earlier layers
+            qualified = sorted(r for r in refs if "." in r)
+            pool = qualified if qualified and draw(st.booleans()) else sorted(refs)
+            names = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
+            if qualified and draw(st.booleans()):
+                names.append(draw(st.sampled_from(sorted(refs))))
             merge = draw(st.sampled_from(["concat", "add"]))
             shapes = [refs[n] for n in names]
             if len(names) == 1:

@@ -436,11 +436,14 @@ def _adaptive_shape(op, shape):
     return (shape[0], *per_dim(op, "size", spatial(op, shape))), 0
 
 
-for _name, _module in (("adaptive_avgpool", "AdaptiveAvgPool"), ("adaptive_maxpool", "AdaptiveMaxPool")):
+for _name, _module, _what in (
+    ("adaptive_avgpool", "AdaptiveAvgPool", "average"),
+    ("adaptive_maxpool", "AdaptiveMaxPool", "max"),
+):
     register(
         LayerKind(
             _name,
-            f"{_module.lower()[8:]} pooling to a fixed output size",
+            f"adaptive {_what} pooling to a fixed output size",
             AdaptivePool,
             _adaptive_shape,
             lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"]),
