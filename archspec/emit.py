@@ -73,7 +73,7 @@ class Variant:
 
     value: int
     other: int
-    nodes: dict  # path -> node of the other analysis
+    body: Block  # the other analysis
 
 
 def num_classes_variant(spec: SpecSource, overrides: dict | None, model: Model) -> Variant | None:
@@ -86,7 +86,7 @@ def num_classes_variant(spec: SpecSource, overrides: dict | None, model: Model) 
         varied = analyze(spec, {**(overrides or {}), "num_classes": other})
     except SpecError:
         return None
-    return Variant(value, other, {node.path: node for node in walk(varied.body)})
+    return Variant(value, other, varied.body)
 
 
 class _Unexpressible(Exception):
@@ -181,38 +181,97 @@ class _ClassSource:
 
 
 @dataclass
+class _Context:
+    """What the code being written stands for: one node of each use (the first is written out),
+    and the names in scope with their value in each use. Where the uses' values differ, the code
+    says the name whose values they are; where no name fits, it cannot be written (_Unexpressible)."""
+
+    roots: list[Node]
+    params: dict[str, list]  # emitted name -> value in each use
+    index: list[dict[str, Node]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.index = [{_relative(node, root): node for node in walk(root)} for root in self.roots]
+
+    def peers(self, node: Node) -> list[Node]:
+        """The nodes that `node` (of the first use) stands for in the other uses."""
+        at = _relative(node, self.roots[0])
+        found = []
+        for index in self.index[1:]:
+            peer = index.get(at)
+            if peer is None or type(peer) is not type(node) or peer.kind != node.kind:
+                raise _Unexpressible
+            found.append(peer)
+        return found
+
+
+def _relative(node: Node, root: Node) -> str:
+    if node.path == root.path:
+        return ""
+    return node.path[len(root.path) + 1 :] if root.path else node.path
+
+
+def _structure(root: Node) -> list:
+    """What must agree between uses that share one class, besides the values it takes as arguments."""
+    use_site = lambda n: () if n is root else (n.name, n.inputs, n.merge)  # the root's are its use's own
+    return [
+        (_relative(n, root), type(n).__name__, n.kind, n.exports, n.out_shape is None, *use_site(n))
+        + ((n.flow, n.shortcut_mode, n.shortcut is None, n.activation, len(n.children)) if isinstance(n, Block) else ())
+        for n in walk(root)
+    ]
+
+
+def _same(values: list) -> bool:
+    return all(type(v) is type(values[0]) and v == values[0] for v in values)
+
+
+@dataclass
 class _Emitter:
     env: jinja2.Environment
     names: Names  # every class name of the file comes from here
+    context: _Context
     classes: list[_ClassSource] = field(default_factory=list)
     builtin_names: dict[tuple, str] = field(default_factory=dict)
     helper_classes: set[str] = field(default_factory=set)
     uses_functional: bool = False
     classifier: Op | None = None
-    user_classes: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    variant: Variant | None = None
-    uses_num_classes: bool = False
-    in_class: int = 0  # > 0 while writing a class body, where num_classes is not in scope
+    uses_of: dict[str, list[Block]] = field(default_factory=dict)  # user block kind -> its uses
+    user_classes: dict[str, tuple | None] = field(default_factory=dict)
+    used: list[set[str]] = field(default_factory=lambda: [set()])  # names the class being written takes
 
-    def values(self, values: list, node: Node, others) -> list[str]:
-        """Literals for `values` of `node`; `others` gives the same values in the variant's node."""
-        if self.variant is None:
-            return [literal(v) for v in values]
-        other = self.variant.nodes.get(node.path)
-        if other is None or type(other) is not type(node) or other.kind != node.kind:
-            raise _Unexpressible
-        alternatives = others(other)
-        if len(alternatives) != len(values):
-            raise _Unexpressible
-        return [self.value(v, a) for v, a in zip(values, alternatives)]
+    # ---- values: a literal, or the name in scope whose value it is in every use
 
-    def value(self, value, alternative) -> str:
-        if type(value) is type(alternative) and value == alternative:
-            return literal(value)
-        if self.in_class == 0 and (value, alternative) == (self.variant.value, self.variant.other):
-            self.uses_num_classes = True
-            return "num_classes"
+    def values(self, values: list, node: Node, remake) -> list[str]:
+        """Texts for `values` of `node`; `remake(peer)` gives the same values for a peer node."""
+        columns = [[value] for value in values]
+        for peer in self.context.peers(node):
+            others = remake(peer)
+            if len(others) != len(values):
+                raise _Unexpressible
+            for column, other in zip(columns, others):
+                column.append(other)
+        return [self.value(column) for column in columns]
+
+    def value(self, column: list) -> str:
+        """The first name in scope with these values in every use, else the literal they all share."""
+        for name, known in self.context.params.items():
+            if len(known) == len(column) and all(type(a) is type(b) and a == b for a, b in zip(column, known)):
+                self.used[-1].add(name)
+                return name
+        if _same(column):
+            return literal(column[0])
         raise _Unexpressible
+
+    def shape_note(self, node: Node, which: str = "out_shape") -> str:
+        """The shape comment of a forward step, when every use has the same shape there."""
+        try:
+            peers = self.context.peers(node)
+        except _Unexpressible:
+            return ""
+        shapes = [getattr(n, which) for n in (node, *peers)]
+        return f"  # {fmt_shape(shapes[0])}" if all(s == shapes[0] for s in shapes) else ""
+
+    # ---- classes
 
     def class_for_builtin(self, block: Block) -> str:
         kind = registry.block_kind(block.kind)
@@ -230,6 +289,107 @@ class _Emitter:
             self.builtin_names[key] = name
         return self.builtin_names[key]
 
+    def add_class(self, wanted: str, text: str) -> str:
+        """Add a class whose source is `text` with `{name}` for its name; an identical one is reused."""
+        for existing in self.classes:
+            if existing.text == text.replace("{name}", existing.name):
+                return existing.name
+        name = self.names.claim(wanted, fallback="Block")
+        self.classes.append(_ClassSource(name, text.replace("{name}", name)))
+        return name
+
+    def user_class(self, block: Block):
+        """(class name, [(parameter, emitted name)]) shared by every use of a user block, or None
+        when its uses differ in structure, or in a value no parameter explains."""
+        if block.kind not in self.user_classes:
+            uses = self.uses_of[block.kind]
+            plan = None
+            if all(_structure(use) == _structure(uses[0]) for use in uses):
+                saved = (list(self.classes), self.uses_functional)
+                try:
+                    plan = self.write_user_class(block.kind, uses)
+                except _Unexpressible:
+                    self.classes, self.uses_functional = saved
+            self.user_classes[block.kind] = plan
+        return self.user_classes[block.kind]
+
+    def write_user_class(self, kind: str, uses: list[Block]):
+        emitted = Names()  # the parameters' names in source: a block parameter may be called `self` or `nn`
+        signature = [("in_channels", emitted.claim("in_channels"))]
+        signature += [(name, emitted.claim(name)) for name, _ in uses[0].block_args if name != "in_channels"]
+        params = {text: [_argument(use, name) for use in uses] for name, text in signature}
+        outer, self.context = self.context, _Context(list(uses), params)
+        self.used.append(set())
+        try:
+            first = uses[0]
+            plain = not first.exports and not any(c.inputs or c.exports for c in first.children)
+            if first.flow == "sequential" and plain:
+                init = [line for child in first.children for line in self.construct(child, "self", 8)]
+                template, forward = "user_block.py.jinja", None
+            else:
+                init, forward = self.class_body(first)
+                template = "block.py.jinja"
+            taken = [(name, text) for name, text in signature if text in self.used[-1]]
+        finally:
+            self.context = outer
+            self.used.pop()
+        typed = [f"{text}: {type(params[text][0]).__name__}" for _, text in taken]
+        init_signature = _signature("__init__", typed, "None")
+        if forward is None:
+            text = self.env.get_template(template).render(name="{name}", kind=kind, init=init, signature=init_signature)
+        else:
+            text = self.env.get_template(template).render(init_signature=init_signature, init=init, **forward)
+        return self.add_class(pascal_case(kind), text), taken
+
+    def block_class(self, block: Block) -> tuple[str, list[str]]:
+        """A class with an explicit forward, for a residual block or a sequence with `from:` inputs;
+        (its name, the names in scope its constructor takes)."""
+        self.used.append(set())
+        try:
+            init, forward = self.class_body(block)
+            taken = [name for name in self.context.params if name in self.used[-1]]
+        finally:
+            used = self.used.pop()
+        self.used[-1] |= used
+        text = self.env.get_template("block.py.jinja").render(
+            init_signature=_signature("__init__", [f"{name}: int" for name in taken], "None"), init=init, **forward
+        )
+        wanted = pascal_case(block.kind if block.name.isdigit() else block.name)
+        return self.add_class(wanted, text), taken
+
+    def class_body(self, block: Block) -> tuple[list[str], dict]:
+        init = []
+        for child in block.children:
+            if not self.is_functional(child):
+                init += self.construct(child, "self", 8)
+        if block.shortcut is not None:
+            init += self.construct(block.shortcut, "self", 8)
+        forward = []
+        local = Locals("x", "out", "identity")
+        if block.shortcut is not None:
+            step = f"{_attribute('self', block.shortcut.name)}(x)"
+            forward.append(f"identity = {step}{self.shape_note(block.shortcut)}")
+        lines, current = self.sequence_forward(block.children, "x", "out", local, block.exports)
+        forward += lines
+        returns = "torch.Tensor"
+        if block.exports:  # the output, then the inner outputs a later `from:` reaches for
+            result = ", ".join([current, *(local(path) for path in block.exports)])
+            returns = f"tuple[{', '.join(['torch.Tensor'] * (1 + len(block.exports)))}]"
+            doc = f"The sequence {block.kind if block.block_args is not None else block.path}; also returns "
+            doc += f"{', '.join(block.exports)} for later layers"
+        elif block.flow == "residual":
+            added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
+            result = _apply(registry.ACTIVATIONS[block.activation].function, added) if block.activation else added
+            doc = f"Residual block: body + shortcut, then {block.activation or 'no activation'}"
+        else:
+            result, doc = current, "A sequence whose layers take inputs from earlier ones"
+        self.uses_functional |= "F." in result
+        forward_info = dict(
+            name="{name}", forward=forward, result=result, note=self.shape_note(block), doc=doc,
+            signature=_signature("forward", ["x: torch.Tensor"], returns),
+        )  # fmt: skip
+        return init, forward_info
+
     # ---- constructors: the statements that build `node` into `owner`
 
     def construct(self, node: Node, owner: str, indent: int) -> list[str]:
@@ -238,16 +398,14 @@ class _Emitter:
             return self.assign(owner, node.name, *self.op_call(node), indent)
         if registry.is_block(node.kind):
             return self.assign(owner, node.name, *self.builtin_call(node), indent)
-        if node.kind in self.user_classes:
-            class_name, params = self.user_classes[node.kind]
-
-            def arguments(block):
-                values = {**dict(block.block_args), "in_channels": block.in_shape[0]}
-                return [values[p] for p, _ in params]
-
-            return self.assign(owner, node.name, class_name, self.values(arguments(node), node, arguments), indent)
+        plan = self.user_class(node) if node.block_args is not None else None
+        if plan is not None:
+            class_name, signature = plan
+            remake = lambda block: [_argument(block, name) for name, _ in signature]
+            return self.assign(owner, node.name, class_name, self.values(remake(node), node, remake), indent)
         if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
-            return self.assign(owner, node.name, self.block_class(node), [], indent)
+            class_name, taken = self.block_class(node)
+            return self.assign(owner, node.name, class_name, taken, indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
             return self.assign(owner, node.name, "nn.Sequential", [self.inline(c) for c in node.children], indent)
         if node.flow == "sequential":
@@ -256,68 +414,6 @@ class _Emitter:
                 lines += self.construct(child, target, indent)
             return lines
         raise NotImplementedError(f"Unsupported node kind {node.kind!r} (flow {node.flow!r})")
-
-    def plan_user_blocks(self, body: Block) -> None:
-        """A parameterised class for each user block whose uses differ only in their arguments."""
-        uses: dict[str, list[Block]] = {}
-        for node in walk(body):
-            if isinstance(node, Block) and node.block_args is not None:
-                uses.setdefault(node.kind, []).append(node)
-        for kind, blocks in uses.items():
-            plan = self.user_block_class(kind, blocks)
-            if plan is not None:
-                self.user_classes[kind] = plan
-
-    def user_block_class(self, kind: str, uses: list[Block]):
-        """(class name, [(parameter, emitted name)]) for `kind`, or None to write its uses out inline."""
-        self.in_class += 1
-        try:
-            return self._user_block_class(kind, uses)
-        finally:
-            self.in_class -= 1
-
-    def _user_block_class(self, kind: str, uses: list[Block]):
-        if any(
-            b.flow != "sequential"
-            or b.exports
-            or any(not isinstance(c, Op) or c.inputs or c is self.classifier for c in b.children)
-            for b in uses
-        ):
-            return None
-        calls = [[(child.name, self.layer_call(child)) for child in block.children] for block in uses]
-        layout = [[(name, c.func, len(c.args), tuple(k for k, _ in c.kwargs)) for name, c in use] for use in calls]
-        if any(other != layout[0] for other in layout):
-            return None
-        params = Names()  # the emitted parameter names: a block parameter may be called `self` or `nn`
-        emitted = {"in_channels": params.claim("in_channels")}
-        emitted.update((name, params.claim(name)) for name, _ in uses[0].block_args if name != "in_channels")
-        known = [{**dict(block.block_args), "in_channels": block.in_shape[0]} for block in uses]
-        used: set[str] = set()
-        init = []
-        for position, (child_name, first) in enumerate(calls[0]):
-            texts = []
-            slots = [("args", i) for i in range(len(first.args))] + [("kwargs", k) for k, _ in first.kwargs]
-            for where, key in slots:
-                values = [_slot(use[position][1], where, key) for use in calls]
-                name = next((n for n in emitted if all(_same_number(v, k.get(n)) for v, k in zip(values, known))), None)
-                if name is None and any(v != values[0] for v in values):
-                    return None  # the uses differ in a way no parameter explains
-                if name is None and self.variant is not None:  # a literal must not vary with num_classes
-                    for use, value in zip(uses, values):
-                        remade = lambda other: [_slot(self.layer_call(other), where, key)]  # noqa: B023
-                        self.values([value], use.children[position], remade)
-                text = emitted[name] if name else literal(values[0])
-                used |= {name} if name else set()
-                texts.append(text if where == "args" else f"{key}={text}")
-            init += self.assign("self", child_name, first.func, texts, 8)
-        signature = [(name, emitted[name]) for name in emitted if name in used]
-        class_name = self.names.claim(pascal_case(kind), fallback="Block")
-        typed = [f"{text}: {type(known[0][name]).__name__}" for name, text in signature]
-        text = self.env.get_template("user_block.py.jinja").render(
-            name=class_name, kind=kind, init=init, signature=_signature("__init__", typed, "None")
-        )
-        self.classes.append(_ClassSource(class_name, text))
-        return class_name, signature
 
     def is_inline(self, node: Node, index: int) -> bool:
         """An index-named layer or built-in block: written inline in `nn.Sequential(...)`."""
@@ -341,84 +437,40 @@ class _Emitter:
             elif kind.source is not None:
                 self.classes.insert(0, _ClassSource(call.func, kind.source))
             else:
-                message = (
-                    f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted as Python"
-                )
+                message = f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted"
                 raise SpecError([Diagnostic(message, NO_SOURCE_FORM, op.loc, op.notes)])
         return call
 
     def op_call(self, op: Op) -> tuple[str, list[str]]:
         call = self.layer_call(op)
-        if op is self.classifier:
+        if op is self.classifier and len(self.used) == 1:  # the top-level class's own constructor
+            self.used[0].add("num_classes")
             return call_source(call, {1: "num_classes"})
-        return call.func, self.call_arguments(op, call.args, dict(call.kwargs), lambda o: self.layer_call(o))
+        return call.func, self.call_arguments(op, call, self.layer_call)
 
     def builtin_call(self, block: Block) -> tuple[str, list[str]]:
-        arguments = registry.block_kind(block.kind).arguments
-        positional, keywords = arguments(block)
-        return self.class_for_builtin(block), self.call_arguments(block, positional, keywords, arguments)
+        kind = registry.block_kind(block.kind)
+        if any(kind.variant(peer) != kind.variant(block) for peer in self.context.peers(block)):
+            raise _Unexpressible  # the uses need different classes
+        return self.class_for_builtin(block), self.call_arguments(block, kind.arguments(block), kind.arguments)
 
-    def call_arguments(self, node: Node, positional, keywords: dict, remake) -> list[str]:
-        """Argument texts; `remake(node)` gives the same call for the variant's node."""
+    def call_arguments(self, node: Node, call: Call, remake) -> list[str]:
+        """Argument texts of `call`; `remake(peer)` gives the peer nodes' calls. A keyword argument
+        is left out where every use has it at its default."""
+        calls = [call, *(remake(peer) for peer in self.context.peers(node))]
+        keys = [key for key, _ in call.kwargs + call.omitted]
+        if any(
+            len(c.args) != len(call.args) or sorted(k for k, _ in c.kwargs + c.omitted) != sorted(keys) for c in calls
+        ):
+            raise _Unexpressible
+        keys = [key for key in keys if not all(key in dict(c.omitted) for c in calls)]
 
-        def keyed(made) -> list:  # the keywords must match; their values are compared below
-            args, kwargs = (made.args, dict(made.kwargs)) if isinstance(made, Call) else made
-            return [*args, *(kwargs[key] if key in keywords else object() for key in sorted(kwargs))]
+        def values(made: Call) -> list:
+            given = dict(made.kwargs + made.omitted)
+            return [*made.args, *(given[key] for key in keys)]
 
-        texts = self.values([*positional, *(keywords[k] for k in sorted(keywords))], node, lambda o: keyed(remake(o)))
-        named = dict(zip(sorted(keywords), texts[len(positional) :]))
-        return texts[: len(positional)] + [f"{key}={named[key]}" for key in keywords]
-
-    def block_class(self, block: Block) -> str:
-        """A class with an explicit forward, for a residual block or a sequence with `from:` inputs."""
-        self.in_class += 1
-        try:
-            return self._block_class(block)
-        finally:
-            self.in_class -= 1
-
-    def _block_class(self, block: Block) -> str:
-        init = []
-        for child in block.children:
-            if not self.is_functional(child):
-                init += self.construct(child, "self", 8)
-        if block.shortcut is not None:
-            init += self.construct(block.shortcut, "self", 8)
-        forward = []
-        local = Locals("x", "out", "identity")
-        if block.shortcut is not None:
-            step = f"{_attribute('self', block.shortcut.name)}(x)"
-            forward.append(f"identity = {step}  # {fmt_shape(block.shortcut.out_shape)}")
-        lines, current = self.sequence_forward(block.children, "x", "out", local, block.exports)
-        forward += lines
-        returns = "torch.Tensor"
-        if block.exports:  # the output, then the inner outputs a later `from:` reaches for
-            result = ", ".join([current, *(local(path) for path in block.exports)])
-            returns = f"tuple[{', '.join(['torch.Tensor'] * (1 + len(block.exports)))}]"
-            doc = f"The sequence {block.path}; also returns {', '.join(block.exports)} for later layers"
-        elif block.flow == "residual":
-            added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
-            result = _apply(registry.ACTIVATIONS[block.activation].function, added) if block.activation else added
-            doc = f"Residual {block.path}: body + shortcut, then {block.activation or 'no activation'}"
-        else:
-            result, doc = current, f"The sequence {block.path}, whose layers take inputs from earlier ones"
-        self.uses_functional |= "F." in result
-        text_body = self.env.get_template("block.py.jinja").render(
-            name="{name}",
-            init=init,
-            forward=forward,
-            result=result,
-            shape=fmt_shape(block.out_shape),
-            doc=doc,
-            signature=_signature("forward", ["x: torch.Tensor"], returns),
-        )
-        for existing in self.classes:  # structurally identical blocks share one class
-            if existing.text == text_body.replace("{name}", existing.name):
-                return existing.name
-        wanted = pascal_case(block.kind if block.name.isdigit() else block.name)
-        name = self.names.claim(wanted, fallback="Block")
-        self.classes.append(_ClassSource(name, text_body.replace("{name}", name)))
-        return name
+        texts = self.values(values(call), node, lambda peer: values(remake(peer)))
+        return texts[: len(call.args)] + [f"{key}={text}" for key, text in zip(keys, texts[len(call.args) :])]
 
     def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
         """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
@@ -431,10 +483,10 @@ class _Emitter:
                 if len(names) > 1:
                     merged = registry.merge(child.merge).source(names)
                     self.uses_functional |= "F." in merged
-                    lines.append(f"{out} = {merged}  # {fmt_shape(child.in_shape)}")
+                    lines.append(f"{out} = {merged}{self.shape_note(child, 'in_shape')}")
             target = local(child.name) if child.name in keep else out
             targets = ", ".join([target, *(local(f"{child.name}.{path}") for path in child.exports)])
-            lines.append(f"{targets} = {self.step(child, current)}  # {fmt_shape(child.out_shape)}")
+            lines.append(f"{targets} = {self.step(child, current)}{self.shape_note(child)}")
             current = target
         return lines, current
 
@@ -449,6 +501,10 @@ class _Emitter:
             self.uses_functional |= text.startswith("F.")
             return text
         return f"{_attribute('self', node.name)}({x})"
+
+
+def _argument(block: Block, name: str):
+    return block.in_shape[0] if name == "in_channels" else dict(block.block_args)[name]
 
 
 def _apply(function: str | None, x: str) -> str:
@@ -479,17 +535,22 @@ def _render(model: Model, variant: Variant | None) -> str:
     helpers = {registry.layer_kind(n.kind).build(n).func for n in walk(model.body) if isinstance(n, Op)}
     names = Names(func for func in helpers if not func.startswith("nn."))  # classes the kinds define themselves
     class_name = names.claim(pascal_case(model.name), fallback="Model")
-    emitter = _Emitter(env, names, variant=variant)
+    roots = [model.body] + ([variant.body] if variant else [])
+    params = {"num_classes": [variant.value, variant.other]} if variant else {}
+    emitter = _Emitter(env, names, _Context(roots, params))
     emitter.classifier = _classifier(model.body) if variant is None else None
-    emitter.plan_user_blocks(model.body)
+    for root in roots:
+        for node in walk(root):
+            if isinstance(node, Block) and node.block_args is not None:
+                emitter.uses_of.setdefault(node.kind, []).append(node)
     init = []
     for child in model.body.children:
         if not emitter.is_functional(child):
             init += emitter.construct(child, "self", 8)
     forward, result = emitter.sequence_forward(model.body.children, "x", "x", Locals("x"))
-    params = [f"num_classes: int = {emitter.classifier.args['out']}"] if emitter.classifier else []
-    if emitter.uses_num_classes:
-        params = [f"num_classes: int = {variant.value}"]
+    params = []
+    if "num_classes" in emitter.used[0]:
+        params = [f"num_classes: int = {variant.value if variant else emitter.classifier.args['out']}"]
     return env.get_template("model.py.jinja").render(
         version=__version__,
         source=_printable(model.source),
@@ -505,17 +566,6 @@ def _render(model: Model, variant: Variant | None) -> str:
         output_shape=fmt_shape(model.body.out_shape),
         params_count=f"{model.body.params:,}",
     )
-
-
-def _slot(call: Call, where: str, key):
-    if where == "args":
-        return call.args[key] if key < len(call.args) else None
-    return dict(call.kwargs).get(key)
-
-
-def _same_number(value, known) -> bool:
-    number = (int, float)
-    return isinstance(value, number) and not isinstance(value, bool) and type(value) is type(known) and value == known
 
 
 def _signature(name: str, params: list[str], returns: str) -> list[str]:

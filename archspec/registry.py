@@ -27,13 +27,15 @@ class Call:
     func: str  # "nn.Conv2d", or the name of a class the kind defines itself ("Normalize")
     args: tuple = ()
     kwargs: tuple[tuple[str, object], ...] = ()
+    omitted: tuple[tuple[str, object], ...] = ()  # keyword arguments left out, being at their defaults
 
 
 def call(func: str, *args, defaults: Mapping | None = None, **kwargs) -> Call:
     """A Call keeping only the keyword arguments that differ from `defaults` (PyTorch's)."""
     defaults = defaults or {}
-    kept = tuple((k, v) for k, v in kwargs.items() if k not in defaults or defaults[k] != v)
-    return Call(func, args, kept)
+    at_default = {k for k, v in kwargs.items() if k in defaults and type(defaults[k]) is type(v) and defaults[k] == v}
+    kept = tuple((k, v) for k, v in kwargs.items() if k not in at_default)
+    return Call(func, args, kept, tuple((k, kwargs[k]) for k in kwargs if k in at_default))
 
 
 @dataclass(frozen=True)
@@ -62,7 +64,7 @@ class BlockKind:
     expand: Callable  # (unexpanded ir.Block, input shape) -> the Block of its layers
     template: str  # the jinja template of its emitted class
     class_name: str
-    arguments: Callable  # (shaped block) -> (positional values, {keyword: value}) of the emitted class
+    arguments: Callable  # (shaped block) -> Call: the constructor call of the emitted class
     variant: Callable = lambda block: {}  # template switches: uses that differ here get their own class
     helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
 

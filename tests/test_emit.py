@@ -302,8 +302,7 @@ def test_num_classes_var_is_an_argument_wherever_it_flows(tmp_path):
         assert model.seg.out_channels == n and model.fc.out_features == n and model.out.in_features == n
 
 
-def test_num_classes_that_no_argument_can_carry_is_left_out(tmp_path):
-    """Flowing into a residual block's class (built without arguments), num_classes stays a literal."""
+def test_num_classes_reaches_into_block_classes_and_stays_out_where_no_argument_carries_it(tmp_path):
     spec = tmp_path / "inner.yaml"
     spec.write_text(
         "archspec: 1\nname: inner\ninput: [3, 8, 8]\nvars: {num_classes: 4}\nlayers:\n"
@@ -311,5 +310,33 @@ def test_num_classes_that_no_argument_can_carry_is_left_out(tmp_path):
     )
     emitted = tmp_path / "inner.py"
     emitted.write_text(emit_python(spec))
+    source = emitted.read_text()
+    assert "self.block = Block(num_classes)" in source and "def __init__(self, num_classes: int) -> None:" in source
+    assert_equivalent(spec, emitted)
+    assert load_class(emitted)(num_classes=9)(torch.zeros(1, 3, 8, 8)).shape == (1, 9, 8, 8)
+
+    doubled = tmp_path / "doubled.yaml"  # 2 * num_classes: no argument of the class is that value
+    doubled.write_text(spec.read_text().replace("out: num_classes", "out: 2 * num_classes"))
+    emitted.write_text(emit_python(doubled))
     assert "num_classes: int" not in emitted.read_text()
+    assert_equivalent(doubled, emitted)
+
+
+def test_a_user_block_holding_a_residual_is_one_parameterised_class(tmp_path):
+    spec = tmp_path / "units.yaml"
+    spec.write_text(
+        "archspec: 1\nname: units\ninput: [3, 8, 8]\nblocks:\n"
+        "  unit:\n    params: {out: int, self: 1}\n    layers:\n"
+        "      - residual:\n          name: res\n          body:\n"
+        "            - conv: {name: conv1, out: out, kernel: 3, padding: 1, stride: self}\n"
+        "            - batchnorm: {name: bn1}\n"
+        "      - relu: {name: act}\n"
+        "layers:\n  - unit: {name: a, out: 6}\n  - unit: {name: b, out: 10}\n  - unit: {name: c, out: 5, self: 2}\n"
+    )
+    emitted = tmp_path / "units.py"
+    emitted.write_text(emit_python(spec))
+    source = emitted.read_text()
+    assert source.count("class Unit(") == 1 and source.count("class Res(") == 1
+    assert "self.a = Unit(3, 6, 1)" in source and "self.c = Unit(10, 5, 2)" in source
+    assert "def __init__(self, in_channels: int, out: int, self_: int) -> None:" in source
     assert_equivalent(spec, emitted)

@@ -1,7 +1,7 @@
 """Built-in blocks: fields, expansion into layers (with torchvision's names), and emitted class.
 
 Each block's `expand` makes its layers once its input shape is known, and `arguments`, beside it,
-gives the constructor arguments of the class its template emits, so nothing is recovered from the
+gives the constructor call of the class its template emits, so nothing is recovered from the
 expanded layers by position.
 """
 
@@ -16,8 +16,10 @@ from pydantic_core import PydanticCustomError
 from ..errors import CHANNEL_MISMATCH
 from ..fields import Bool, Fraction, Layer, PosInt, Probability
 from ..ir import Block, op, replace
-from ..registry import BlockKind, register
+from ..registry import BlockKind, Call, call, register
 from ..shapes import ShapeError
+
+ONE = {"stride": 1, "groups": 1}  # the defaults of the ResNet blocks' keyword arguments
 
 
 class _Layers:
@@ -79,10 +81,7 @@ register(
         _basic_block,
         "basic_block.py.jinja",
         "BasicBlock",
-        arguments=lambda b: (
-            [b.in_shape[0], b.args["out"]],
-            {"stride": b.args["stride"]} if b.args["stride"] != 1 else {},
-        ),
+        arguments=lambda b: call("BasicBlock", b.in_shape[0], b.args["out"], stride=b.args["stride"], defaults=ONE),
     )
 )
 
@@ -117,10 +116,17 @@ def _bottleneck(block: Block, shape) -> Block:
     return _residual(block, body, a["stride"])
 
 
-def _bottleneck_arguments(b: Block):
+def _bottleneck_arguments(b: Block) -> Call:
     a = b.args
-    keywords = {key: a[key] for key in ("stride", "groups") if a[key] != 1}
-    return [b.in_shape[0], a["width"], _bottleneck_out(a)], keywords
+    return call(
+        "Bottleneck",
+        b.in_shape[0],
+        a["width"],
+        _bottleneck_out(a),
+        stride=a["stride"],
+        groups=a["groups"],
+        defaults=ONE,
+    )
 
 
 register(
@@ -169,16 +175,18 @@ def _dense_block(block: Block, shape) -> Block:
     return replace(block, flow="dense", children=tuple(layers), expanded=True)
 
 
-def _dense_block_arguments(b: Block):
+def _dense_block_arguments(b: Block) -> Call:
     a = b.args
-    keywords = {"growth": a["growth"]}
-    if a["bn_size"] is not None:
-        keywords["bn_size"] = a["bn_size"]
-    if a["dropout"] > 0:
-        keywords["dropout"] = a["dropout"]
-    if a["bias"]:
-        keywords["bias"] = True
-    return [a["num_layers"], b.in_shape[0]], keywords
+    return call(
+        "DenseBlock",
+        a["num_layers"],
+        b.in_shape[0],
+        growth=a["growth"],
+        bn_size=a["bn_size"],
+        dropout=a["dropout"],
+        bias=a["bias"],
+        defaults={"bn_size": None, "dropout": 0.0, "bias": False},
+    )
 
 
 register(
@@ -241,6 +249,8 @@ register(
         _transition,
         "transition.py.jinja",
         "Transition",
-        arguments=lambda b: ([b.in_shape[0], b.out_shape[0]], {"bias": True} if b.args["bias"] else {}),
+        arguments=lambda b: call(
+            "Transition", b.in_shape[0], b.out_shape[0], bias=b.args["bias"], defaults={"bias": False}
+        ),
     )
 )
