@@ -196,8 +196,10 @@ def _sources(value: Any):
 
 
 class Layer(BaseModel):
-    # defer_build: a kind's fields class is built only inside the assembled spec model (schema.py).
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+    """The base of every kind's model. A model declares `kind: Literal["conv"]`, the tag the spec
+    model's union picks it by; a plugin's may leave it out (schema.py then adds it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
     primary: ClassVar[str | None] = None  # the field `kind: value` sets
     name: Name | None = None
     sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")

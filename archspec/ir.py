@@ -184,12 +184,23 @@ def _exporting(block: Block, paths: list[str]) -> Block:
 
 def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins) -> Node:
     kind = registry.kind(layer.kind)
-    args = MappingProxyType(layer.model_dump(exclude={"kind", *s.LAYER_FIELDS}))
-    if isinstance(kind, registry.Structure):
+    if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
         return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins)
+    args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
     return Op(layer.kind, name, path, loc, args)
+
+
+def _fields(model: type) -> list[str]:
+    """A kind's own fields: not kind, name, from or merge. Read as attributes: model_dump would have
+    pydantic build a serializer for each model, on every `check`."""
+    if model not in _FIELDS:
+        _FIELDS[model] = [f for f in model.model_fields if f not in ("kind", *s.LAYER_FIELDS)]
+    return _FIELDS[model]
+
+
+_FIELDS: dict[type, list[str]] = {}
 
 
 def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:

@@ -161,11 +161,13 @@ def merge(name: str) -> Merge:
 
 def defaults(name: str) -> dict[str, Any]:
     """A kind's field defaults, as its model declares them (the one place they are spelled)."""
-    model = kind(name).fields
-    if model is None:
-        return {}
-    return {
-        key: info.default
-        for key, info in model.model_fields.items()
-        if not info.is_required() and key not in ("name", "sources", "merge")
-    }
+    key = (name, _state["version"])
+    if key not in _defaults:
+        model = kind(name).fields
+        fields = model.model_fields.items() if model is not None else ()
+        skip = ("name", "sources", "merge", "kind")
+        _defaults[key] = {f: info.default for f, info in fields if not info.is_required() and f not in skip}
+    return _defaults[key]
+
+
+_defaults: dict[tuple, dict] = {}

@@ -13,9 +13,17 @@ kinds that share it, in one discriminated union. The fields classes are never bu
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, create_model, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    create_model,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from . import (
@@ -55,10 +63,12 @@ LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not
 
 class Group(Layer):
     primary: ClassVar = "layers"
+    kind: Literal["group"]
     layers: list[AnyLayer] = Field(min_length=1)
 
 
 class Residual(Layer):
+    kind: Literal["residual"]
     body: list[AnyLayer] = Field(min_length=1)
     shortcut: Literal["auto", "identity"] | list[AnyLayer] = "auto"
     shortcut_name: Name = "shortcut"
@@ -74,10 +84,6 @@ registry.register(
         Residual,
     )
 )
-
-
-class No(Layer):
-    """The fields of every kind that has none of its own."""
 
 
 class Spec(BaseModel):
@@ -113,16 +119,33 @@ def spec_model() -> type[Spec]:
 
 def _assemble() -> type[Spec]:
     global AnyLayer
-    families: dict[type, list[str]] = {}
+    families: dict[type | None, list[str]] = {}
     for name, kind in registry.KINDS.items():
-        families.setdefault(kind.fields or No, []).append(name)
-    models = [
-        create_model(fields.__name__, __base__=fields, __module__=__name__, kind=(Literal[tuple(names)], ...))
-        for fields, names in families.items()
-    ]
+        families.setdefault(kind.fields, []).append(name)
+    # The union's members are the kinds' own models, built when declared; group and residual, whose
+    # fields hold layers, cannot be built before the union exists, so the spec model builds them
+    # inline. Kinds without fields share one model. So pydantic builds each schema once.
+    globals().pop("AnyLayer", None)
+    models = [_tagged(fields, names) for fields, names in families.items()]
     AnyLayer = Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
     return create_model(
         "Spec", __base__=Spec, __module__=__name__, layers=(list[AnyLayer], Field(min_length=1)), __config__=None
+    )
+
+
+def _tagged(fields: type | None, names: list[str]) -> type:
+    """The model of the kinds `names`: `fields` if it declares `kind: Literal[...]` naming them
+    (every built-in does), else `fields` (or no fields) made to."""
+    declared = fields.model_fields.get("kind") if fields is not None else None
+    if declared is not None:
+        if set(get_args(declared.annotation)) != set(names):
+            raise TypeError(f"{fields.__name__}.kind names {get_args(declared.annotation)}, registered as {names}")
+        return fields
+    return create_model(
+        fields.__name__ if fields else "No",
+        __base__=fields or Layer,
+        __module__=__name__,
+        kind=(Literal[tuple(names)], ...),
     )
 
 
@@ -131,7 +154,7 @@ def fields_of(kind: str) -> list[str]:
     model = registry.kind(kind).fields
     if model is None:
         return []
-    return [info.alias or name for name, info in model.model_fields.items()]
+    return [info.alias or name for name, info in model.model_fields.items() if name != "kind"]
 
 
 # ---------------------------------------------------------------- validation

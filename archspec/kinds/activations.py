@@ -11,10 +11,12 @@ from .layers import same_shape
 
 class LeakyReLU(Layer):
     primary: ClassVar = "slope"
+    kind: Literal["leaky_relu"]
     slope: Float = 0.01
 
 
 class GELU(Layer):
+    kind: Literal["gelu"]
     approximate: Literal["none", "tanh"] = "none"
 
 

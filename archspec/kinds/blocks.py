@@ -8,7 +8,7 @@ expanded layers by position.
 from __future__ import annotations
 
 from fractions import Fraction as Exact
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
@@ -57,6 +57,7 @@ def _residual(block: Block, body: tuple, stride: int) -> Block:
 
 class BasicBlock(Layer):
     primary: ClassVar = "out"
+    kind: Literal["basic_block"]
     out: PosInt
     stride: PosInt = 1
 
@@ -91,6 +92,7 @@ register(
 
 class Bottleneck(Layer):
     primary: ClassVar = "width"
+    kind: Literal["bottleneck"]
     width: PosInt
     out: PosInt | None = None  # 4 * width by default, as in ResNet-50
     stride: PosInt = 1
@@ -146,6 +148,7 @@ register(
 
 
 class DenseBlock(Layer):
+    kind: Literal["dense_block"]
     num_layers: PosInt
     growth: PosInt
     bn_size: PosInt | None = None  # set: torchvision's BN-ReLU-Conv1x1-BN-ReLU-Conv3x3 layer
@@ -209,6 +212,7 @@ register(
 
 class Transition(Layer):
     primary: ClassVar = "out"
+    kind: Literal["transition"]
     out: PosInt | None = None
     compression: Fraction | None = None
     bias: Bool = False

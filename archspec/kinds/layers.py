@@ -52,6 +52,7 @@ def same_shape(op, shape):
 
 class Conv(Layer):
     primary: ClassVar = "out"
+    kind: Literal["conv"]
     out: PosInt
     kernel: Sizes
     stride: Sizes = 1
@@ -111,6 +112,7 @@ register(
 
 class ConvTranspose(Layer):
     primary: ClassVar = "out"
+    kind: Literal["conv_transpose"]
     out: PosInt
     kernel: Sizes
     stride: Sizes = 1
@@ -173,6 +175,7 @@ register(
 
 
 class BatchNorm(Layer):
+    kind: Literal["batchnorm"]
     eps: Eps = 1e-5
     momentum: Momentum | None = 0.1
     affine: Bool = True
@@ -206,6 +209,7 @@ register(
 
 class LayerNorm(Layer):
     primary: ClassVar = "dims"
+    kind: Literal["layernorm"]
     dims: PosInt | None = None  # how many trailing per-sample dims to normalise; all by default
     eps: Eps = 1e-5
     affine: Bool = True
@@ -249,6 +253,7 @@ register(
 
 class GroupNorm(Layer):
     primary: ClassVar = "groups"
+    kind: Literal["groupnorm"]
     groups: PosInt
     eps: Eps = 1e-5
     affine: Bool = True
@@ -280,6 +285,7 @@ register(
 
 
 class Normalize(Layer):
+    kind: Literal["normalize"]
     mean: Means
     std: Stds
 
@@ -324,6 +330,7 @@ register(
 
 class MaxPool(Layer):
     primary: ClassVar = "kernel"
+    kind: Literal["maxpool"]
     kernel: Sizes
     stride: Sizes | None = None  # defaults to kernel, as in PyTorch
     padding: NonNegSizes = 0
@@ -333,6 +340,7 @@ class MaxPool(Layer):
 
 class AvgPool(Layer):
     primary: ClassVar = "kernel"
+    kind: Literal["avgpool"]
     kernel: Sizes
     stride: Sizes | None = None
     padding: NonNegSizes = 0
@@ -429,6 +437,7 @@ register(
 
 class AdaptivePool(Layer):
     primary: ClassVar = "size"
+    kind: Literal["adaptive_avgpool", "adaptive_maxpool"]
     size: Sizes
 
 
@@ -467,6 +476,7 @@ register(
 
 class Upsample(Layer):
     primary: ClassVar = "scale"
+    kind: Literal["upsample"]
     scale: PosFloatOrSizes | None = None
     size: Sizes | None = None
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
@@ -535,6 +545,7 @@ register(
 
 class Dropout(Layer):
     primary: ClassVar = "p"
+    kind: Literal["dropout"]
     p: Probability = 0.5
 
 
@@ -568,6 +579,7 @@ register(LayerKind("identity", "passes its input through", None, same_shape, lam
 
 class Linear(Layer):
     primary: ClassVar = "out"
+    kind: Literal["linear"]
     out: PosInt
     bias: Bool = True
 
@@ -596,6 +608,7 @@ register(
 
 class Softmax(Layer):
     primary: ClassVar = "dim"
+    kind: Literal["softmax"]
     dim: Int = 1  # of the batched tensor: 1 is the channel or feature axis
 
 
