@@ -10,7 +10,6 @@ once, at the layer that causes it, and all independent errors come out in one ru
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 from . import registry
 from .errors import (
@@ -24,7 +23,7 @@ from .errors import (
     SpecError,
     in_file_order,
 )
-from .ir import Block, Model, Node, Op, Shape, op
+from .ir import Block, Model, Node, Op, Shape, op, replace
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 CONV_FORMULA = "floor((in + 2p - d(k-1) - 1)/s) + 1"
