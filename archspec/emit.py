@@ -1,10 +1,16 @@
 """Stage 5b: render the shaped IR as a standalone PyTorch source file, through jinja2 templates.
 
 The emitted module must be exactly the live one (same state_dict keys in the same order, same
-outputs), so constructor calls come from `calls.layer_call`, the table the live builder uses.
+outputs), so constructor calls come from each kind's registry entry, as the live builder's do.
 Only validated identifiers and numbers from the spec reach the source: names were checked as
-ASCII identifiers at validation, and every value is written by `literal`, which refuses anything
-but numbers, booleans, None, the spec's validated option strings, and tuples/lists of them.
+ASCII identifiers at validation, every other name comes from one allocator (`Names`), and every
+value is written by `literal`, which refuses anything but numbers, booleans, None, the spec's
+validated option strings, and tuples/lists of them.
+
+A class written once for several uses (a user block's, a residual block's, or the top-level class
+with `num_classes` as an argument) is written from its first use; `_Context` holds the other uses,
+and a value that differs between them is written as the parameter whose values it has, or the
+class cannot be shared (`_Unexpressible`) and each use is written out.
 """
 
 from __future__ import annotations

@@ -33,7 +33,6 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 
 
 # ---------------------------------------------------------------- field types
-# Plain validators give every field one clear message instead of pydantic's per-union-member list.
 
 
 def _fail(message: str, value: Any):

@@ -6,12 +6,10 @@ every submodule's real input and output shapes equal the `in_shape` / `out_shape
 the same qualified path, that modules and IR nodes correspond one to one, and that the parameter
 count of every node, and of the whole model, equals torch's.
 
-`test_every_kind_has_a_case` fails when a kind in schema.LAYER_MODELS has no passing case, and
+`test_every_kind_has_a_case` fails when a kind in the registry has no passing case, and
 `test_every_field_is_exercised` when a field of a kind is never given a non-default value, so a new
-kind or option has to get a case here.
-
-Known archspec bugs are cases marked `bug=...`: strict xfails, so fixing one makes the test fail
-until the mark is removed.
+kind or option has to get a case here. tests/test_differential.py runs every case through the
+emitter too (emitted module == live module).
 """
 
 from __future__ import annotations
@@ -38,10 +36,9 @@ def yaml_spec(text: str) -> str:
     return textwrap.dedent(text).strip() + "\n"
 
 
-def case(id, source, *, bug=None):
-    """One spec to check; `bug` marks a known archspec bug (a strict xfail)."""
-    marks = [pytest.mark.xfail(strict=True, reason=bug)] if bug else []
-    return pytest.param(source, id=id, marks=marks)
+def case(id, source):
+    """One spec to check."""
+    return pytest.param(source, id=id)
 
 
 ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu", "hardswish"]
@@ -355,7 +352,7 @@ def test_static_shapes_and_params_equal_torch(source):
 
 
 def _passing_sources():
-    return [p.values[0] for p in CASES if not p.marks]
+    return [p.values[0] for p in CASES]
 
 
 def test_every_kind_has_a_case():
