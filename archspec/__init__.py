@@ -6,10 +6,16 @@
 from __future__ import annotations
 
 from .errors import Diagnostic, SpecError, UsageError, WeightsError
-from .pipeline import analyze
 
 __version__ = "0.1.0"
 __all__ = ["Diagnostic", "SpecError", "UsageError", "WeightsError", "__version__", "analyze", "compile_spec"]
+
+
+def analyze(spec, overrides: dict | None = None):
+    """The statically shaped IR of `spec` (see archspec.pipeline.analyze); imports no torch."""
+    from .pipeline import analyze
+
+    return analyze(spec, overrides)
 
 
 def compile_spec(spec, overrides: dict | None = None, weights=None):
@@ -19,6 +25,7 @@ def compile_spec(spec, overrides: dict | None = None, weights=None):
     state_dict file to load strictly (WeightsError lists what does not fit). Raises SpecError,
     listing every problem with its location, if the spec is wrong.
     """
+    from .pipeline import analyze
     from .torch_builder import build_model
 
     module = build_model(analyze(spec, overrides))

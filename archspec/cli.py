@@ -6,6 +6,7 @@ Exit 0: all good; 1: a spec has errors; 2: archspec was called wrongly (no such 
 from __future__ import annotations
 
 import argparse
+import gc
 import sys
 from pathlib import Path
 
@@ -17,6 +18,10 @@ EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)  # exits 2 on a bad flag
+    # The collector would walk every object pydantic makes building its models, and every node of a
+    # large spec, again and again, to find almost no cycles: 5% of a `check`. A command is short.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
@@ -29,6 +34,9 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `archspec check ... | head`: the reader left; that is not an error
         sys.stdout = None
         return EXIT_OK
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -118,24 +126,17 @@ def _override(text: str) -> tuple[str, object]:
 
 def _analyze(path: str, overrides: list[tuple[str, object]] = ()):
     """The shaped IR, or the errors of the spec as formatted text."""
-    import gc
-
     file = Path(path)
     if not file.exists():
         raise UsageError(f"no such file: {path}")
     if file.is_dir():
         raise UsageError(f"{path} is a directory, not a spec file")
-    # The collector would walk every object pydantic makes building its models, and every node of a
-    # large spec, again and again, to find almost no cycles: 5% of a `check`. The process is short.
-    gc.disable()
-    try:
-        from .pipeline import analyze
+    from .pipeline import analyze
 
+    try:
         return analyze(file, dict(overrides)), None
     except SpecError as exc:
         return None, exc
-    finally:
-        gc.enable()
 
 
 def _report_errors(exc: SpecError, summary: bool = True) -> None:

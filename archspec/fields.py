@@ -194,6 +194,9 @@ def _sources(value: Any):
     _fail("expected the name of an earlier layer, or a list of two or more names", value)
 
 
+LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not arguments of the layer
+
+
 class Layer(BaseModel):
     """The base of every kind's model. A model declares `kind: Literal["conv"]`, the tag the spec
     model's union picks it by; a plugin's may leave it out (schema.py then adds it)."""

@@ -16,11 +16,12 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from . import registry
-from . import schema as s
 from .errors import BAD_REFERENCE, DUPLICATE_NAME, Diagnostic, Location, SpecError, did_you_mean
+from .fields import LAYER_FIELDS
 
 if TYPE_CHECKING:
     from .expand import Expanded
+    from .schema import Spec
 
 Shape = registry.Shape
 NO_ARGS: Mapping = MappingProxyType({})
@@ -105,7 +106,7 @@ def walk(node: Node):
 # ---------------------------------------------------------------- resolve
 
 
-def resolve(spec: s.Spec, doc: Expanded, standins: frozenset = frozenset()) -> Model:
+def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Model:
     """`doc` is the expand.Expanded the spec was validated from; it locates every node. `standins`
     are the paths of layers put in place of wrong ones: their outputs are unknown."""
     errors: list[Diagnostic] = []
@@ -205,7 +206,7 @@ def _fields(model: type) -> list[str]:
     """A kind's own fields: not kind, name, from or merge. Read as attributes: model_dump would have
     pydantic build a serializer for each model, on every `check`."""
     if model not in _FIELDS:
-        _FIELDS[model] = [f for f in model.model_fields if f not in ("kind", *s.LAYER_FIELDS)]
+        _FIELDS[model] = [f for f in model.model_fields if f not in ("kind", *LAYER_FIELDS)]
     return _FIELDS[model]
 
 

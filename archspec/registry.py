@@ -127,8 +127,16 @@ def version() -> int:
     return _state["version"]
 
 
+def _load_builtins() -> None:
+    """Register the built-in kinds (archspec.kinds), for a caller that reached the registry first."""
+    from . import kinds  # noqa: F401
+
+
 def kind(name: str) -> Kind:
     found = KINDS.get(name)
+    if found is None:
+        _load_builtins()
+        found = KINDS.get(name)
     if found is None:
         raise NotImplementedError(f"Unsupported node kind {name!r}: nothing is registered under that name")
     return found
@@ -149,11 +157,14 @@ def block_kind(name: str) -> BlockKind:
 
 
 def is_block(name: str) -> bool:
-    return isinstance(KINDS.get(name), BlockKind)
+    return name in KINDS and isinstance(KINDS[name], BlockKind)
 
 
 def merge(name: str) -> Merge:
     found = MERGES.get(name)
+    if found is None:
+        _load_builtins()
+        found = MERGES.get(name)
     if found is None:
         raise NotImplementedError(f"Unsupported merge {name!r}")
     return found

@@ -56,7 +56,6 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
-LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not arguments of the layer
 # `AnyLayer`, the union of every registered kind's model, is a module global set by _assemble; the
 # container fields below name it before it exists, so pydantic resolves it at assembly.
 

@@ -20,6 +20,7 @@ import pytest
 import torch
 
 from archspec import SpecError, analyze, compile_spec, registry, schema
+from archspec.fields import LAYER_FIELDS
 from archspec.ir import walk
 from archspec.expand import expand
 from archspec.pipeline import read
@@ -373,7 +374,7 @@ def test_every_field_is_exercised():
                     exercised.add((layer.kind, field))
     every = {(kind, field) for kind, entry in registry.KINDS.items() if entry.fields for field in entry.fields.model_fields}
     # The fields every kind shares (name, from, merge) are covered by test_graph.py and the specs.
-    expected = {(kind, field) for kind, field in every if field not in ("kind", *schema.LAYER_FIELDS)}
+    expected = {(kind, field) for kind, field in every if field not in ("kind", *LAYER_FIELDS)}
     missing = sorted(expected - exercised)
     assert not missing, f"(kind, field) pairs never given a non-default value in CASES: {missing}"
 
