@@ -228,3 +228,13 @@ def test_concat_mismatch_is_unreachable(input_shape, bn_size):
     spec = {"archspec": 1, "name": "dense", "input": input_shape, "layers": [{"dense_block": fields}]}
     model = analyze(yaml.safe_dump(spec))
     assert model.body.out_shape == (input_shape[0] + 3 * 4, *input_shape[1:])
+
+
+def test_a_refused_pooling_padding_does_not_stop_the_layers_after_it(capsys, monkeypatch, tmp_path):
+    spec = tmp_path / "pad.yaml"
+    spec.write_text("archspec: 1\nname: m\ninput: [3, 16, 16]\nlayers:\n"
+                    "  - maxpool: {kernel: 2, padding: 2}\n  - conv: {out: 4, kernel: 30}\n")
+    status, _, err = run(capsys, monkeypatch, "check", str(spec))
+    assert status == 1
+    assert [m.group("code") for m in map(ERROR_LINE.match, err.splitlines()) if m] == ["bad-arg", "output-size"]
+    assert "on input (B, 3, 10, 10)" in err  # the refused pool's output, as the formula gives it

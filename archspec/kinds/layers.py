@@ -358,17 +358,14 @@ def _pool_shape(op, shape):
     stride = per_dim(op, "stride", n, pool_stride(op))
     dilation = per_dim(op, "dilation", n) if "dilation" in op.args else (1,) * n
     ceil = op.args["ceil_mode"]
-    sizes = []
+    sizes, refused = [], None  # what PyTorch refuses although the output size is known
     for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, padding, dilation)):
         if p > k // 2:
-            raise ShapeError(
-                f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}", BAD_ARG
-            )
+            refused = refused or f"padding {p} is more than half the kernel ({k}); PyTorch allows at most {k // 2}"
         if op.kind == "avgpool" and n == 3 and size < k:  # only avg_pool3d checks the unpadded size
-            raise ShapeError(
+            refused = refused or (
                 f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
-                f"PyTorch's 3-d average pooling needs at least the kernel",
-                BAD_ARG,
+                f"PyTorch's 3-d average pooling needs at least the kernel"
             )
         out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
         formula, filled = CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
@@ -381,9 +378,11 @@ def _pool_shape(op, shape):
             if (out - 1) * s >= size + p:
                 out -= 1
                 filled += " - 1"
-        if out < 1:
+        if out < 1 and refused is None:
             below_one(dim, n, formula, filled, out)
         sizes.append(out)
+    if refused is not None:  # the layers after it are still checked, when its output is a size
+        raise ShapeError(refused, BAD_ARG, ((shape[0], *sizes), 0) if min(sizes) >= 1 else None)
     return (shape[0], *sizes), 0
 
 
