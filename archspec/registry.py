@@ -127,19 +127,19 @@ def version() -> int:
     return _state["version"]
 
 
-def _load_builtins() -> None:
-    """Register the built-in kinds (archspec.kinds), for a caller that reached the registry first."""
-    from . import kinds  # noqa: F401
+def _lookup(table: dict, name: str, what: str):
+    found = table.get(name)
+    if found is None:  # a caller that reached the registry before anything registered the built-ins
+        from . import kinds  # noqa: F401
+
+        found = table.get(name)
+    if found is None:
+        raise NotImplementedError(f"Unsupported {what} {name!r}: nothing is registered under that name")
+    return found
 
 
 def kind(name: str) -> Kind:
-    found = KINDS.get(name)
-    if found is None:
-        _load_builtins()
-        found = KINDS.get(name)
-    if found is None:
-        raise NotImplementedError(f"Unsupported node kind {name!r}: nothing is registered under that name")
-    return found
+    return _lookup(KINDS, name, "node kind")
 
 
 def layer_kind(name: str) -> LayerKind:
@@ -161,13 +161,7 @@ def is_block(name: str) -> bool:
 
 
 def merge(name: str) -> Merge:
-    found = MERGES.get(name)
-    if found is None:
-        _load_builtins()
-        found = MERGES.get(name)
-    if found is None:
-        raise NotImplementedError(f"Unsupported merge {name!r}")
-    return found
+    return _lookup(MERGES, name, "merge")
 
 
 def defaults(name: str) -> dict[str, Any]:
