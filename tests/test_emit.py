@@ -187,6 +187,22 @@ def test_hostile_values_are_rejected(field, value):
     assert [d.code for d in exc.value.diagnostics] == ["bad-value"]
 
 
+@pytest.mark.parametrize(
+    "layer",
+    [
+        {"identity": {"name": "b", "from": ["a", "a"], "merge": "mul); import os; ("}},
+        {"residual": {"activation": "F.relu(x)); import os; (", "body": ["relu"]}},
+        {"residual": {"activation": "__import__", "body": ["relu"]}},
+    ],
+)
+def test_hostile_merges_and_activations_are_rejected(layer):
+    """Merges and residual activations are registry names; anything else never reaches the source."""
+    spec = {"archspec": 1, "name": "m", "input": [3, 4], "layers": [{"relu": {"name": "a"}}, layer]}
+    with pytest.raises(SpecError) as exc:
+        emit_python(spec)
+    assert [d.code for d in exc.value.diagnostics] == ["bad-value"]
+
+
 def test_hostile_spec_name_and_path_stay_out_of_the_source(tmp_path):
     folder = tmp_path / 'we"ird\u202e'
     folder.mkdir()
