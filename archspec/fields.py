@@ -201,7 +201,7 @@ class Layer(BaseModel):
     """The base of every kind's model. A model declares `kind: Literal["conv"]`, the tag the spec
     model's union picks it by; a plugin's may leave it out (schema.py then adds it)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built when a spec uses it
     primary: ClassVar[str | None] = None  # the field `kind: value` sets
     name: Name | None = None
     sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")

@@ -13,7 +13,7 @@ kinds that share it, in one discriminated union. The fields classes are never bu
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union, get_args
 
 from pydantic import (
     BaseModel,
@@ -105,27 +105,50 @@ class Spec(BaseModel):
         return self
 
 
-_assembled: dict[str, Any] = {"version": None, "spec": None}
+_assembled: dict[tuple, type[Spec]] = {}
 
 
-def spec_model() -> type[Spec]:
-    """The spec model for the kinds registered now."""
-    if _assembled["version"] != registry.version():
-        _assembled["spec"] = _assemble()
-        _assembled["version"] = registry.version()
-    return _assembled["spec"]
+def spec_model(named: frozenset[str] | None = None) -> type[Spec]:
+    """The spec model for the registered kinds among `named` (all of them when None).
+
+    Building a kind's pydantic schema is most of what validation costs a short-lived `check`, so
+    a spec is validated by a model of the kinds it uses: a kind it names that is not registered
+    fails the same way either way ("unknown layer kind")."""
+    registered = frozenset(registry.KINDS)
+    chosen = registered if named is None else (registered & named) | {"identity"}  # identity: stand-ins
+    key = (registry.version(), chosen)
+    if key not in _assembled:
+        if len(_assembled) > 16:
+            _assembled.clear()
+        _assembled[key] = _assemble(chosen)
+    return _assembled[key]
 
 
-def _assemble() -> type[Spec]:
+def _kinds_named(data) -> frozenset[str]:
+    """Every string a `kind` key holds anywhere in `data` (expand.py's tagged layers)."""
+    found, stack = set(), [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            kind = node.get("kind")
+            if isinstance(kind, str):
+                found.add(kind)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return frozenset(found)
+
+
+def _assemble(chosen: frozenset[str]) -> type[Spec]:
     global AnyLayer
     families: dict[type | None, list[str]] = {}
     for name, kind in registry.KINDS.items():
         families.setdefault(kind.fields, []).append(name)
-    # The union's members are the kinds' own models, built when declared; group and residual, whose
-    # fields hold layers, cannot be built before the union exists, so the spec model builds them
-    # inline. Kinds without fields share one model. So pydantic builds each schema once.
+    # The union's members are the kinds' own models, built (once) at first use; group and residual,
+    # whose fields hold layers, cannot be built before the union exists, so the spec model builds
+    # them inline. Kinds without fields share one model.
     globals().pop("AnyLayer", None)
-    models = [_tagged(fields, names) for fields, names in families.items()]
+    models = [_tagged(fields, names) for fields, names in families.items() if chosen.intersection(names)]
     AnyLayer = Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
     return create_model(
         "Spec", __base__=Spec, __module__=__name__, layers=(list[AnyLayer], Field(min_length=1)), __config__=None
@@ -181,8 +204,9 @@ def validate_partially(expanded: Expanded) -> tuple[Spec | None, list[Diagnostic
         return None, errors, frozenset()
     standins = set(expanded.standins)
     unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
+    model = spec_model(_kinds_named(expanded.data))
     try:
-        spec = spec_model().model_validate(expanded.data)
+        spec = model.model_validate(expanded.data)
         return (None if unsure else spec), errors, frozenset(standins)
     except ValidationError as exc:
         seen = {d.loc for d in errors}  # an expression already reported is not reported again as a bad value
@@ -192,7 +216,7 @@ def validate_partially(expanded: Expanded) -> tuple[Spec | None, list[Diagnostic
     if data is None or unsure:
         return None, errors, frozenset()
     try:
-        return spec_model().model_validate(data), errors, frozenset(standins)
+        return model.model_validate(data), errors, frozenset(standins)
     except ValidationError:
         return None, errors, frozenset()
 
@@ -278,7 +302,7 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
         return Diagnostic("a layer needs a kind", LAYER_FORM, doc.locate(loc))
     if kind == "extra_forbidden":
         field = loc[-1]
-        fields = fields_of(owner) if owner else list(spec_model().model_fields)
+        fields = fields_of(owner) if owner else [*Spec.model_fields, "layers"]
         what = owner or "a spec"
         message = f"unknown field {_quote(field)} for {what}{did_you_mean(field, fields)}"
         return Diagnostic(message, UNKNOWN_FIELD, doc.locate(loc, key=True))
