@@ -8,14 +8,34 @@ from __future__ import annotations
 from .errors import Diagnostic, SpecError, UsageError, WeightsError
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "SpecError", "UsageError", "WeightsError", "__version__", "analyze", "compile_spec"]
+__all__ = [
+    "Diagnostic",
+    "SpecError",
+    "UsageError",
+    "WeightsError",
+    "__version__",
+    "analyze",
+    "compile_spec",
+    "measure",
+]
 
 
-def analyze(spec, overrides: dict | None = None):
-    """The statically shaped IR of `spec` (see archspec.pipeline.analyze); imports no torch."""
+def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None):
+    """The statically shaped IR of `spec` (see archspec.pipeline.analyze); imports no torch.
+
+    Every node carries its shapes, `params` and `macs` (multiply-adds per sample); `measure`
+    gives the rest of the costs."""
     from .pipeline import analyze
 
-    return analyze(spec, overrides)
+    return analyze(spec, overrides, input_shape)
+
+
+def measure(model, batch: int = 1, dtype: str = "float32"):
+    """The costs of an analyzed model (archspec.costs.Costs): per-layer rows with params, MACs,
+    receptive field, activation memory; totals; a training peak estimate at `batch`. No torch."""
+    from .costs import measure
+
+    return measure(model, batch, dtype)
 
 
 def compile_spec(spec, overrides: dict | None = None, weights=None):

@@ -46,10 +46,34 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"archspec {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
-    check = commands.add_parser("check", help="check specs statically and print every layer's shape (no torch)")
+    check = commands.add_parser(
+        "check",
+        help="check specs statically; print every layer's shape, params, MACs and receptive field (no torch)",
+        description="Check specs statically and print each layer's shape, parameters, multiply-adds (MACs) and "
+        "receptive field, with totals and memory. MACs follow torchinfo's convention (its 'Total mult-adds'): "
+        "a convolution counts out_elements x (in_channels/groups x kernel volume + 1 with bias); every other "
+        "layer with parameters counts its parameter count once per sample; parameter-free layers count 0. "
+        "FLOPs are reported as 2 x MACs. See docs/costs.md.",
+    )
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
-    check.add_argument("--depth", type=int, default=None, help="show layers nested at most this deep")
+    check.add_argument("--depth", type=_positive, default=None, help="show layers nested at most this deep")
+    check.add_argument(
+        "--format", choices=("table", "markdown", "json"), default="table", help="how to print (default: table)"
+    )
+    check.add_argument(
+        "--columns",
+        type=_columns,
+        default=None,
+        metavar="LIST",
+        help="comma-separated columns of the table: input, output, params, macs, field, memory "
+        "(default: output,params,macs,field)",
+    )
+    check.add_argument("--batch", type=_positive, default=1, help="batch size of the memory totals (default 1)")
+    check.add_argument(
+        "--dtype", choices=("float32", "float16", "bfloat16", "float64"), default="float32", help="for the memory sizes"
+    )
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    _add_input_option(check)
     _add_set_option(check)
     check.set_defaults(run=_check)
 
@@ -58,13 +82,60 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
     build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
     build.add_argument("--weights", metavar="FILE", help="load this state_dict file (strictly) before the test run")
+    _add_input_option(build)
     _add_set_option(build)
     build.set_defaults(run=_build)
+
+    diagram = commands.add_parser("diagram", help="print the model as a Mermaid flowchart or Graphviz DOT (no torch)")
+    diagram.add_argument("spec", metavar="SPEC")
+    diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
+    diagram.add_argument("--depth", type=_positive, default=None, help="open blocks at most this deep")
+    _add_input_option(diagram)
+    _add_set_option(diagram)
+    diagram.set_defaults(run=_diagram)
 
     kinds = commands.add_parser("kinds", help="list every layer kind, block, activation and merge (plugins too)")
     kinds.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import this plugin first")
     kinds.set_defaults(run=_kinds)
     return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+    return value
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    from .report import COLUMNS
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in COLUMNS]
+    if unknown or not names:
+        named = unknown[0] if unknown else text
+        raise argparse.ArgumentTypeError(f"unknown column {named!r}; choose from {', '.join(COLUMNS)}")
+    return names
+
+
+def _input_shape(text: str) -> tuple[int, ...]:
+    parts = text.lower().replace(",", "x").split("x")
+    if not 2 <= len(parts) <= 4 or not all(part.strip().isdigit() and int(part) >= 1 for part in parts):
+        raise argparse.ArgumentTypeError(f"expected CxHxW (channels, then 1 to 3 sizes >= 1), got {text!r}")
+    return tuple(int(part) for part in parts)
+
+
+def _add_input_option(command) -> None:
+    command.add_argument(
+        "--input",
+        type=_input_shape,
+        default=None,
+        metavar="CxHxW",
+        help="use this input shape instead of the spec's (one sample, e.g. 3x512x512)",
+    )
 
 
 def _add_set_option(command) -> None:
@@ -124,7 +195,7 @@ def _override(text: str) -> tuple[str, object]:
     return name.strip(), parsed
 
 
-def _analyze(path: str, overrides: list[tuple[str, object]] = ()):
+def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: tuple[int, ...] | None = None):
     """The shaped IR, or the errors of the spec as formatted text."""
     file = Path(path)
     if not file.exists():
@@ -134,7 +205,7 @@ def _analyze(path: str, overrides: list[tuple[str, object]] = ()):
     from .pipeline import analyze
 
     try:
-        return analyze(file, dict(overrides)), None
+        return analyze(file, dict(overrides), input_shape), None
     except SpecError as exc:
         return None, exc
 
@@ -151,26 +222,51 @@ def _summary(count: int) -> None:
 
 
 def _check(args) -> int:
-    from .report import table
+    import json
 
-    worst, error_count = EXIT_OK, 0
+    from . import report
+    from .costs import measure
+
+    worst, error_count, files = EXIT_OK, 0, []
     for path in args.specs:
         try:
-            model, exc = _analyze(path, args.set)
+            model, exc = _analyze(path, args.set, args.input)
         except UsageError as usage:
             print(f"archspec: error: {usage}", file=sys.stderr)
             worst = max(worst, EXIT_USAGE)
             continue
         if exc is not None:
-            _report_errors(exc, summary=False)
+            if args.format == "json":
+                files.append({"file": path, "errors": [report.diagnostic_json(d) for d in exc.diagnostics]})
+            else:
+                _report_errors(exc, summary=False)
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
+            continue
+        costs = measure(model, args.batch, args.dtype)
+        if args.format == "json":
+            files.append({**report.as_json(costs, path, args.depth), "errors": []})
         elif not args.quiet:
-            print(table(model, args.depth))
+            form = report.markdown if args.format == "markdown" else report.table
+            print(form(costs, path, args.depth, args.columns or report.DEFAULT_COLUMNS))
             print()
-    if error_count:
+    if args.format == "json":
+        print(json.dumps(report.document(files), indent=1))
+    elif error_count:
         _summary(error_count)
     return worst
+
+
+def _diagram(args) -> int:
+    from . import diagram
+
+    model, exc = _analyze(args.spec, args.set, args.input)
+    if exc is not None:
+        _report_errors(exc)
+        return EXIT_SPEC
+    draw = diagram.dot if args.format == "dot" else diagram.mermaid
+    sys.stdout.write(draw(model, args.depth) + "\n")
+    return EXIT_OK
 
 
 def _kinds(args) -> int:
@@ -197,7 +293,7 @@ def _build(args) -> int:
         raise UsageError("--weights goes with a live build, not --emit-python")
     if args.output:
         _check_writable(Path(args.output))
-    model, exc = _analyze(args.spec, args.set)
+    model, exc = _analyze(args.spec, args.set, args.input)
     if exc is not None:
         _report_errors(exc)
         return EXIT_SPEC

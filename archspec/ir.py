@@ -44,6 +44,7 @@ class Op:
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
+    macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Block:
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
+    macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
 
 
 Node = Op | Block

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +12,23 @@ from .errors import SpecError, in_file_order
 SpecSource = Any  # a path, YAML text, or already parsed data (dict or schema.Spec)
 
 
-def analyze(source: SpecSource, overrides: dict[str, Any] | None = None) -> ir.Model:
+def analyze(
+    source: SpecSource, overrides: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None
+) -> ir.Model:
     """The shaped IR of a spec; raises SpecError with every problem found.
 
-    `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have).
+    `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have);
+    `input_shape` (channels, *spatial) replaces the spec's input, to try another size.
     """
     doc = read(source)
     errors: list = []
-    if isinstance(source, schema.Spec):
+    if isinstance(source, schema.Spec) and input_shape is None:
         located = expand.Expanded(doc.path, doc.data, {(): expand.Origin(doc, ())})
         spec, standins = source, frozenset()
     else:
         located = expand.expand(doc, overrides)
+        if input_shape is not None and isinstance(located.data, dict):
+            located = replace(located, data={**located.data, "input": list(input_shape)})
         spec, errors, standins = schema.validate_partially(located)
         if spec is None:
             raise SpecError(in_file_order(errors))

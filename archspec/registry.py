@@ -49,9 +49,54 @@ class LayerKind:
     build: Callable  # (shaped op) -> Call: the torch constructor both backends use
     functional: str | None = None  # an emitted forward applies an unnamed one as this: "torch.relu({x})"
     stride: Callable | None = None  # (op) -> its stride, int or per dim: a residual's shortcut samples alike
+    macs: Callable | None = None  # (shaped op) -> multiply-adds per sample; None: its parameter count (costs.py)
+    window: Callable | None = None  # (shaped op) -> one Window per spatial dim; None: it works position by position
+    buffers: Callable | None = None  # (shaped op) -> ((element count, "float" or "int64"), ...): its buffers
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
+
+
+@dataclass(frozen=True)
+class Window:
+    """How a layer maps positions along one spatial dim, for receptive fields and valid input sizes.
+
+    A sliding window (conv, pooling): out = floor((in + pad_total - extent) / stride) + 1, rounded up
+    with `ceil` (PyTorch's ceil_mode), where extent = dilation * (kernel - 1) + 1 and `pad` is the
+    padding before the first position. `transposed`: out = (in - 1) * stride - pad_total + extent
+    + output_padding, stride being the upsampling factor. `scale`: out = floor(in * scale) with an
+    interpolation `extent` (1 nearest, 2 linear, 4 cubic). `size`: out = size whatever the input
+    (adaptive pooling, resizing to a size); `size` 0 with `whole`: a flatten, after which one output
+    sees every input position.
+    """
+
+    extent: int = 1
+    stride: int = 1
+    pad: int = 0
+    pad_total: int = 0
+    ceil: bool = False
+    transposed: bool = False
+    output_padding: int = 0
+    dilation: int = 1  # transposed: the kernel's positions are 0, dilation, ..., extent - 1
+    scale: float | None = None
+    size: int | None = None
+    whole: bool = False
+
+    def out(self, size: int) -> int:
+        """The output size for an input of `size`, as PyTorch computes it (before its range checks)."""
+        if self.size is not None:
+            return self.size
+        if self.scale is not None:
+            return int(size * self.scale)
+        if self.transposed:
+            return (size - 1) * self.stride - self.pad_total + self.extent + self.output_padding
+        span = size + self.pad_total - self.extent
+        if span < 0:
+            return 0
+        out = (span + (self.stride - 1 if self.ceil else 0)) // self.stride + 1
+        if self.ceil and (out - 1) * self.stride >= size + self.pad:  # the last window starts past the input
+            out -= 1
+        return out
 
 
 @dataclass(frozen=True)

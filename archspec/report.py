@@ -1,24 +1,169 @@
-"""Formatting only: the per-layer table and totals `archspec check` prints."""
+"""Formatting only: what `archspec check` prints, as a table, as markdown or as JSON.
+
+The table and markdown show one row per layer (blocks too, down to `depth`) and end with totals
+the way torchinfo's summary does. The JSON layout is versioned (JSON_VERSION) and documented in
+docs/costs.md.
+"""
 
 from __future__ import annotations
 
-from .ir import Model, walk
+from fractions import Fraction
+
+from .costs import Costs, Field, Layer
+from .errors import Diagnostic
 from .shapes import fmt_shape
 
+JSON_VERSION = 1
+COLUMNS = {  # name: (heading, right-aligned, the cell of a row)
+    "input": ("input", False, lambda row: fmt_shape(row.in_shape)),
+    "output": ("output", False, lambda row: fmt_shape(row.out_shape)),
+    "params": ("params", True, lambda row: f"{row.params:,}"),
+    "macs": ("MACs", True, lambda row: f"{row.macs:,}"),
+    "field": ("receptive field", False, lambda row: row.field.describe() if row.field else "-"),
+    "memory": ("activations", True, lambda row: _bytes(row.activation_bytes)),
+}
+DEFAULT_COLUMNS = ("output", "params", "macs", "field")
 
-def table(model: Model, max_depth: int | None = None) -> str:
-    rows = [("layer", "kind", "output", "params")]
-    for node in walk(model.body):
-        depth = node.path.count(".") + 1 if node.path else 0
-        if depth == 0 or (max_depth is not None and depth > max_depth):
-            continue
-        rows.append((node.path, node.kind, fmt_shape(node.out_shape), f"{node.params:,}"))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [f"{model.name} ({model.source})", f"input {fmt_shape(model.input_shape)}"]
+
+def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_COLUMNS) -> str:
+    header = ["layer", "kind", *(COLUMNS[c][0] for c in columns)]
+    right = [False, False, *(COLUMNS[c][1] for c in columns)]
+    rows = [header] + [[row.path, row.kind, *(COLUMNS[c][2](row) for c in columns)] for row in _shown(costs, depth)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [f"{costs.model} ({source})", f"input {fmt_shape(costs.input_shape)}"]
     for row in rows:
-        lines.append(f"  {row[0]:<{widths[0]}}  {row[1]:<{widths[1]}}  {row[2]:<{widths[2]}}  {row[3]:>{widths[3]}}")
-    total = model.body.params
-    lines.append(f"output {fmt_shape(model.body.out_shape)}")
-    lines.append(f"Total params: {total:,}")
-    lines.append(f"Trainable params: {total:,}")
+        cells = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)]
+        lines.append("  " + "  ".join(cells).rstrip())
+    lines.append(f"output {fmt_shape(costs.output_shape)}")
+    lines += totals(costs)
     return "\n".join(lines)
+
+
+def markdown(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_COLUMNS) -> str:
+    header = ["layer", "kind", *(COLUMNS[c][0] for c in columns)]
+    align = ["---", "---", *("---:" if COLUMNS[c][1] else "---" for c in columns)]
+    lines = [f"### {costs.model} (`{source}`)", "", f"input `{fmt_shape(costs.input_shape)}`", ""]
+    lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    for row in _shown(costs, depth):
+        cells = [f"`{row.path}`", row.kind, *(COLUMNS[c][2](row) for c in columns)]
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    lines += ["", f"output `{fmt_shape(costs.output_shape)}`", ""]
+    lines += [f"- {line}" for line in totals(costs)]
+    return "\n".join(lines)
+
+
+def totals(costs: Costs) -> list[str]:
+    per = "per sample" if costs.batch == 1 else f"at batch {costs.batch}"
+    batch = costs.batch
+    lines = [
+        f"Total params: {costs.params:,}",
+        f"Trainable params: {costs.trainable:,}",
+        f"Non-trainable params: {costs.params - costs.trainable:,}",
+        f"Total mult-adds: {_count(costs.macs * batch)} {per} (FLOPs = 2 x MACs: {_count(costs.flops * batch)})",
+        f"Params size ({costs.dtype}): {_bytes(costs.param_bytes)}; buffers: {_bytes(costs.buffer_bytes)}",
+        f"Forward activations kept for backward: {_bytes(costs.activation_bytes * batch)} {per}",
+        f"Estimated training peak at batch {batch}: {_bytes(costs.peak_training_bytes)} "
+        f"(weights + gradients + buffers + input and activations; no optimizer state)",
+    ]
+    return lines + [f"note: {note}" for note in costs.notes]
+
+
+def _shown(costs: Costs, depth: int | None) -> list[Layer]:
+    return [row for row in costs.layers if depth is None or row.depth <= depth]
+
+
+def _count(value: int) -> str:
+    for size, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
+        if value >= size:
+            return f"{value:,} ({value / size:.2f} {unit})"
+    return f"{value:,}"
+
+
+def _bytes(value: int) -> str:
+    for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value} B"
+
+
+# ---------------------------------------------------------------- JSON
+
+
+def as_json(costs: Costs, source: str, depth: int | None = None) -> dict:
+    """One model's report: per-layer rows and totals (docs/costs.md describes every field)."""
+    return {
+        "file": source,
+        "model": costs.model,
+        "input": list(costs.input_shape),
+        "output": _shape(costs.output_shape),
+        "dtype": costs.dtype,
+        "batch": costs.batch,
+        "layers": [_layer(row) for row in _shown(costs, depth)],
+        "totals": {
+            "params": costs.params,
+            "trainable_params": costs.trainable,
+            "macs": costs.macs,
+            "flops": costs.flops,
+            "param_bytes": costs.param_bytes,
+            "buffer_bytes": costs.buffer_bytes,
+            "input_bytes": costs.input_bytes,
+            "activation_bytes": costs.activation_bytes,
+            "peak_training_bytes": costs.peak_training_bytes,
+        },
+        "notes": list(costs.notes),
+    }
+
+
+def _layer(row: Layer) -> dict:
+    return {
+        "path": row.path,
+        "kind": row.kind,
+        "depth": row.depth,
+        "input": _shape(row.in_shape),
+        "output": _shape(row.out_shape),
+        "params": row.params,
+        "macs": row.macs,
+        "activation_bytes": row.activation_bytes,
+        "receptive_field": _field(row.field),
+    }
+
+
+def _field(field: Field | None) -> dict | None:
+    if field is None:
+        return None
+    return {
+        "whole_input": field.whole,
+        "size": [_number(v) for v in field.size],
+        "jump": [_number(v) for v in field.jump],
+        "padding": [_number(v) for v in field.padding],
+    }
+
+
+def _number(value: Fraction) -> int | float:
+    return value.numerator if value.denominator == 1 else float(value)
+
+
+def _shape(shape) -> list[int] | None:
+    return None if shape is None else list(shape)
+
+
+def diagnostic_json(diagnostic: Diagnostic) -> dict:
+    loc = diagnostic.loc
+    return {
+        "severity": "error",
+        "code": str(diagnostic.code),
+        "message": diagnostic.message,
+        "file": loc.path if loc else None,
+        "line": loc.line if loc else None,
+        "column": loc.col if loc else None,
+        "notes": [_note(at, text) for at, text in diagnostic.notes],
+    }
+
+
+def _note(at, text: str) -> dict:
+    return {"file": at and at.path, "line": at and at.line, "column": at and at.col, "message": text}
+
+
+def document(files: list[dict]) -> dict:
+    """The whole of `check --format json`: one entry per spec file, each a report or its errors."""
+    return {"format": "archspec-check", "version": JSON_VERSION, "files": files}

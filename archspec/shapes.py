@@ -58,8 +58,9 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         return replace(node, in_shape=shape)
     try:
         if isinstance(node, Op):
-            out, params = registry.layer_kind(node.kind).shape(node, shape)
-            return replace(node, in_shape=shape, out_shape=out, params=params)
+            kind = registry.layer_kind(node.kind)
+            out, params = kind.shape(node, shape)
+            return _counted(kind, replace(node, in_shape=shape, out_shape=out, params=params))
         if not node.expanded:
             node = registry.block_kind(node.kind).expand(node, shape)
         return _FLOWS[node.flow](node, shape, errors)
@@ -68,8 +69,13 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         errors.append(Diagnostic(message, exc.code, node.loc, node.notes))
         if exc.result is not None and isinstance(node, Op):
             out, params = exc.result
-            return replace(node, in_shape=shape, out_shape=out, params=params)
+            return _counted(registry.layer_kind(node.kind), replace(node, in_shape=shape, out_shape=out, params=params))
         return replace(node, in_shape=shape)
+
+
+def _counted(kind: registry.LayerKind, op: Op) -> Op:
+    """`op` with its multiply-adds: the kind's rule, or else torchinfo's for the rest (each parameter once)."""
+    return replace(op, macs=kind.macs(op) if kind.macs else op.params)
 
 
 def _describe(node: Node) -> str:
@@ -133,7 +139,9 @@ def _residual(block: Block, shape: Shape, errors) -> Block:
             BRANCH_MISMATCH,
         )
     done = _done(block, shape, out if short_out is not None else None, body.children)
-    return replace(done, shortcut=shortcut, params=done.params + (shortcut.params if shortcut else 0))
+    if shortcut is None:
+        return replace(done, shortcut=shortcut)
+    return replace(done, shortcut=shortcut, params=done.params + shortcut.params, macs=done.macs + shortcut.macs)
 
 
 def _projection(block: Block, shape: Shape, out: Shape) -> Block:
@@ -196,7 +204,8 @@ def _dense(block: Block, shape: Shape, errors) -> Block:
 
 def _done(block: Block, shape: Shape, out: Shape | None, children) -> Block:
     params = sum(child.params for child in children)
-    return replace(block, in_shape=shape, out_shape=out, children=tuple(children), params=params)
+    macs = sum(child.macs for child in children)
+    return replace(block, in_shape=shape, out_shape=out, children=tuple(children), params=params, macs=macs)
 
 
 _FLOWS = {"sequential": _sequential, "residual": _residual, "dense": _dense}

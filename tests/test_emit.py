@@ -72,8 +72,9 @@ def assert_equivalent(spec: Path, emitted: Path):
     assert tuple(generated.input_shape) == tuple(live.input_shape)
     with torch.no_grad():  # random running stats, so eval mode is not the identity on them
         for tensor in live.state_dict().values():
-            if tensor.is_floating_point():
-                tensor.copy_(torch.rand_like(tensor) + 0.5)
+            if tensor.is_floating_point():  # weights scaled by fan-in: a deep net without norms stays finite
+                fan_in = tensor[0].numel() if tensor.dim() > 1 else 1
+                tensor.copy_((torch.rand_like(tensor) + 0.5) / fan_in)
     generated.load_state_dict(live.state_dict(), strict=True)
     batch = torch.randn(2, *live.input_shape)
     for mode in ("eval", "train"):

@@ -160,12 +160,14 @@ def test_directory_is_a_usage_error(capsys, monkeypatch):
     "argv, complaint",
     [
         (["check", "--frobnicate", "specs/conv_unit.yaml"], "unrecognized arguments: --frobnicate"),
-        (["check", "--depth", "deep", "specs/conv_unit.yaml"], "argument --depth: invalid int value: 'deep'"),
+        (["check", "--depth", "deep", "specs/conv_unit.yaml"], "argument --depth: expected a whole number >= 1, got 'deep'"),
+        (["check", "--input", "3x0x4", "specs/conv_unit.yaml"], "argument --input: expected CxHxW"),
+        (["check", "--columns", "params,flops", "specs/conv_unit.yaml"], "unknown column 'flops'"),
         (["check"], "the following arguments are required: SPEC"),
         (["lint", "specs/conv_unit.yaml"], "invalid choice: 'lint'"),
         ([], "the following arguments are required: COMMAND"),
     ],
-    ids=["unknown-flag", "bad-flag-value", "no-spec", "unknown-command", "no-command"],
+    ids=["unknown-flag", "bad-flag-value", "bad-input", "bad-column", "no-spec", "unknown-command", "no-command"],
 )
 def test_bad_command_line_exits_2(capsys, monkeypatch, argv, complaint):
     monkeypatch.chdir(ROOT)

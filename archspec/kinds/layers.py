@@ -29,7 +29,7 @@ from ..fields import (
     Sizes,
     Stds,
 )
-from ..registry import Call, LayerKind, call, register
+from ..registry import Call, LayerKind, Window, call, register
 from ..shapes import (
     CONV_FORMULA,
     SPATIAL_NAMES,
@@ -45,6 +45,15 @@ from ..shapes import (
 
 def same_shape(op, shape):
     return shape, 0
+
+
+def weight_shared_macs(op) -> int:
+    """torchinfo's rule for convolutions: every weight and bias is used once per output position."""
+    return op.params * math.prod(op.out_shape[1:])
+
+
+def extent(kernel: int, dilation: int) -> int:
+    return dilation * (kernel - 1) + 1
 
 
 # ---------------------------------------------------------------- convolutions
@@ -69,7 +78,7 @@ def _conv_shape(op, shape):
     padding = op.args["padding"]
     if padding == "same" and any(s != 1 for s in stride):
         raise ShapeError("padding='same' needs stride 1, as in PyTorch", BAD_ARG)
-    pads = (0,) * n if padding in ("same", "valid") else per_dim(op, "padding", n)
+    pads = _pads(op, n)
     sizes = []
     for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, pads, dilation)):
         out = size if padding == "same" else (size + 2 * p - d * (k - 1) - 1) // s + 1
@@ -80,6 +89,20 @@ def _conv_shape(op, shape):
     result = (out_channels, *sizes), weights + (out_channels if op.args["bias"] else 0)
     groups_divide(op, channels, out_channels, result)  # after the sizes: the layers after it are still checked
     return result
+
+
+def _conv_window(op) -> tuple[Window, ...]:
+    n, padding = dims(op), op.args["padding"]
+    windows = []
+    for k, s, d, p in zip(*(per_dim(op, f, n) for f in ("kernel", "stride", "dilation")), _pads(op, n)):
+        e = extent(k, d)
+        total = e - 1 if padding == "same" else 2 * p  # PyTorch puts the odd one of "same" at the end
+        windows.append(Window(e, s, total // 2 if padding == "same" else p, total))
+    return tuple(windows)
+
+
+def _pads(op, n) -> tuple[int, ...]:
+    return (0,) * n if op.args["padding"] in ("same", "valid") else per_dim(op, "padding", n)
 
 
 def _conv_call(op) -> Call:
@@ -106,6 +129,8 @@ register(
         _conv_shape,
         _conv_call,
         stride=lambda op: op.args["stride"],
+        macs=weight_shared_macs,
+        window=_conv_window,
     )
 )
 
@@ -167,6 +192,13 @@ register(
         ConvTranspose,
         _conv_transpose_shape,
         _conv_transpose_call,
+        macs=weight_shared_macs,
+        window=lambda op: tuple(
+            Window(extent(k, d), s, p, 2 * p, transposed=True, output_padding=extra, dilation=d)
+            for k, s, p, extra, d in zip(
+                *(per_dim(op, f, dims(op)) for f in ("kernel", "stride", "padding", "output_padding", "dilation"))
+            )
+        ),
     )
 )
 
@@ -203,6 +235,7 @@ register(
         BatchNorm,
         lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0),
         _batchnorm_call,
+        buffers=lambda op: ((2 * op.in_shape[0], "float"), (1, "int64")) if op.args["track_running_stats"] else (),
     )
 )
 
@@ -319,6 +352,7 @@ register(
         Normalize,
         _normalize_shape,
         lambda op: call("Normalize", list(op.args["mean"]), list(op.args["std"]), len(op.in_shape)),
+        buffers=lambda op: ((2 * op.in_shape[0], "float"),),
         module=_normalize_module,
         template="normalize.py.jinja",
     )
@@ -386,6 +420,17 @@ def _pool_shape(op, shape):
     return (shape[0], *sizes), 0
 
 
+def _pool_window(op) -> tuple[Window, ...]:
+    n = dims(op)
+    kernel, padding = per_dim(op, "kernel", n), per_dim(op, "padding", n)
+    stride = per_dim(op, "stride", n, pool_stride(op))
+    dilation = per_dim(op, "dilation", n) if "dilation" in op.args else (1,) * n
+    return tuple(
+        Window(extent(k, d), s, p, 2 * p, ceil=op.args["ceil_mode"])
+        for k, s, p, d in zip(kernel, stride, padding, dilation)
+    )
+
+
 def _maxpool_call(op) -> Call:
     a = op.args
     return call(
@@ -420,6 +465,7 @@ register(
         _pool_shape,
         _maxpool_call,
         stride=pool_stride,
+        window=_pool_window,
     )
 )
 register(
@@ -430,6 +476,7 @@ register(
         _pool_shape,
         _avgpool_call,
         stride=pool_stride,
+        window=_pool_window,
     )
 )
 
@@ -455,6 +502,7 @@ for _name, _module, _what in (
             AdaptivePool,
             _adaptive_shape,
             lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"]),
+            window=lambda op: tuple(Window(size=size) for size in op.out_shape[1:]),
         )
     )
 
@@ -466,6 +514,7 @@ register(
         lambda op, shape: ((shape[0], *(1,) * spatial(op, shape)), 0),
         lambda op: call(f"nn.AdaptiveAvgPool{dims(op)}d", 1),
         functional="F.adaptive_avg_pool{n}d({x}, 1)",
+        window=lambda op: (Window(size=1, whole=True),) * dims(op),
     )
 )
 
@@ -513,6 +562,18 @@ def _upsample_shape(op, shape):
     return (shape[0], *sizes), 0
 
 
+_TAPS = {"nearest": 1, "linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}  # input positions one output reads
+
+
+def _upsample_window(op) -> tuple[Window, ...]:
+    n, taps = dims(op), _TAPS[op.args["mode"]]
+    if op.args["size"] is not None:
+        return tuple(Window(taps, size=size) for size in per_dim(op, "size", n))
+    scale = op.args["scale"]
+    scales = (scale,) * n if isinstance(scale, (int, float)) else tuple(scale)
+    return tuple(Window(taps, scale=float(factor)) for factor in scales)
+
+
 def _upsample_call(op) -> Call:
     a = op.args
     scale = a["scale"]
@@ -535,6 +596,7 @@ register(
         Upsample,
         _upsample_shape,
         _upsample_call,
+        window=_upsample_window,
     )
 )
 
@@ -571,6 +633,7 @@ register(
         _flatten_shape,
         lambda op: Call("nn.Flatten"),
         functional="torch.flatten({x}, 1)",
+        window=lambda op: (Window(whole=True),) * (len(op.in_shape) - 1),
     )
 )
 register(LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity")))

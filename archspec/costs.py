@@ -1,0 +1,285 @@
+"""Stage 5 (static analyses): what a model costs and what it sees, from the shaped IR alone.
+
+Multiply-adds are counted in the shape stage (each kind's rule, torchinfo's convention: see
+docs/costs.md); this module adds the passes that need the whole graph:
+
+- memory: parameter and buffer bytes, the activations a training step keeps, a peak estimate;
+- receptive field: for each layer, per spatial dim, how many input positions one output position
+  sees (`size`), how far apart in the input two neighbouring outputs are (`jump`, the effective
+  stride), and the effective padding, composed layer by layer (size += (extent - 1) * jump;
+  jump *= stride). Where paths merge (residual adds, concatenations, `from:`), the largest field
+  wins, and a merge of paths with different jumps is noted.
+
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from . import registry
+from .ir import Block, Model, Node, Op, walk
+from .registry import Window
+
+DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
+INT64_BYTES = 8
+
+
+@dataclass(frozen=True)
+class Field:
+    """The receptive field of one output position of a layer, one entry per spatial dim.
+
+    `size`: input positions seen; `jump`: input positions between neighbouring outputs;
+    `padding`: how far the first output's field starts before the input (effective padding).
+    `whole`: every output sees the whole input (after a global pool or a flatten)."""
+
+    size: tuple[Fraction, ...]  # whole numbers, but for fields that pass through upsampling
+    jump: tuple[Fraction, ...]
+    padding: tuple[Fraction, ...]
+    whole: bool = False
+
+    def describe(self) -> str:
+        if self.whole:
+            return "all"
+        if not self.size:
+            return "-"
+        size = "x".join(map(_number, self.size))
+        jumps = set(self.jump)
+        jump = _number(self.jump[0]) if len(jumps) == 1 else "x".join(map(_number, self.jump))
+        return f"{size} /{jump}"
+
+
+def _number(value: Fraction) -> str:
+    return str(value.numerator) if value.denominator == 1 else f"{float(value):.3g}"
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One row of the cost table: a layer or block, by its state_dict path."""
+
+    path: str
+    kind: str
+    depth: int
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+    params: int
+    trainable: int
+    macs: int
+    activation_bytes: int  # what its forward keeps for the backward pass, one sample
+    field: Field | None
+
+
+@dataclass(frozen=True)
+class Costs:
+    """Every layer's row, and the totals torchinfo prints, for one sample unless `batch` says otherwise."""
+
+    model: str
+    input_shape: tuple[int, ...]
+    output_shape: tuple[int, ...] | None
+    dtype: str
+    batch: int
+    layers: tuple[Layer, ...]
+    params: int
+    trainable: int
+    macs: int  # per sample
+    param_bytes: int
+    buffer_bytes: int
+    input_bytes: int  # per sample
+    activation_bytes: int  # per sample
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def flops(self) -> int:
+        """Floating-point operations per sample, counted as 2 per multiply-add."""
+        return 2 * self.macs
+
+    @property
+    def peak_training_bytes(self) -> int:
+        """Estimated peak of one training step at `batch`: weights, their gradients, buffers, and the
+        batch's input and kept activations (the optimizer's own state is not counted)."""
+        return 2 * self.param_bytes + self.buffer_bytes + self.batch * (self.input_bytes + self.activation_bytes)
+
+
+def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
+    """The costs of a shaped model (archspec.analyze's result)."""
+    if dtype not in DTYPE_BYTES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
+    item = DTYPE_BYTES[dtype]
+    fields, notes = receptive_fields(model)
+    layers = tuple(
+        Layer(
+            node.path,
+            node.kind,
+            node.path.count(".") + 1,
+            node.in_shape,
+            node.out_shape,
+            node.params,
+            node.params,  # a spec has no frozen layers: every parameter trains
+            node.macs,
+            _elements_kept(node) * item,
+            fields.get(node.path),
+        )
+        for node in walk(model.body)
+        if node.path
+    )
+    ops = [node for node in walk(model.body) if isinstance(node, Op)]
+    return Costs(
+        model.name,
+        model.input_shape,
+        model.body.out_shape,
+        dtype,
+        batch,
+        layers,
+        model.body.params,
+        sum(layer.trainable for layer in layers if layer.depth == 1),
+        model.body.macs,
+        model.body.params * item,
+        sum(_buffer_bytes(op, item) for op in ops),
+        _prod(model.input_shape) * item,
+        _elements_kept(model.body) * item,
+        tuple(notes),
+    )
+
+
+# ---------------------------------------------------------------- memory
+
+
+_VIEWS = {"flatten", "identity"}  # their output is their input's memory
+
+
+def _elements_kept(node: Node) -> int:
+    """Elements of the tensors a node's forward makes, per sample: every layer's output (a view makes
+    none), every merge's (a residual add, a dense block's concatenations, a `from:` of several)."""
+    if isinstance(node, Op):
+        if node.out_shape is None or node.kind in _VIEWS:
+            return 0
+        return _prod(node.out_shape) + _merged(node)
+    kept = sum(_elements_kept(child) for child in node.children) + _merged(node)
+    if node.shortcut is not None:
+        kept += _elements_kept(node.shortcut)
+    if node.flow == "residual" and node.out_shape is not None:
+        kept += _prod(node.out_shape) * (2 if node.activation not in (None, "identity") else 1)
+    if node.flow == "dense":  # each layer reads the concatenation of the block's input and what came before
+        kept += sum(_prod(child.in_shape) for child in node.children[1:] if child.in_shape)
+        kept += _prod(node.out_shape) if node.out_shape else 0
+    return kept
+
+
+def _merged(node: Node) -> int:
+    return _prod(node.in_shape) if len(node.inputs) > 1 and node.in_shape else 0
+
+
+def _buffer_bytes(op: Op, item: int) -> int:
+    kind = registry.layer_kind(op.kind)
+    if kind.buffers is None or op.in_shape is None:
+        return 0
+    return sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in kind.buffers(op))
+
+
+def _prod(shape) -> int:
+    total = 1
+    for size in shape:
+        total *= size
+    return total
+
+
+# ---------------------------------------------------------------- receptive field
+
+
+def receptive_fields(model: Model) -> tuple[dict[str, Field], list[str]]:
+    """The receptive field of every layer's output, by path, and notes on merges of unlike paths."""
+    spatial = len(model.input_shape) - 1
+    start = Field((Fraction(1),) * spatial, (Fraction(1),) * spatial, (Fraction(0),) * spatial)
+    fields: dict[str, Field] = {}
+    notes: list[str] = []
+    _field(model.body, start, fields, notes)
+    return fields, notes
+
+
+def _field(node: Node, seen: Field, fields: dict, notes: list) -> Field:
+    if isinstance(node, Op):
+        out = _through(node, seen)
+    elif node.flow == "residual":
+        body = _sequence(node, seen, fields, notes)
+        short = _field(node.shortcut, seen, fields, notes) if node.shortcut is not None else seen
+        out = _widest([body, short], node.path, notes)
+    elif node.flow == "dense":
+        out = seen
+        for child in node.children:
+            out = _widest([out, _field(child, out, fields, notes)], node.path, notes)
+    else:
+        out = _sequence(node, seen, fields, notes)
+    if node.path:
+        fields[node.path] = out
+    return out
+
+
+def _sequence(block: Block, seen: Field, fields: dict, notes: list) -> Field:
+    current, produced = seen, {}
+    for child in block.children:
+        if child.inputs:
+            current = _widest([produced[name] for name in child.inputs], child.path, notes)
+        current = _field(child, current, fields, notes)
+        for name, inner in _named_outputs(child, fields):
+            produced[name] = inner
+    return current
+
+
+def _named_outputs(node: Node, fields: dict) -> Iterator[tuple[str, Field]]:
+    """The names a later `from:` may use for `node`'s outputs: its own, and its inner layers'."""
+    yield node.name, fields[node.path]
+    for inner in walk(node):
+        if inner is not node and inner.path in fields:
+            yield node.name + inner.path[len(node.path) :], fields[inner.path]
+
+
+def _widest(paths: list[Field], where: str, notes: list) -> Field:
+    if len(paths) == 1:
+        return paths[0]
+    if any(path.whole for path in paths):
+        return next(path for path in paths if path.whole)
+    if len({path.jump for path in paths}) > 1:
+        jumps = " and ".join(Field(p.size, p.jump, p.padding).describe().split("/")[-1] for p in paths)
+        notes.append(f"{where or 'the model'}: paths with different jumps ({jumps}) meet; the widest field is shown")
+    return max(paths, key=lambda path: path.size)
+
+
+def _through(op: Op, seen: Field) -> Field:
+    """The field after `op`: an op without a window (activations, norms, linear) keeps its input's."""
+    kind = registry.layer_kind(op.kind)
+    if seen.whole or kind.window is None or op.in_shape is None or op.out_shape is None:
+        return seen
+    windows = kind.window(op)
+    if any(window.whole for window in windows):
+        return Field(seen.size, seen.jump, seen.padding, whole=True)
+    dims = [_step(w, size, jump, pad, n) for w, size, jump, pad, n in zip(windows, *_unpack(seen), op.in_shape[1:])]
+    return Field(*(tuple(part) for part in zip(*dims))) if dims else seen
+
+
+def _transposed_span(window: Window) -> int:
+    """How many input positions apart the farthest two inputs of one output of a transposed window
+    are: output o reads input i through the kernel position t where i * stride + t = o + pad, so only the taps
+    of one residue mod stride meet an output, and the kernel's extent spans extent // stride inputs."""
+    stride, taps = window.stride, range(0, window.extent, window.dilation)
+    spans = [[t for t in taps if (r - t) % stride == 0] for r in range(stride)]
+    return max((hit[-1] - hit[0]) // stride for hit in spans if hit)
+
+
+def _unpack(seen: Field):
+    return seen.size, seen.jump, seen.padding
+
+
+def _step(window: Window, size: Fraction, jump: Fraction, pad: Fraction, n: int) -> tuple[Fraction, ...]:
+    """(size, jump, padding) after one window, along one dim whose input has `n` positions."""
+    if window.size is not None or window.scale is not None:  # resizing: its stride is the size ratio
+        out = window.out(n)
+        stride = Fraction(n, out)
+        taps = window.extent
+        if window.size is not None and window.extent == 1:  # adaptive pooling: the widest of its windows
+            taps = max(-(-(i + 1) * n // out) - (i * n // out) for i in range(out))
+        return size + (taps - 1) * jump, jump * stride, pad
+    if window.transposed:
+        return size + _transposed_span(window) * jump, jump / window.stride, pad + window.pad * jump / window.stride
+    return size + (window.extent - 1) * jump, jump * window.stride, pad + window.pad * jump
