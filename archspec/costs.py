@@ -15,12 +15,12 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import registry
-from .ir import Block, Model, Node, Op, walk
+from .inputs import Sizes, valid_sizes
+from .ir import Block, Model, Node, Op, source_path, walk
 from .registry import Window
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -35,9 +35,9 @@ class Field:
     `padding`: how far the first output's field starts before the input (effective padding).
     `whole`: every output sees the whole input (after a global pool or a flatten)."""
 
-    size: tuple[Fraction, ...]  # whole numbers, but for fields that pass through upsampling
-    jump: tuple[Fraction, ...]
-    padding: tuple[Fraction, ...]
+    size: tuple[int | Fraction, ...]  # Fractions only after resizing by a ratio that is not whole
+    jump: tuple[int | Fraction, ...]
+    padding: tuple[int | Fraction, ...]
     whole: bool = False
 
     def describe(self) -> str:
@@ -88,6 +88,7 @@ class Costs:
     buffer_bytes: int
     input_bytes: int  # per sample
     activation_bytes: int  # per sample
+    input_sizes: tuple[Sizes, ...] = ()  # per spatial dim, the sizes the model accepts (inputs.py)
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -108,6 +109,8 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
     item = DTYPE_BYTES[dtype]
     fields, notes = receptive_fields(model)
+    kept: dict[str, int] = {}
+    _elements_kept(model.body, kept)
     layers = tuple(
         Layer(
             node.path,
@@ -118,7 +121,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
             node.params,
             node.params,  # a spec has no frozen layers: every parameter trains
             node.macs,
-            _elements_kept(node) * item,
+            kept[node.path] * item,
             fields.get(node.path),
         )
         for node in walk(model.body)
@@ -138,7 +141,8 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
         model.body.params * item,
         sum(_buffer_bytes(op, item) for op in ops),
         _prod(model.input_shape) * item,
-        _elements_kept(model.body) * item,
+        kept[""] * item,
+        valid_sizes(model),
         tuple(notes),
     )
 
@@ -149,22 +153,23 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
 _VIEWS = {"flatten", "identity"}  # their output is their input's memory
 
 
-def _elements_kept(node: Node) -> int:
-    """Elements of the tensors a node's forward makes, per sample: every layer's output (a view makes
-    none), every merge's (a residual add, a dense block's concatenations, a `from:` of several)."""
+def _elements_kept(node: Node, kept: dict[str, int]) -> int:
+    """Elements of the tensors a node's forward makes, per sample, stored by path in `kept` for it and
+    everything inside: every layer's output (a view makes none), every merge's (a residual add, a
+    dense block's concatenations, a `from:` of several)."""
     if isinstance(node, Op):
-        if node.out_shape is None or node.kind in _VIEWS:
-            return 0
-        return _prod(node.out_shape) + _merged(node)
-    kept = sum(_elements_kept(child) for child in node.children) + _merged(node)
-    if node.shortcut is not None:
-        kept += _elements_kept(node.shortcut)
-    if node.flow == "residual" and node.out_shape is not None:
-        kept += _prod(node.out_shape) * (2 if node.activation not in (None, "identity") else 1)
-    if node.flow == "dense":  # each layer reads the concatenation of the block's input and what came before
-        kept += sum(_prod(child.in_shape) for child in node.children[1:] if child.in_shape)
-        kept += _prod(node.out_shape) if node.out_shape else 0
-    return kept
+        total = 0 if node.out_shape is None or node.kind in _VIEWS else _prod(node.out_shape) + _merged(node)
+    else:
+        total = sum(_elements_kept(child, kept) for child in node.children) + _merged(node)
+        if node.shortcut is not None:
+            total += _elements_kept(node.shortcut, kept)
+        if node.flow == "residual" and node.out_shape is not None:
+            total += _prod(node.out_shape) * (2 if node.activation not in (None, "identity") else 1)
+        if node.flow == "dense":  # each layer reads the concatenation of the block's input and what came before
+            total += sum(_prod(child.in_shape) for child in node.children[1:] if child.in_shape)
+            total += _prod(node.out_shape) if node.out_shape else 0
+    kept[node.path] = total
+    return total
 
 
 def _merged(node: Node) -> int:
@@ -191,7 +196,7 @@ def _prod(shape) -> int:
 def receptive_fields(model: Model) -> tuple[dict[str, Field], list[str]]:
     """The receptive field of every layer's output, by path, and notes on merges of unlike paths."""
     spatial = len(model.input_shape) - 1
-    start = Field((Fraction(1),) * spatial, (Fraction(1),) * spatial, (Fraction(0),) * spatial)
+    start = Field((1,) * spatial, (1,) * spatial, (0,) * spatial)
     fields: dict[str, Field] = {}
     notes: list[str] = []
     _field(model.body, start, fields, notes)
@@ -217,22 +222,12 @@ def _field(node: Node, seen: Field, fields: dict, notes: list) -> Field:
 
 
 def _sequence(block: Block, seen: Field, fields: dict, notes: list) -> Field:
-    current, produced = seen, {}
+    current, siblings = seen, {child.name: child.path for child in block.children}
     for child in block.children:
-        if child.inputs:
-            current = _widest([produced[name] for name in child.inputs], child.path, notes)
+        if child.inputs:  # `enc.conv2` is the layer at the sibling enc's path + ".conv2"
+            current = _widest([fields[source_path(siblings, name)] for name in child.inputs], child.path, notes)
         current = _field(child, current, fields, notes)
-        for name, inner in _named_outputs(child, fields):
-            produced[name] = inner
     return current
-
-
-def _named_outputs(node: Node, fields: dict) -> Iterator[tuple[str, Field]]:
-    """The names a later `from:` may use for `node`'s outputs: its own, and its inner layers'."""
-    yield node.name, fields[node.path]
-    for inner in walk(node):
-        if inner is not node and inner.path in fields:
-            yield node.name + inner.path[len(node.path) :], fields[inner.path]
 
 
 def _widest(paths: list[Field], where: str, notes: list) -> Field:
@@ -258,6 +253,11 @@ def _through(op: Op, seen: Field) -> Field:
     return Field(*(tuple(part) for part in zip(*dims))) if dims else seen
 
 
+def _ratio(a, b):
+    """a / b, as an int where it is one (Fractions cost ten times more, and most fields are whole)."""
+    return a // b if isinstance(a, int) and a % b == 0 else Fraction(a, b)
+
+
 def _transposed_span(window: Window) -> int:
     """How many input positions apart the farthest two inputs of one output of a transposed window
     are: output o reads input i through the kernel position t where i * stride + t = o + pad, so only the taps
@@ -275,11 +275,12 @@ def _step(window: Window, size: Fraction, jump: Fraction, pad: Fraction, n: int)
     """(size, jump, padding) after one window, along one dim whose input has `n` positions."""
     if window.size is not None or window.scale is not None:  # resizing: its stride is the size ratio
         out = window.out(n)
-        stride = Fraction(n, out)
+        stride = _ratio(n, out)
         taps = window.extent
         if window.size is not None and window.extent == 1:  # adaptive pooling: the widest of its windows
             taps = max(-(-(i + 1) * n // out) - (i * n // out) for i in range(out))
         return size + (taps - 1) * jump, jump * stride, pad
     if window.transposed:
-        return size + _transposed_span(window) * jump, jump / window.stride, pad + window.pad * jump / window.stride
+        jump_out = _ratio(jump, window.stride)
+        return size + _transposed_span(window) * jump, jump_out, pad + window.pad * jump_out
     return size + (window.extent - 1) * jump, jump * window.stride, pad + window.pad * jump

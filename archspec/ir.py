@@ -95,6 +95,13 @@ class Model:
     vars: Mapping = field(default_factory=dict)  # the spec's vars, as evaluated
 
 
+def source_path(siblings: dict[str, str], name: str) -> str:
+    """The path of the layer a `from:` name reaches, given the paths of the sequence's layers by
+    name: `enc.conv2` is the layer at enc's path + ".conv2"."""
+    head, _, rest = name.partition(".")
+    return f"{siblings[head]}.{rest}" if rest else siblings[head]
+
+
 def walk(node: Node):
     """Every node below and including `node`, parents first, in forward order."""
     yield node
@@ -243,4 +250,4 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block
 
 _STRUCTURES = {"group": _group, "residual": _residual}
 
-__all__ = ["Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "walk"]
+__all__ = ["Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "source_path", "walk"]

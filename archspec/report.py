@@ -65,6 +65,8 @@ def totals(costs: Costs) -> list[str]:
         f"Estimated training peak at batch {batch}: {_bytes(costs.peak_training_bytes)} "
         f"(weights + gradients + buffers + input and activations; no optimizer state)",
     ]
+    if costs.input_sizes:
+        lines.append("Input sizes it accepts: " + "; ".join(sizes.describe() for sizes in costs.input_sizes))
     return lines + [f"note: {note}" for note in costs.notes]
 
 
@@ -110,7 +112,19 @@ def as_json(costs: Costs, source: str, depth: int | None = None) -> dict:
             "activation_bytes": costs.activation_bytes,
             "peak_training_bytes": costs.peak_training_bytes,
         },
+        "input_sizes": [_sizes(sizes) for sizes in costs.input_sizes],
         "notes": list(costs.notes),
+    }
+
+
+def _sizes(sizes) -> dict:
+    return {
+        "dim": sizes.dim,
+        "smallest": sizes.smallest,
+        "period": sizes.period,
+        "residues": list(sizes.residues),
+        "largest": sizes.largest,
+        "text": sizes.describe(),
     }
 
 

@@ -11,8 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from archspec import analyze, compile_spec, measure
+from archspec import SpecError, analyze, compile_spec, measure
 from archspec.costs import Field
+from archspec.ir import walk
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -145,3 +146,62 @@ def test_paths_with_different_jumps_are_noted():
     costs = measure(analyze(spec))
     assert any("different jumps" in note for note in costs.notes), costs.notes
     assert {row.path: row.field for row in costs.layers}["d"].size == (Fraction(18), Fraction(18))
+
+
+# ---------------------------------------------------------------- valid input sizes
+
+
+def _runs_statically(spec: Path, shape: tuple[int, ...], declared) -> bool:
+    """archspec's own shape check at another input: no error, and every parameter count unchanged."""
+    try:
+        model = analyze(spec, input_shape=shape)
+    except SpecError:
+        return False
+    return _params(model) == _params(declared)
+
+
+def _params(model) -> dict[str, int]:
+    return {node.path: node.params for node in walk(model.body)}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda p: p.stem)
+def test_valid_sizes_agree_with_the_shape_check_at_each_size(spec):
+    declared = analyze(spec)
+    report = measure(declared).input_sizes
+    assert len(report) == len(declared.input_shape) - 1
+    for dim, sizes in enumerate(report):
+        top = declared.input_shape[dim + 1] + 40
+        for n in sorted({*range(1, 40), *range(top - 40, top, 3)}):
+            shape = list(declared.input_shape)
+            shape[dim + 1] = n
+            assert sizes.accepts(n) == _runs_statically(spec, tuple(shape), declared), (spec.stem, sizes, n)
+
+
+SIZE_CASES = {
+    "densenet121": "any H >= 29",
+    "unet_small": "H >= 4, divisible by 4",
+    "vgg16": "any H >= 32",
+    "conv_unit": "32 <= H <= 33",
+    "resnet18": "any H >= 1",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(SIZE_CASES))
+def test_valid_sizes_around_each_bound_run_in_torch(name):
+    spec = ROOT / "specs" / f"{name}.yaml"
+    sizes = measure(analyze(spec)).input_sizes[0]
+    assert sizes.describe() == SIZE_CASES[name]
+    module = compile_spec(spec).eval()
+    channels, _, width = analyze(spec).input_shape
+    smallest = sizes.smallest
+    tried = {smallest - 1, smallest, smallest + 1, smallest + sizes.period, smallest + sizes.period + 1}
+    tried |= {sizes.largest + 1} if sizes.largest else set()
+    for n in sorted(size for size in tried if size >= 1):
+        try:
+            with torch.no_grad():
+                module(torch.rand(2, channels, n, width))
+            ran = True
+        except RuntimeError:
+            ran = False
+        assert ran == sizes.accepts(n), f"{name}: H = {n}"

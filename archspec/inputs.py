@@ -1,0 +1,328 @@
+"""Which input sizes a model accepts, per spatial dim, computed statically.
+
+A size passes when every layer's output stays at least 1, the branches that meet (residual adds,
+concatenations, `from:` merges) agree, and no layer's parameters would change shape (the linear
+after a flatten, a layer norm over the spatial dims): the model built at the spec's input then
+runs on it unchanged. Each dim is varied on its own, the others at the spec's sizes.
+
+Each layer's registry `Window` says how it maps sizes, so one trial walks only the layers that
+change a size; the trials cover every size up to the spec's own plus two periods of the product
+of the strides, which is enough to see the pattern: a smallest size, then every size, every
+size of some residues mod a period, or only a bounded set (a flatten feeding a linear).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from . import registry
+from .ir import Block, Model, Node, Op, source_path, walk
+from .shapes import SPATIAL_NAMES, ShapeError
+
+MAX_TRIAL = 1 << 14  # the largest size tried; beyond it the pattern is taken to go on
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes one spatial dim accepts: `smallest`, then those n with n % period in `residues`,
+    up to `largest` (None: no bound)."""
+
+    dim: str
+    smallest: int | None  # None: no size works (the spec itself is wrong in this dim)
+    period: int = 1
+    residues: tuple[int, ...] = (0,)
+    largest: int | None = None
+
+    def accepts(self, size: int) -> bool:
+        if self.smallest is None or size < self.smallest or (self.largest is not None and size > self.largest):
+            return False
+        return size % self.period in self.residues
+
+    def describe(self) -> str:
+        name = self.dim
+        if self.smallest is None:
+            return f"{name}: none"
+        if self.largest == self.smallest:
+            return f"{name} = {self.smallest} only"
+        bound = (
+            f"{self.smallest} <= {name} <= {self.largest}" if self.largest is not None else f"{name} >= {self.smallest}"
+        )
+        if self.period == 1:
+            return bound if self.largest is not None else f"any {bound}"
+        if self.residues == (0,):
+            return f"{bound}, divisible by {self.period}"
+        residues = ", ".join(map(str, self.residues))
+        return f"{bound}, {name} mod {self.period} in {{{residues}}}"
+
+
+def valid_sizes(model: Model) -> tuple[Sizes, ...]:
+    """For each spatial dim of the input, the sizes the model accepts."""
+    rank = len(model.input_shape) - 1
+    names = SPATIAL_NAMES[rank]
+    found: list[Sizes] = []
+    for dim in range(rank):
+        twin = next((d for d in range(dim) if _alike(model, d, dim)), None)  # square kernels: H as W
+        found.append(replace(found[twin], dim=names[dim]) if twin is not None else _dim_sizes(model, dim, names[dim]))
+    return tuple(found)
+
+
+def _alike(model: Model, a: int, b: int) -> bool:
+    """Whether dims a and b see the same input size and the same windows everywhere."""
+    if model.input_shape[a + 1] != model.input_shape[b + 1]:
+        return False
+    for op in walk(model.body):
+        if isinstance(op, Op) and op.in_shape is not None and len(op.in_shape) > max(a, b) + 1:
+            if _window(op, a) != _window(op, b) or op.in_shape[a + 1] != op.in_shape[b + 1]:
+                return False
+    return True
+
+
+def _dim_sizes(model: Model, dim: int, name: str) -> Sizes:
+    trial = _Trial(model, dim)
+    declared = model.input_shape[dim + 1]
+    period = min(_period(model.body, dim), MAX_TRIAL)
+    limit = min(max(declared, period) + 2 * period + 1, MAX_TRIAL)
+    passing = [n for n in range(1, limit + 1) if trial(n)]
+    if not passing:
+        return Sizes(name, None)
+    smallest = passing[0]
+    tail = [n for n in passing if n > limit - 2 * period]  # the last two periods tried
+    if not tail:  # nothing large passes: a bounded set, as after a flatten
+        return _bounded(name, passing)
+    residues = tuple(sorted({n % period for n in tail}))
+    if len(residues) == period:
+        return Sizes(name, smallest)
+    step = math.gcd(period, *(r - residues[0] for r in residues))  # residues evenly spaced: a smaller period
+    if len(residues) == period // step:
+        period, residues = step, (residues[0] % step,)
+    return Sizes(name, smallest, period, residues)
+
+
+def _bounded(name: str, passing: list[int]) -> Sizes:
+    smallest, largest = passing[0], passing[-1]
+    if passing == list(range(smallest, largest + 1)):
+        return Sizes(name, smallest, largest=largest)
+    gaps = math.gcd(*(n - smallest for n in passing[1:]))
+    return Sizes(name, smallest, gaps, (smallest % gaps,), largest)
+
+
+def _period(node: Node, dim: int) -> int:
+    """The product of every stride and rescaling along `dim`: the sizes' pattern repeats within it."""
+    period = 1
+    for op in walk(node):
+        if isinstance(op, Op) and op.in_shape is not None and len(op.in_shape) > dim + 1:
+            window = _window(op, dim)
+            if window is not None:
+                period *= max(window.stride, 1)
+                if window.scale is not None:
+                    period *= max(round(window.scale), round(1 / window.scale), 1)
+    return period
+
+
+def _window(op: Op, dim: int) -> registry.Window | None:
+    kind = registry.layer_kind(op.kind)
+    if kind.window is None:
+        return None
+    windows = kind.window(op)
+    return windows[dim] if dim < len(windows) else None
+
+
+class _Trial:
+    """Does the model accept size n along one dim? A walk over the layers that change sizes."""
+
+    def __init__(self, model: Model, dim: int):
+        self.dim = dim
+        self.sources = _sources(model.body)  # layer path -> the paths of the outputs its `from:` reads
+        self.recorded = {path for paths in self.sources.values() for path in paths}
+        self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
+        self.run: Callable = self._compile(model.body)
+
+    def __call__(self, n: int) -> bool:
+        try:
+            return self.run((n, False)) is not None
+        except _Refused:
+            return False
+
+    # Each compiled node maps its input size to its output size, or raises _Refused. A size is
+    # paired with whether the features after a flatten differ from the spec's: (size, changed).
+
+    def _compile(self, node: Node) -> Callable:
+        if isinstance(node, Op):
+            step = self._op(node)
+        elif node.flow == "residual":
+            step = self._residual(node)
+        elif node.flow == "dense":
+            step = self._dense(node)
+        else:
+            step = self._sequence(node)
+        if isinstance(node, Block) and step is not _same:
+            step = _remembered(step)
+        if node.path not in self.recorded:
+            return step
+        path, seen = node.path, self.seen
+
+        def recording(state):
+            seen[path] = out = step(state)
+            return out
+
+        return recording
+
+    def _op(self, op: Op) -> Callable:
+        if op.in_shape is None or op.out_shape is None:
+            return _same
+        if len(op.in_shape) <= self.dim + 1:  # a flat input: the size lives on as `changed`
+            return self._fixed_params(op) if op.params else _same
+        window = _window(op, self.dim)
+        if window is None:
+            return self._fixed_params(op) if op.params and self._size_sets_params(op) else _same
+        declared = op.in_shape[self.dim + 1]
+        if window.whole and window.size is None:  # a flatten: the features now depend on the size
+
+            def flatten(state):
+                return (1, state[1] or state[0] != declared)
+
+            return flatten
+        sliding = window.size is None and window.scale is None and not window.transposed
+        if sliding and window.stride == 1 and window.pad_total == window.extent - 1:
+            return _same  # keeps every size (a 3x3 conv with padding 1)
+
+        def sized(state):
+            out = window.out(state[0])
+            if out < 1:
+                raise _Refused
+            return (out, state[1])
+
+        return sized
+
+    def _size_sets_params(self, op: Op) -> bool:
+        """Whether `op`'s parameter count changes with the size (a layer norm over H and W; not a batch norm)."""
+        shape = list(op.in_shape)
+        shape[self.dim + 1] += 1
+        try:
+            return registry.layer_kind(op.kind).shape(op, tuple(shape))[1] != op.params
+        except ShapeError:
+            return True
+
+    def _fixed_params(self, op: Op) -> Callable:
+        """A layer with parameters on a rank the size reaches: its parameters must keep their shape."""
+        kind, declared = registry.layer_kind(op.kind), op.in_shape
+        flat = len(declared) <= self.dim + 1
+
+        def fixed(state):
+            if flat:
+                if state[1]:
+                    raise _Refused
+                return state
+            if state[0] != declared[self.dim + 1]:
+                shape = list(declared)
+                shape[self.dim + 1] = state[0]
+                try:
+                    _, params = kind.shape(op, tuple(shape))
+                except ShapeError:
+                    raise _Refused from None
+                if params != op.params:
+                    raise _Refused
+            return state
+
+        return fixed
+
+    def _sequence(self, block: Block) -> Callable:
+        steps = [(child, self._compile(child)) for child in block.children]
+        if not any(child.inputs for child in block.children):
+            chain = [step for _, step in steps if step is not _same]
+
+            def run_chain(state):
+                for step in chain:
+                    state = step(state)
+                return state
+
+            return run_chain
+        return self._graph(block, steps)
+
+    def _graph(self, block: Block, steps) -> Callable:
+        """A sequence with `from:`: the outputs later layers read are recorded by path as they pass."""
+        sources, seen = self.sources, self.seen
+
+        def run_graph(state):
+            for child, step in steps:
+                if child.inputs:
+                    state = self._merge(child, [seen[path] for path in sources[child.path]])
+                state = step(state)
+            return state
+
+        return run_graph
+
+    def _merge(self, child: Node, states: list) -> tuple:
+        if len(states) == 1:
+            return states[0]
+        sizes = {state[0] for state in states}
+        changed = any(state[1] for state in states)
+        if len(sizes) == 1:
+            return (sizes.pop(), changed)
+        if child.merge == "mul" and len(sizes - {1}) == 1:  # broadcasting
+            return (max(sizes), changed)
+        raise _Refused
+
+    def _residual(self, block: Block) -> Callable:
+        body = self._sequence(block)
+        shortcut = self._compile(block.shortcut) if block.shortcut is not None else _same
+
+        def residual(state):
+            out, short = body(state), shortcut(state)
+            if out[0] != short[0]:
+                raise _Refused
+            return out
+
+        return residual
+
+    def _dense(self, block: Block) -> Callable:
+        steps = [self._compile(child) for child in block.children]
+
+        def dense(state):
+            for step in steps:
+                if step(state)[0] != state[0]:
+                    raise _Refused
+            return state
+
+        return dense
+
+
+def _remembered(step: Callable) -> Callable:
+    """`step` with its answers kept: after a few strides, many input sizes reach a block at the same
+    size, and a block's answer depends on nothing else (its `from:` outputs are recorded inside it)."""
+    answers: dict = {}
+
+    def remembered(state):
+        if state not in answers:
+            try:
+                answers[state] = step(state)
+            except _Refused:
+                answers[state] = None
+        if answers[state] is None:
+            raise _Refused
+        return answers[state]
+
+    return remembered
+
+
+def _sources(root: Block) -> dict[str, list[str]]:
+    """For each layer with `from:`, the paths of the layers it names (`enc.conv2` is a path inside
+    the sibling `enc`)."""
+    sources = {}
+    for block in walk(root):
+        if isinstance(block, Block):
+            siblings = {child.name: child.path for child in block.children}
+            for child in block.children:
+                if child.inputs:
+                    sources[child.path] = [source_path(siblings, name) for name in child.inputs]
+    return sources
+
+
+class _Refused(Exception):
+    pass
+
+
+def _same(state):
+    return state
