@@ -41,6 +41,49 @@ def test_check_table_golden(capsys, monkeypatch, name, update_golden):
     assert out == golden.read_text()
 
 
+@pytest.mark.parametrize(
+    "name, argv",
+    [
+        ("unet_small-markdown", ["--format", "markdown", "--depth", "1", "--columns", "input,output,macs,field,memory"]),
+        ("resnet18-batch", ["--depth", "1", "--batch", "32", "--dtype", "float16", "--input", "3x160x128"]),
+    ],
+    ids=["markdown", "batch-dtype-input"],
+)
+def test_check_options_golden(capsys, monkeypatch, name, argv, update_golden):
+    monkeypatch.chdir(ROOT)
+    status, out, err = run(capsys, "check", f"specs/{name.split('-')[0]}.yaml", *argv)
+    assert (status, err) == (0, "")
+    golden = GOLDEN / f"check-{name}.out"
+    if update_golden:
+        golden.write_text(out)
+    assert out == golden.read_text()
+
+
+def test_check_json_carries_rows_totals_and_errors(capsys, monkeypatch, tmp_path):
+    import json
+
+    from archspec import analyze, measure
+
+    monkeypatch.chdir(ROOT)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("archspec: 1\nname: bad\ninput: [3, 4, 4]\nlayers:\n  - conv: {out: 8, kernel: 7}\n")
+    status, out, err = run(capsys, "check", "--format", "json", "specs/resnet50.yaml", str(bad))
+    assert status == 1 and err == ""
+    document = json.loads(out)
+    assert (document["format"], document["version"]) == ("archspec-check", 1)
+    good, wrong = document["files"]
+    costs = measure(analyze("specs/resnet50.yaml"))
+    assert good["totals"]["macs"] == costs.macs == 4_089_238_376
+    assert good["totals"]["params"] == good["totals"]["trainable_params"] == 25_557_032
+    assert len(good["layers"]) == len(costs.layers) and good["errors"] == []
+    layer4 = next(row for row in good["layers"] if row["path"] == "layer4")
+    field = {"whole_input": False, "size": [427, 427], "jump": [32, 32], "padding": [213, 213]}
+    assert layer4["receptive_field"] == field
+    assert good["input_sizes"][0]["text"] == "any H >= 1"
+    (error,) = wrong["errors"]
+    assert (error["line"], error["column"], error["code"]) == (5, 5, "output-size")
+
+
 def test_check_several_files_reports_the_worst_status(capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     bad = tmp_path / "bad.yaml"
