@@ -58,7 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     check.add_argument("--depth", type=_positive, default=None, help="show layers nested at most this deep")
     check.add_argument(
-        "--format", choices=("table", "markdown", "json"), default="table", help="how to print (default: table)"
+        "--format",
+        choices=("table", "markdown", "json", "sarif", "github"),
+        default="table",
+        help="how to print: a table (default), markdown, json (reports and errors, docs/costs.md), or only the "
+        "errors for CI: sarif (SARIF 2.1.0, for GitHub code scanning) or github (Actions annotations)",
     )
     check.add_argument(
         "--columns",
@@ -227,7 +231,7 @@ def _check(args) -> int:
     from . import report
     from .costs import measure
 
-    worst, error_count, files = EXIT_OK, 0, []
+    worst, error_count, files, found = EXIT_OK, 0, [], []
     for path in args.specs:
         try:
             model, exc = _analyze(path, args.set, args.input)
@@ -236,12 +240,17 @@ def _check(args) -> int:
             worst = max(worst, EXIT_USAGE)
             continue
         if exc is not None:
+            found += exc.diagnostics
             if args.format == "json":
                 files.append({"file": path, "errors": [report.diagnostic_json(d) for d in exc.diagnostics]})
-            else:
+            elif args.format == "github":
+                print("\n".join(report.github(d) for d in exc.diagnostics))
+            elif args.format != "sarif":
                 _report_errors(exc, summary=False)
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
+            continue
+        if args.format in ("sarif", "github"):
             continue
         costs = measure(model, args.batch, args.dtype)
         if args.format == "json":
@@ -252,7 +261,9 @@ def _check(args) -> int:
             print()
     if args.format == "json":
         print(json.dumps(report.document(files), indent=1))
-    elif error_count:
+    elif args.format == "sarif":
+        print(json.dumps(report.sarif(found, __version__), indent=1))
+    elif error_count and args.format != "github":
         _summary(error_count)
     return worst
 

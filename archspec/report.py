@@ -181,3 +181,72 @@ def _note(at, text: str) -> dict:
 def document(files: list[dict]) -> dict:
     """The whole of `check --format json`: one entry per spec file, each a report or its errors."""
     return {"format": "archspec-check", "version": JSON_VERSION, "files": files}
+
+
+# ---------------------------------------------------------------- CI formats
+
+
+def sarif(diagnostics: list[Diagnostic], version: str) -> dict:
+    """A SARIF 2.1.0 log of `diagnostics` (GitHub code scanning reads it): one rule per error code."""
+    from .errors import CODES
+
+    rules = list(CODES)
+    results = [
+        {
+            "ruleId": str(d.code),
+            "ruleIndex": rules.index(str(d.code)),
+            "level": "error",
+            "message": {"text": d.message},
+            "locations": [_sarif_location(d.loc)] if d.loc else [],
+            "relatedLocations": [
+                {**_sarif_location(at), "id": i, "message": {"text": text}}
+                for i, (at, text) in enumerate(d.notes)
+                if at
+            ],
+        }
+        for d in diagnostics
+    ]
+    driver = {
+        "name": "archspec",
+        "version": version,
+        "rules": [
+            {"id": code, "shortDescription": {"text": text}, "defaultConfiguration": {"level": "error"}}
+            for code, text in CODES.items()
+        ],
+    }
+    return {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [{"tool": {"driver": driver}, "results": results, "columnKind": "unicodeCodePoints"}],
+    }
+
+
+def _sarif_location(loc) -> dict:
+    region = {"startLine": loc.line, "startColumn": loc.col}
+    return {"physicalLocation": {"artifactLocation": {"uri": _uri(loc.path)}, "region": region}}
+
+
+def _uri(path: str) -> str:
+    """A file URI for an absolute path; a relative path stays relative (to the repository root in CI)."""
+    from pathlib import Path
+    from urllib.parse import quote
+
+    file = Path(path)
+    return file.as_uri() if file.is_absolute() else quote(file.as_posix())
+
+
+def github(diagnostic: Diagnostic) -> str:
+    """A GitHub Actions workflow command: the error appears on the spec's line in the pull request."""
+    loc = diagnostic.loc
+    where = f"file={_property(loc.path)},line={loc.line},col={loc.col}," if loc else ""
+    notes = "".join(f"\n{at}: note: {text}" if at else f"\nnote: {text}" for at, text in diagnostic.notes)
+    title = _property(f"archspec [{diagnostic.code}]")
+    return f"::error {where}title={title}::{_data(diagnostic.message + notes)}"
+
+
+def _data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _property(text: str) -> str:
+    return _data(text).replace(":", "%3A").replace(",", "%2C")

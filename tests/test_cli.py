@@ -44,7 +44,10 @@ def test_check_table_golden(capsys, monkeypatch, name, update_golden):
 @pytest.mark.parametrize(
     "name, argv",
     [
-        ("unet_small-markdown", ["--format", "markdown", "--depth", "1", "--columns", "input,output,macs,field,memory"]),
+        (
+            "unet_small-markdown",
+            ["--format", "markdown", "--depth", "1", "--columns", "input,output,macs,field,memory"],
+        ),
         ("resnet18-batch", ["--depth", "1", "--batch", "32", "--dtype", "float16", "--input", "3x160x128"]),
     ],
     ids=["markdown", "batch-dtype-input"],
@@ -127,3 +130,42 @@ def test_the_spec_format_documents_every_kind_and_merge():
     text = (Path(__file__).resolve().parent.parent / "docs" / "spec-format.md").read_text()
     missing = [name for name in [*registry.KINDS, *registry.MERGES] if f"`{name}`" not in text]
     assert not missing, f"docs/spec-format.md does not describe: {missing}"
+
+
+BAD_SPEC = "archspec: 1\nname: bad\ninput: [3, 4, 4]\nlayers:\n  - conv: {out: 8, kernel: 7}\n  - linear: {out: 3, kernal: 2}\n"
+
+
+def test_check_github_annotations(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    Path("bad, odd:name.yaml").write_text(BAD_SPEC)
+    status, out, err = run(
+        capsys, "check", "--format", "github", "bad, odd:name.yaml", str(ROOT / "specs/resnet18.yaml")
+    )
+    assert status == 1 and err == ""
+    first, second = out.splitlines()
+    assert first.startswith("::error file=bad%2C odd%3Aname.yaml,line=5,col=5,title=archspec [output-size]::layer 0")
+    assert second.startswith("::error file=bad%2C odd%3Aname.yaml,line=6,col=22,title=archspec [unknown-field]::")
+
+
+def test_check_sarif_log(capsys, monkeypatch, tmp_path):
+    import json
+
+    from archspec.errors import CODES
+
+    monkeypatch.chdir(tmp_path)
+    Path("bad.yaml").write_text(BAD_SPEC)
+    status, out, err = run(capsys, "check", "--format", "sarif", "bad.yaml")
+    assert status == 1 and err == ""
+    log = json.loads(out)
+    assert log["version"] == "2.1.0"
+    (run_,) = log["runs"]
+    rules = run_["tool"]["driver"]["rules"]
+    assert [rule["id"] for rule in rules] == list(CODES)
+    assert all(rule["shortDescription"]["text"] for rule in rules)
+    results = run_["results"]
+    assert [r["ruleId"] for r in results] == ["output-size", "unknown-field"]
+    for result in results:
+        assert rules[result["ruleIndex"]]["id"] == result["ruleId"]
+        assert result["level"] == "error" and result["message"]["text"]
+    location = results[0]["locations"][0]["physicalLocation"]
+    assert location == {"artifactLocation": {"uri": "bad.yaml"}, "region": {"startLine": 5, "startColumn": 5}}
