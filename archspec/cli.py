@@ -226,8 +226,6 @@ def _summary(count: int) -> None:
 
 
 def _check(args) -> int:
-    import json
-
     from . import report
     from .costs import measure
 
@@ -259,10 +257,11 @@ def _check(args) -> int:
             form = report.markdown if args.format == "markdown" else report.table
             print(form(costs, path, args.depth, args.columns or report.DEFAULT_COLUMNS))
             print()
-    if args.format == "json":
-        print(json.dumps(report.document(files), indent=1))
-    elif args.format == "sarif":
-        print(json.dumps(report.sarif(found, __version__), indent=1))
+    if args.format in ("json", "sarif"):
+        import json
+
+        document = report.document(files) if args.format == "json" else report.sarif(found, __version__)
+        print(json.dumps(document, indent=1))
     elif error_count and args.format != "github":
         _summary(error_count)
     return worst

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 from . import registry
-from .inputs import Sizes, valid_sizes
+from .inputs import Sizes, Windows, valid_sizes, windows
 from .ir import Block, Model, Node, Op, source_path, walk
 from .registry import Window
 
@@ -108,7 +108,8 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
     item = DTYPE_BYTES[dtype]
-    fields, notes = receptive_fields(model)
+    known = windows(model)
+    fields, notes = receptive_fields(model, known)
     kept: dict[str, int] = {}
     _elements_kept(model.body, kept)
     layers = tuple(
@@ -142,7 +143,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
         sum(_buffer_bytes(op, item) for op in ops),
         _prod(model.input_shape) * item,
         kept[""] * item,
-        valid_sizes(model),
+        valid_sizes(model, known),
         tuple(notes),
     )
 
@@ -193,64 +194,66 @@ def _prod(shape) -> int:
 # ---------------------------------------------------------------- receptive field
 
 
-def receptive_fields(model: Model) -> tuple[dict[str, Field], list[str]]:
+def receptive_fields(model: Model, known: Windows | None = None) -> tuple[dict[str, Field], list[str]]:
     """The receptive field of every layer's output, by path, and notes on merges of unlike paths."""
     spatial = len(model.input_shape) - 1
-    start = Field((1,) * spatial, (1,) * spatial, (0,) * spatial)
-    fields: dict[str, Field] = {}
-    notes: list[str] = []
-    _field(model.body, start, fields, notes)
-    return fields, notes
+    composition = _Composition(windows(model) if known is None else known)
+    composition.field(model.body, Field((1,) * spatial, (1,) * spatial, (0,) * spatial))
+    return composition.fields, composition.notes
 
 
-def _field(node: Node, seen: Field, fields: dict, notes: list) -> Field:
-    if isinstance(node, Op):
-        out = _through(node, seen)
-    elif node.flow == "residual":
-        body = _sequence(node, seen, fields, notes)
-        short = _field(node.shortcut, seen, fields, notes) if node.shortcut is not None else seen
-        out = _widest([body, short], node.path, notes)
-    elif node.flow == "dense":
-        out = seen
-        for child in node.children:
-            out = _widest([out, _field(child, out, fields, notes)], node.path, notes)
-    else:
-        out = _sequence(node, seen, fields, notes)
-    if node.path:
-        fields[node.path] = out
-    return out
+class _Composition:
+    """One pass over the shaped IR, composing each layer's window onto the field of its input."""
 
+    def __init__(self, known: Windows):
+        self.known = known
+        self.fields: dict[str, Field] = {}
+        self.notes: list[str] = []
 
-def _sequence(block: Block, seen: Field, fields: dict, notes: list) -> Field:
-    current, siblings = seen, {child.name: child.path for child in block.children}
-    for child in block.children:
-        if child.inputs:  # `enc.conv2` is the layer at the sibling enc's path + ".conv2"
-            current = _widest([fields[source_path(siblings, name)] for name in child.inputs], child.path, notes)
-        current = _field(child, current, fields, notes)
-    return current
+    def field(self, node: Node, seen: Field) -> Field:
+        if isinstance(node, Op):
+            out = self.through(node, seen)
+        elif node.flow == "residual":
+            body = self.sequence(node, seen)
+            short = self.field(node.shortcut, seen) if node.shortcut is not None else seen
+            out = self.widest([body, short], node.path)
+        elif node.flow == "dense":
+            out = seen
+            for child in node.children:
+                out = self.widest([out, self.field(child, out)], node.path)
+        else:
+            out = self.sequence(node, seen)
+        if node.path:
+            self.fields[node.path] = out
+        return out
 
+    def sequence(self, block: Block, seen: Field) -> Field:
+        current, siblings = seen, {child.name: child.path for child in block.children}
+        for child in block.children:
+            if child.inputs:
+                current = self.widest([self.fields[source_path(siblings, name)] for name in child.inputs], child.path)
+            current = self.field(child, current)
+        return current
 
-def _widest(paths: list[Field], where: str, notes: list) -> Field:
-    if len(paths) == 1:
-        return paths[0]
-    if any(path.whole for path in paths):
-        return next(path for path in paths if path.whole)
-    if len({path.jump for path in paths}) > 1:
-        jumps = " and ".join(Field(p.size, p.jump, p.padding).describe().split("/")[-1] for p in paths)
-        notes.append(f"{where or 'the model'}: paths with different jumps ({jumps}) meet; the widest field is shown")
-    return max(paths, key=lambda path: path.size)
+    def widest(self, paths: list[Field], where: str) -> Field:
+        if len(paths) == 1:
+            return paths[0]
+        if any(path.whole for path in paths):
+            return next(path for path in paths if path.whole)
+        if len({path.jump for path in paths}) > 1:
+            jumps = " and ".join(Field(p.size, p.jump, p.padding).describe().split("/")[-1] for p in paths)
+            self.notes.append(f"{where or 'the model'}: paths with different jumps ({jumps}) meet; the widest is shown")
+        return max(paths, key=lambda path: path.size)
 
-
-def _through(op: Op, seen: Field) -> Field:
-    """The field after `op`: an op without a window (activations, norms, linear) keeps its input's."""
-    kind = registry.layer_kind(op.kind)
-    if seen.whole or kind.window is None or op.in_shape is None or op.out_shape is None:
-        return seen
-    windows = kind.window(op)
-    if any(window.whole for window in windows):
-        return Field(seen.size, seen.jump, seen.padding, whole=True)
-    dims = [_step(w, size, jump, pad, n) for w, size, jump, pad, n in zip(windows, *_unpack(seen), op.in_shape[1:])]
-    return Field(*(tuple(part) for part in zip(*dims))) if dims else seen
+    def through(self, op: Op, seen: Field) -> Field:
+        """The field after `op`: an op without a window (activations, norms, linear) keeps its input's."""
+        found = self.known.get(op.path)
+        if seen.whole or not found:
+            return seen
+        if any(window.whole for window in found):
+            return Field(seen.size, seen.jump, seen.padding, whole=True)
+        dims = [_step(w, *dim, n) for w, dim, n in zip(found, zip(seen.size, seen.jump, seen.padding), op.in_shape[1:])]
+        return Field(*(tuple(part) for part in zip(*dims)))
 
 
 def _ratio(a, b):
@@ -265,10 +268,6 @@ def _transposed_span(window: Window) -> int:
     stride, taps = window.stride, range(0, window.extent, window.dilation)
     spans = [[t for t in taps if (r - t) % stride == 0] for r in range(stride)]
     return max((hit[-1] - hit[0]) // stride for hit in spans if hit)
-
-
-def _unpack(seen: Field):
-    return seen.size, seen.jump, seen.padding
 
 
 def _step(window: Window, size: Fraction, jump: Fraction, pad: Fraction, n: int) -> tuple[Fraction, ...]:

@@ -6,9 +6,10 @@ after a flatten, a layer norm over the spatial dims): the model built at the spe
 runs on it unchanged. Each dim is varied on its own, the others at the spec's sizes.
 
 Each layer's registry `Window` says how it maps sizes, so one trial walks only the layers that
-change a size; the trials cover every size up to the spec's own plus two periods of the product
-of the strides, which is enough to see the pattern: a smallest size, then every size, every
-size of some residues mod a period, or only a bounded set (a flatten feeding a linear).
+change a size, and a block answers a size it has seen from memory. The trials go up from 1 to the
+smallest size that passes, then cover two periods (the product of the strides) from one period
+past the spec's own size, which shows the pattern that goes on: every size, the sizes of some residues mod a
+period, or none, when the sizes that pass are bounded (a flatten feeding a linear).
 """
 
 from __future__ import annotations
@@ -57,40 +58,53 @@ class Sizes:
         return f"{bound}, {name} mod {self.period} in {{{residues}}}"
 
 
-def valid_sizes(model: Model) -> tuple[Sizes, ...]:
+Windows = dict[str, tuple]  # an op's path -> its Window per spatial dim (ops without windows: absent)
+
+
+def windows(model: Model) -> Windows:
+    """Every shaped op's windows, asked of its kind once for all the analyses."""
+    found = {}
+    for op in walk(model.body):
+        if isinstance(op, Op) and op.in_shape is not None and op.out_shape is not None:
+            window = registry.layer_kind(op.kind).window
+            if window is not None:
+                found[op.path] = window(op)
+    return found
+
+
+def valid_sizes(model: Model, known: Windows | None = None) -> tuple[Sizes, ...]:
     """For each spatial dim of the input, the sizes the model accepts."""
+    known = windows(model) if known is None else known
     rank = len(model.input_shape) - 1
     names = SPATIAL_NAMES[rank]
     found: list[Sizes] = []
     for dim in range(rank):
-        twin = next((d for d in range(dim) if _alike(model, d, dim)), None)  # square kernels: H as W
-        found.append(replace(found[twin], dim=names[dim]) if twin is not None else _dim_sizes(model, dim, names[dim]))
+        twin = next((d for d in range(dim) if _alike(model, known, d, dim)), None)  # square kernels: H as W
+        if twin is not None:
+            found.append(replace(found[twin], dim=names[dim]))
+        else:
+            found.append(_dim_sizes(model, known, dim, names[dim]))
     return tuple(found)
 
 
-def _alike(model: Model, a: int, b: int) -> bool:
+def _alike(model: Model, known: Windows, a: int, b: int) -> bool:
     """Whether dims a and b see the same input size and the same windows everywhere."""
     if model.input_shape[a + 1] != model.input_shape[b + 1]:
         return False
-    for op in walk(model.body):
-        if isinstance(op, Op) and op.in_shape is not None and len(op.in_shape) > max(a, b) + 1:
-            if _window(op, a) != _window(op, b) or op.in_shape[a + 1] != op.in_shape[b + 1]:
-                return False
-    return True
+    return all(len(w) > max(a, b) and w[a] == w[b] for w in known.values())
 
 
-def _dim_sizes(model: Model, dim: int, name: str) -> Sizes:
-    trial = _Trial(model, dim)
-    declared = model.input_shape[dim + 1]
-    period = min(_period(model.body, dim), MAX_TRIAL)
-    limit = min(max(declared, period) + 2 * period + 1, MAX_TRIAL)
-    passing = [n for n in range(1, limit + 1) if trial(n)]
-    if not passing:
+def _dim_sizes(model: Model, known: Windows, dim: int, name: str) -> Sizes:
+    trial = _Trial(model, known, dim)
+    declared = min(model.input_shape[dim + 1], MAX_TRIAL)
+    period = min(_period(known, dim), MAX_TRIAL)
+    smallest = next((n for n in range(1, declared + 1) if trial(n)), None)
+    if smallest is None:
         return Sizes(name, None)
-    smallest = passing[0]
-    tail = [n for n in passing if n > limit - 2 * period]  # the last two periods tried
-    if not tail:  # nothing large passes: a bounded set, as after a flatten
-        return _bounded(name, passing)
+    far = declared + period  # past the sizes that share the spec's flattened features, if any
+    tail = [n for n in range(far, far + 2 * period) if trial(n)]
+    if not tail:  # nothing larger passes: a bounded set, as after a flatten
+        return _bounded(name, [n for n in range(smallest, far) if trial(n)])
     residues = tuple(sorted({n % period for n in tail}))
     if len(residues) == period:
         return Sizes(name, smallest)
@@ -108,32 +122,23 @@ def _bounded(name: str, passing: list[int]) -> Sizes:
     return Sizes(name, smallest, gaps, (smallest % gaps,), largest)
 
 
-def _period(node: Node, dim: int) -> int:
+def _period(known: Windows, dim: int) -> int:
     """The product of every stride and rescaling along `dim`: the sizes' pattern repeats within it."""
     period = 1
-    for op in walk(node):
-        if isinstance(op, Op) and op.in_shape is not None and len(op.in_shape) > dim + 1:
-            window = _window(op, dim)
-            if window is not None:
-                period *= max(window.stride, 1)
-                if window.scale is not None:
-                    period *= max(round(window.scale), round(1 / window.scale), 1)
+    for found in known.values():
+        if dim < len(found):
+            window = found[dim]
+            period *= max(window.stride, 1)
+            if window.scale is not None:
+                period *= max(round(window.scale), round(1 / window.scale), 1)
     return period
-
-
-def _window(op: Op, dim: int) -> registry.Window | None:
-    kind = registry.layer_kind(op.kind)
-    if kind.window is None:
-        return None
-    windows = kind.window(op)
-    return windows[dim] if dim < len(windows) else None
 
 
 class _Trial:
     """Does the model accept size n along one dim? A walk over the layers that change sizes."""
 
-    def __init__(self, model: Model, dim: int):
-        self.dim = dim
+    def __init__(self, model: Model, known: Windows, dim: int):
+        self.dim, self.known = dim, known
         self.sources = _sources(model.body)  # layer path -> the paths of the outputs its `from:` reads
         self.recorded = {path for paths in self.sources.values() for path in paths}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
@@ -174,7 +179,8 @@ class _Trial:
             return _same
         if len(op.in_shape) <= self.dim + 1:  # a flat input: the size lives on as `changed`
             return self._fixed_params(op) if op.params else _same
-        window = _window(op, self.dim)
+        found = self.known.get(op.path, ())
+        window = found[self.dim] if self.dim < len(found) else None
         if window is None:
             return self._fixed_params(op) if op.params and self._size_sets_params(op) else _same
         declared = op.in_shape[self.dim + 1]

@@ -7,8 +7,6 @@ docs/costs.md.
 
 from __future__ import annotations
 
-from fractions import Fraction
-
 from .costs import Costs, Field, Layer
 from .errors import Diagnostic
 from .shapes import fmt_shape
@@ -153,7 +151,7 @@ def _field(field: Field | None) -> dict | None:
     }
 
 
-def _number(value: Fraction) -> int | float:
+def _number(value) -> int | float:
     return value.numerator if value.denominator == 1 else float(value)
 
 

@@ -61,6 +61,9 @@ def main() -> None:
         subprocess.run(["git", "worktree", "add", "-q", "--detach", str(other), args.rev], cwd=ROOT, check=True)
         try:
             env = dict(os.environ, PYTHONPYCACHEPREFIX=str(Path(scratch) / "pyc"))  # as after an install
+            # A cache prefix hides the installed .pyc files: with bytecode writing off (some
+            # environments set this), every run would compile every module, the stdlib's too.
+            env.pop("PYTHONDONTWRITEBYTECODE", None)
             python = os.path.realpath(sys.executable)  # not a wrapper script: valgrind follows no children
             check = [python, "-m", "archspec", "check", args.spec]  # -m: the cwd's package first
             commands = {
