@@ -110,8 +110,10 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     item = DTYPE_BYTES[dtype]
     known = windows(model)
     fields, notes = receptive_fields(model, known)
-    kept: dict[str, int] = {}
-    _elements_kept(model.body, kept)
+    memory = _Memory(item)
+    memory.visit(model.body, _Tensor(_prod(model.input_shape), "input"))  # the input is counted apart
+    kept = memory.kept_bytes()
+    totals = _totals_by_block(model.body, kept)
     layers = tuple(
         Layer(
             node.path,
@@ -122,7 +124,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
             node.params,
             node.params,  # a spec has no frozen layers: every parameter trains
             node.macs,
-            kept[node.path] * item,
+            totals[node.path],
             fields.get(node.path),
         )
         for node in walk(model.body)
@@ -142,7 +144,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
         model.body.params * item,
         sum(_buffer_bytes(op, item) for op in ops),
         _prod(model.input_shape) * item,
-        kept[""] * item,
+        totals[""],
         valid_sizes(model, known),
         tuple(notes),
     )
@@ -151,30 +153,120 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
 # ---------------------------------------------------------------- memory
 
 
-_VIEWS = {"flatten", "identity"}  # their output is their input's memory
+class _Tensor:
+    """A tensor a forward pass makes: its elements per sample, and whether a backward keeps it."""
+
+    __slots__ = ("elements", "kept", "owner")
+
+    def __init__(self, elements: int, owner: str):
+        self.elements, self.kept, self.owner = elements, False, owner
 
 
-def _elements_kept(node: Node, kept: dict[str, int]) -> int:
-    """Elements of the tensors a node's forward makes, per sample, stored by path in `kept` for it and
-    everything inside: every layer's output (a view makes none), every merge's (a residual add, a
-    dense block's concatenations, a `from:` of several)."""
-    if isinstance(node, Op):
-        total = 0 if node.out_shape is None or node.kind in _VIEWS else _prod(node.out_shape) + _merged(node)
-    else:
-        total = sum(_elements_kept(child, kept) for child in node.children) + _merged(node)
-        if node.shortcut is not None:
-            total += _elements_kept(node.shortcut, kept)
-        if node.flow == "residual" and node.out_shape is not None:
-            total += _prod(node.out_shape) * (2 if node.activation not in (None, "identity") else 1)
-        if node.flow == "dense":  # each layer reads the concatenation of the block's input and what came before
-            total += sum(_prod(child.in_shape) for child in node.children[1:] if child.in_shape)
-            total += _prod(node.out_shape) if node.out_shape else 0
-    kept[node.path] = total
-    return total
+class _Memory:
+    """Which tensors a training step keeps until its backward, walked over the shaped IR: a tensor
+    is kept when its maker's backward needs it (ReLU keeps its output) or one of its readers' does
+    (a convolution or a norm keeps its input). Max pooling also keeps int64 indices, dropout a
+    byte mask. Elements kept are charged to the layer that made the tensor."""
+
+    def __init__(self, item: int):
+        self.item = item
+        self.tensors: list[_Tensor] = []
+        self.extra: dict[str, int] = {}  # path -> bytes of indices and masks
+        self.made: dict[str, _Tensor] = {}  # path -> the tensor it output
+        self.largest = 0  # elements of the largest tensor made: a backward holds gradients of that size
+
+    def new(self, elements: int, owner: str) -> _Tensor:
+        tensor = _Tensor(elements, owner)
+        self.tensors.append(tensor)
+        self.largest = max(self.largest, elements)
+        return tensor
+
+    def visit(self, node: Node, x: _Tensor) -> _Tensor:
+        if isinstance(node, Op):
+            out = self.op(node, x)
+        elif node.flow == "residual":
+            out = self.residual(node, x)
+        elif node.flow == "dense":
+            out = self.dense(node, x)
+        else:
+            out = self.sequence(node, x)
+        self.made[node.path] = out  # a later `from:` may read it, from inside a group too
+        return out
+
+    def op(self, op: Op, x: _Tensor) -> _Tensor:
+        if op.out_shape is None:
+            return x
+        saves = registry.layer_kind(op.kind).saves
+        if "view" in saves:
+            return x
+        out = self.new(_prod(op.out_shape), op.path)
+        x.kept |= "input" in saves
+        out.kept |= "output" in saves
+        size = _prod(op.out_shape)
+        extra = (INT64_BYTES * size if "indices" in saves else 0) + (size if "mask" in saves else 0)
+        if extra:
+            self.extra[op.path] = self.extra.get(op.path, 0) + extra
+        return out
+
+    def sequence(self, block: Block, x: _Tensor) -> _Tensor:
+        siblings = {child.name: child.path for child in block.children}
+        current = x
+        for child in block.children:
+            if child.inputs:
+                current = self.merge(child, [self.made[source_path(siblings, name)] for name in child.inputs])
+            current = self.visit(child, current)
+        return current
+
+    def merge(self, node: Node, sources: list[_Tensor]) -> _Tensor:
+        if len(sources) == 1:
+            return sources[0]
+        if node.merge == "mul":  # each factor is the other's gradient
+            for source in sources:
+                source.kept = True
+        return self.new(_prod(node.in_shape) if node.in_shape else 0, node.path)
+
+    def residual(self, block: Block, x: _Tensor) -> _Tensor:
+        body = self.sequence(block, x)
+        if block.shortcut is not None:
+            self.visit(block.shortcut, x)
+        if block.out_shape is None:
+            return body
+        total = self.new(_prod(block.out_shape), block.path)  # the add keeps nothing itself
+        if block.activation in (None, "identity"):
+            return total
+        saves = registry.layer_kind(block.activation).saves if block.activation in registry.KINDS else ("input",)
+        out = self.new(_prod(block.out_shape), block.path)
+        total.kept |= "input" in saves
+        out.kept |= "output" in saves
+        return out
+
+    def dense(self, block: Block, x: _Tensor) -> _Tensor:
+        current = x
+        for i, child in enumerate(block.children):
+            if i and child.in_shape:  # each layer reads the concatenation of all before it
+                current = self.new(_prod(child.in_shape), block.path)
+            self.visit(child, current)
+        return self.new(_prod(block.out_shape), block.path) if block.out_shape else current
+
+    def kept_bytes(self) -> dict[str, int]:
+        """Bytes kept per path of the layer (or block, for what its flow makes) that made them."""
+        kept = dict(self.extra)
+        for tensor in self.tensors:
+            if tensor.kept:
+                kept[tensor.owner] = kept.get(tensor.owner, 0) + tensor.elements * self.item
+        return kept
 
 
-def _merged(node: Node) -> int:
-    return _prod(node.in_shape) if len(node.inputs) > 1 and node.in_shape else 0
+def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | None = None) -> dict[str, int]:
+    """Bytes kept per node path, a block's including everything inside it."""
+    totals = {} if totals is None else totals
+    total = kept.get(node.path, 0)
+    if isinstance(node, Block):
+        for child in (*node.children, *((node.shortcut,) if node.shortcut is not None else ())):
+            _totals_by_block(child, kept, totals)
+            total += totals[child.path]
+    totals[node.path] = total
+    return totals
 
 
 def _buffer_bytes(op: Op, item: int) -> int:

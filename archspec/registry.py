@@ -52,6 +52,10 @@ class LayerKind:
     macs: Callable | None = None  # (shaped op) -> multiply-adds per sample; None: its parameter count (costs.py)
     window: Callable | None = None  # (shaped op) -> one Window per spatial dim; None: it works position by position
     buffers: Callable | None = None  # (shaped op) -> ((element count, "float" or "int64"), ...): its buffers
+    # What its backward keeps from a training step's forward: "input", "output", "indices" (int64,
+    # one per output element: max pooling), "mask" (a byte per output element: dropout). ("view",):
+    # its output is its input's memory (flatten). Memory estimates read it (costs.py).
+    saves: tuple[str, ...] = ("input",)
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind

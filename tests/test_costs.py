@@ -250,3 +250,13 @@ def test_valid_sizes_of_random_specs_agree_with_torch(source):
             shape = list(declared.input_shape)
             shape[dim + 1] = n
             assert sizes.accepts(n) == _runs_in_torch(module, tuple(shape)), (sizes, n)
+
+
+def test_training_memory_estimate_is_within_ten_percent_of_a_measured_step():
+    """benchmarks/peak_memory_reference.json: torchvision's models stepped on the CPU, peak RSS growth
+    over the process that already held weights, buffers and input (benchmarks/measure_peak_memory.py)."""
+    measured = json.loads((ROOT / "benchmarks" / "peak_memory_reference.json").read_text())["rows"]
+    for row in measured:
+        costs = measure(analyze(ROOT / "specs" / f"{row['model']}.yaml"), batch=row["batch"])
+        growth = costs.peak_training_bytes - costs.param_bytes - costs.buffer_bytes - costs.batch * costs.input_bytes
+        assert 0.9 < growth / row["peak_bytes_over_baseline"] < 1.1, row

@@ -21,13 +21,20 @@ class GELU(Layer):
 
 
 def activation(
-    name: str, module: str, function: str, doc: str, fields=None, arguments=lambda args: ((), {}), defaults=None
+    name: str,
+    module: str,
+    function: str,
+    doc: str,
+    fields=None,
+    arguments=lambda args: ((), {}),
+    defaults=None,
+    saves=("input",),
 ) -> None:
     """Register the layer `name` (torch's `module`) and the residual activation applying `function`.
 
     `arguments` maps the layer's fields to the module's (positional, keyword) arguments; PyTorch's
     `defaults` are left out of emitted calls. A kind without fields is emitted as `function(x)`
-    where it is unnamed.
+    where it is unnamed. `saves`: what its backward keeps (see registry.LayerKind).
     """
 
     def build(op):
@@ -35,13 +42,13 @@ def activation(
         return call(module, *args, defaults=defaults, **kwargs)
 
     functional = f"{function}({{x}})" if fields is None else None
-    register(LayerKind(name, doc, fields, same_shape, build, functional=functional))
+    register(LayerKind(name, doc, fields, same_shape, build, functional=functional, saves=saves))
     register(Activation(name, function))
 
 
-activation("relu", "nn.ReLU", "torch.relu", "max(x, 0)")
-activation("sigmoid", "nn.Sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))")
-activation("tanh", "nn.Tanh", "torch.tanh", "hyperbolic tangent")
+activation("relu", "nn.ReLU", "torch.relu", "max(x, 0)", saves=("output",))
+activation("sigmoid", "nn.Sigmoid", "torch.sigmoid", "1 / (1 + exp(-x))", saves=("output",))
+activation("tanh", "nn.Tanh", "torch.tanh", "hyperbolic tangent", saves=("output",))
 activation("silu", "nn.SiLU", "F.silu", "x * sigmoid(x) (swish)")
 activation("hardswish", "nn.Hardswish", "F.hardswish", "x * relu6(x + 3) / 6 (MobileNetV3)")
 activation(

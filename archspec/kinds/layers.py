@@ -353,6 +353,7 @@ register(
         _normalize_shape,
         lambda op: call("Normalize", list(op.args["mean"]), list(op.args["std"]), len(op.in_shape)),
         buffers=lambda op: ((2 * op.in_shape[0], "float"),),
+        saves=(),
         module=_normalize_module,
         template="normalize.py.jinja",
     )
@@ -466,6 +467,7 @@ register(
         _maxpool_call,
         stride=pool_stride,
         window=_pool_window,
+        saves=("input", "indices"),
     )
 )
 register(
@@ -477,6 +479,7 @@ register(
         _avgpool_call,
         stride=pool_stride,
         window=_pool_window,
+        saves=(),
     )
 )
 
@@ -503,6 +506,7 @@ for _name, _module, _what in (
             _adaptive_shape,
             lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"]),
             window=lambda op: tuple(Window(size=size) for size in op.out_shape[1:]),
+            saves=("input", "indices") if _what == "max" else (),
         )
     )
 
@@ -515,6 +519,7 @@ register(
         lambda op: call(f"nn.AdaptiveAvgPool{dims(op)}d", 1),
         functional="F.adaptive_avg_pool{n}d({x}, 1)",
         window=lambda op: (Window(size=1, whole=True),) * dims(op),
+        saves=(),
     )
 )
 
@@ -597,6 +602,7 @@ register(
         _upsample_shape,
         _upsample_call,
         window=_upsample_window,
+        saves=(),
     )
 )
 
@@ -617,6 +623,7 @@ register(
         Dropout,
         same_shape,
         lambda op: call("nn.Dropout", op.args["p"]),
+        saves=("mask",),
     )
 )
 
@@ -634,9 +641,12 @@ register(
         lambda op: Call("nn.Flatten"),
         functional="torch.flatten({x}, 1)",
         window=lambda op: (Window(whole=True),) * (len(op.in_shape) - 1),
+        saves=("view",),
     )
 )
-register(LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity")))
+register(
+    LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity"), saves=("view",))
+)
 
 
 class Linear(Layer):
@@ -688,5 +698,6 @@ register(
         Softmax,
         _softmax_shape,
         lambda op: call("nn.Softmax", dim=op.args["dim"]),
+        saves=("output",),
     )
 )
