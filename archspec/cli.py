@@ -274,9 +274,29 @@ def _diagram(args) -> int:
     if exc is not None:
         _report_errors(exc)
         return EXIT_SPEC
-    draw = diagram.dot if args.format == "dot" else diagram.mermaid
-    sys.stdout.write(draw(model, args.depth) + "\n")
+    if args.format == "dot":
+        sys.stdout.write(diagram.dot(model, args.depth) + "\n")
+        return EXIT_OK
+    edges = len(diagram.draw(model, args.depth).edges)
+    if edges > MERMAID_MAX_EDGES:
+        print(
+            f"archspec: warning: {edges} edges; Mermaid renders at most {MERMAID_MAX_EDGES} by default (GitHub "
+            f"refuses larger charts): try --depth {_depth_within(diagram, model)} or --format dot",
+            file=sys.stderr,
+        )
+    sys.stdout.write(diagram.mermaid(model, args.depth) + "\n")
     return EXIT_OK
+
+
+MERMAID_MAX_EDGES = 500  # Mermaid's default maxEdges
+
+
+def _depth_within(diagram, model) -> int:
+    """The largest depth whose chart Mermaid renders with its default limits (at least 1)."""
+    depth = 1
+    while depth < 16 and len(diagram.draw(model, depth + 1).edges) <= MERMAID_MAX_EDGES:
+        depth += 1
+    return depth
 
 
 def _kinds(args) -> int:

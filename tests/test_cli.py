@@ -132,7 +132,10 @@ def test_the_spec_format_documents_every_kind_and_merge():
     assert not missing, f"docs/spec-format.md does not describe: {missing}"
 
 
-BAD_SPEC = "archspec: 1\nname: bad\ninput: [3, 4, 4]\nlayers:\n  - conv: {out: 8, kernel: 7}\n  - linear: {out: 3, kernal: 2}\n"
+BAD_SPEC = (
+    "archspec: 1\nname: bad\ninput: [3, 4, 4]\nlayers:\n"
+    "  - conv: {out: 8, kernel: 7}\n  - linear: {out: 3, kernal: 2}\n"
+)
 
 
 def test_check_github_annotations(capsys, monkeypatch, tmp_path):
@@ -169,3 +172,26 @@ def test_check_sarif_log(capsys, monkeypatch, tmp_path):
         assert result["level"] == "error" and result["message"]["text"]
     location = results[0]["locations"][0]["physicalLocation"]
     assert location == {"artifactLocation": {"uri": "bad.yaml"}, "region": {"startLine": 5, "startColumn": 5}}
+
+
+def test_diagram_command(capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    status, out, err = run(capsys, "diagram", "specs/unet_small.yaml", "--depth", "1")
+    assert (status, err) == (0, "") and out.startswith("flowchart TD\n")
+    assert "encoder.enc2 (B, 32, 16, 16)" in out  # a skip edge out of the closed encoder
+    status, out, err = run(capsys, "diagram", "specs/unet_small.yaml", "--format", "dot")
+    assert (status, err) == (0, "") and out.startswith('digraph "unet_small" {')
+    status, out, err = run(capsys, "diagram", "specs/densenet161.yaml")
+    assert status == 0 and "warning: 646 edges" in err and "try --depth 3" in err
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BAD_SPEC)
+    status, out, err = run(capsys, "diagram", str(bad))
+    assert status == 1 and out == "" and "[output-size]" in err
+
+
+def test_diagram_does_not_import_torch():
+    code = (
+        "import sys; from archspec.cli import main; main(['diagram', 'specs/unet.yaml']); print('torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.splitlines()[-1] == "False"
