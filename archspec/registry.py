@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
 
@@ -61,8 +61,7 @@ class LayerKind:
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
 
 
-@dataclass(frozen=True)
-class Window:
+class Window(NamedTuple):
     """How a layer maps positions along one spatial dim, for receptive fields and valid input sizes.
 
     A sliding window (conv, pooling): out = floor((in + pad_total - extent) / stride) + 1, rounded up
@@ -72,6 +71,7 @@ class Window:
     interpolation `extent` (1 nearest, 2 linear, 4 cubic). `size`: out = size whatever the input
     (adaptive pooling, resizing to a size); `size` 0 with `whole`: a flatten, after which one output
     sees every input position.
+    A NamedTuple: the analyses make one per layer and dim, and a frozen dataclass is slow to make.
     """
 
     extent: int = 1
