@@ -17,7 +17,8 @@ EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)  # exits 2 on a bad flag
+    argv = sys.argv[1:] if argv is None else argv
+    args = _parser(argv).parse_args(argv)  # exits 2 on a bad flag
     # The collector would walk every object pydantic makes building its models, and every node of a
     # large spec, again and again, to find almost no cycles: 5% of a `check`. A command is short.
     collecting = gc.isenabled()
@@ -39,21 +40,37 @@ def main(argv: list[str] | None = None) -> int:
             gc.enable()
 
 
-def _parser() -> argparse.ArgumentParser:
+COMMANDS = {  # name: one line of help
+    "check": "check specs statically; print every layer's shape, params, MACs and receptive field (no torch)",
+    "build": "compile a spec into a PyTorch module and run it once",
+    "diagram": "print the model as a Mermaid flowchart or Graphviz DOT (no torch)",
+    "kinds": "list every layer kind, block, activation and merge (plugins too)",
+}
+
+
+def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the command `argv` names gets its options (argparse is a tenth of a quick
+    `check` otherwise). Without argv (or with no command in it), every command gets them."""
     parser = argparse.ArgumentParser(
         prog="archspec", description="Check and compile neural-network architecture specs."
     )
     parser.add_argument("--version", action="version", version=f"archspec {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
+    named = next((word for word in (argv or ()) if not word.startswith("-")), None)
+    for name, text in COMMANDS.items():
+        command = commands.add_parser(name, help=text)
+        if named not in COMMANDS or named == name:
+            _OPTIONS[name](command)
+    return parser
 
-    check = commands.add_parser(
-        "check",
-        help="check specs statically; print every layer's shape, params, MACs and receptive field (no torch)",
-        description="Check specs statically and print each layer's shape, parameters, multiply-adds (MACs) and "
+
+def _check_options(check) -> None:
+    check.description = (
+        "Check specs statically and print each layer's shape, parameters, multiply-adds (MACs) and "
         "receptive field, with totals and memory. MACs follow torchinfo's convention (its 'Total mult-adds'): "
         "a convolution counts out_elements x (in_channels/groups x kernel volume + 1 with bias); every other "
         "layer with parameters counts its parameter count once per sample; parameter-free layers count 0. "
-        "FLOPs are reported as 2 x MACs. See docs/costs.md.",
+        "FLOPs are reported as 2 x MACs. See docs/costs.md."
     )
     check.add_argument("specs", nargs="+", metavar="SPEC", help="spec files (.yaml)")
     check.add_argument("--depth", type=_positive, default=None, help="show layers nested at most this deep")
@@ -81,7 +98,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_option(check)
     check.set_defaults(run=_check)
 
-    build = commands.add_parser("build", help="compile a spec into a PyTorch module and run it once")
+
+def _build_options(build) -> None:
     build.add_argument("spec", metavar="SPEC")
     build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
     build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
@@ -90,7 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_option(build)
     build.set_defaults(run=_build)
 
-    diagram = commands.add_parser("diagram", help="print the model as a Mermaid flowchart or Graphviz DOT (no torch)")
+
+def _diagram_options(diagram) -> None:
     diagram.add_argument("spec", metavar="SPEC")
     diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
     diagram.add_argument("--depth", type=_positive, default=None, help="open blocks at most this deep")
@@ -98,10 +117,13 @@ def _parser() -> argparse.ArgumentParser:
     _add_set_option(diagram)
     diagram.set_defaults(run=_diagram)
 
-    kinds = commands.add_parser("kinds", help="list every layer kind, block, activation and merge (plugins too)")
+
+def _kinds_options(kinds) -> None:
     kinds.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import this plugin first")
     kinds.set_defaults(run=_kinds)
-    return parser
+
+
+_OPTIONS = {"check": _check_options, "build": _build_options, "diagram": _diagram_options, "kinds": _kinds_options}
 
 
 def _positive(text: str) -> int:
@@ -248,8 +270,8 @@ def _check(args) -> int:
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
             continue
-        if args.format in ("sarif", "github"):
-            continue
+        if args.format in ("sarif", "github") or (args.quiet and args.format != "json"):
+            continue  # errors only: no costs to compute
         costs = measure(model, args.batch, args.dtype)
         if args.format == "json":
             files.append({**report.as_json(costs, path, args.depth), "errors": []})

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from fractions import Fraction
+from typing import NamedTuple
 
 from . import registry
 from .inputs import Sizes, Windows, valid_sizes, windows
@@ -55,9 +56,9 @@ def _number(value: Fraction) -> str:
     return str(value.numerator) if value.denominator == 1 else f"{float(value):.3g}"
 
 
-@dataclass(frozen=True)
-class Layer:
-    """One row of the cost table: a layer or block, by its state_dict path."""
+class Layer(NamedTuple):
+    """One row of the cost table: a layer or block, by its state_dict path. (A NamedTuple: a check
+    makes one per layer, and a frozen dataclass is several times slower to make.)"""
 
     path: str
     kind: str

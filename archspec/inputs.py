@@ -7,7 +7,7 @@ runs on it unchanged. Each dim is varied on its own, the others at the spec's si
 
 Each layer's registry `Window` says how it maps sizes, so one trial walks only the layers that
 change a size, and a block answers a size it has seen from memory. The trials go up from 1 to the
-smallest size that passes, then cover two periods (the product of the strides) from one period
+smallest size that passes, then cover one period (the product of the strides) from one period
 past the spec's own size, which shows the pattern that goes on: every size, the sizes of some residues mod a
 period, or none, when the sizes that pass are bounded (a flatten feeding a linear).
 """
@@ -102,7 +102,7 @@ def _dim_sizes(model: Model, known: Windows, dim: int, name: str) -> Sizes:
     if smallest is None:
         return Sizes(name, None)
     far = declared + period  # past the sizes that share the spec's flattened features, if any
-    tail = [n for n in range(far, far + 2 * period) if trial(n)]
+    tail = [n for n in range(far, far + period) if trial(n)]
     if not tail:  # nothing larger passes: a bounded set, as after a flatten
         return _bounded(name, [n for n in range(smallest, far) if trial(n)])
     residues = tuple(sorted({n % period for n in tail}))

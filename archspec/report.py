@@ -7,17 +7,37 @@ docs/costs.md.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from .costs import Costs, Field, Layer
 from .errors import Diagnostic
 from .shapes import fmt_shape
 
 JSON_VERSION = 1
+
+
+_shape_text = lru_cache(maxsize=4096)(fmt_shape)  # a network repeats few shapes many times
+
+
+def _field_cell(row: Layer, described: dict = {}) -> str:  # noqa: B006  (a cache)
+    # Layers without a window share their input's Field object: describe each object once.
+    field = row.field
+    if field is None:
+        return "-"
+    key = id(field)
+    if key not in described or described[key][0] is not field:
+        if len(described) > 4096:
+            described.clear()
+        described[key] = (field, field.describe())
+    return described[key][1]
+
+
 COLUMNS = {  # name: (heading, right-aligned, the cell of a row)
-    "input": ("input", False, lambda row: fmt_shape(row.in_shape)),
-    "output": ("output", False, lambda row: fmt_shape(row.out_shape)),
+    "input": ("input", False, lambda row: _shape_text(row.in_shape)),
+    "output": ("output", False, lambda row: _shape_text(row.out_shape)),
     "params": ("params", True, lambda row: f"{row.params:,}"),
     "macs": ("MACs", True, lambda row: f"{row.macs:,}"),
-    "field": ("receptive field", False, lambda row: row.field.describe() if row.field else "-"),
+    "field": ("receptive field", False, _field_cell),
     "memory": ("activations", True, lambda row: _bytes(row.activation_bytes)),
 }
 DEFAULT_COLUMNS = ("output", "params", "macs", "field")
