@@ -1,4 +1,4 @@
-"""The model zoo: torchvision's ResNets and DenseNets, key for key and output for output.
+"""The model zoo: torchvision's ResNets, DenseNets and VGG-16, key for key and output for output.
 
 tests/data holds torchvision's state_dict manifests and its outputs on deterministic weights
 (tests/reference_weights.py), recorded by tests/data/make_torchvision_reference.py; torchvision
@@ -21,11 +21,11 @@ from reference_weights import fill, reference_input
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
 ZOO = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "densenet121", "densenet161", "densenet169", "densenet201"]  # fmt: skip
+       "densenet121", "densenet161", "densenet169", "densenet201", "vgg16"]  # fmt: skip
 PARAMETERS = {
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
     "resnet152": 60_192_808, "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480,
-    "densenet201": 20_013_928,
+    "densenet201": 20_013_928, "vgg16": 138_357_544,
 }  # fmt: skip
 
 

@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE.parent))
 from reference_weights import fill, reference_input  # noqa: E402
 
 MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-          "densenet121", "densenet161", "densenet169", "densenet201"]  # fmt: skip
+          "densenet121", "densenet161", "densenet169", "densenet201", "vgg16"]  # fmt: skip
 
 
 def main() -> None:
