@@ -345,6 +345,8 @@ def _build(args) -> int:
         raise UsageError("--weights goes with a live build, not --emit-python")
     if args.output:
         _check_writable(Path(args.output))
+    if args.weights and not Path(args.weights).is_file():
+        raise UsageError(f"no such weights file: {args.weights}")
     model, exc = _analyze(args.spec, args.set, args.input)
     if exc is not None:
         _report_errors(exc)

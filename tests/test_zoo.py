@@ -102,5 +102,5 @@ def test_build_with_weights_on_the_command_line(tmp_path, capsys):
     torch.save(fill(compile_spec(spec_path("densenet121")).state_dict()), weights)
     assert main(["build", str(spec_path("densenet121")), "--weights", str(weights)]) == 0
     assert f"weights from {weights}" in capsys.readouterr().out
-    assert main(["build", str(spec_path("densenet121")), "--weights", str(tmp_path / "none.pt")]) == 1
+    assert main(["build", str(spec_path("densenet121")), "--weights", str(tmp_path / "none.pt")]) == 2  # usage
     assert "no such weights file" in capsys.readouterr().err
