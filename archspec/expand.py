@@ -327,6 +327,10 @@ class _Expander:
             raise UsageError(
                 f'no var named "{unknown[0]}" to override{did_you_mean(unknown[0], var_parts)} (known vars: {known})'
             )
+        for name, value in overrides.items():
+            declared = var_parts[name].value
+            if isinstance(declared, list) != isinstance(value, list):
+                raise UsageError(_override_mismatch(name, declared, value))
         values: dict[str, Any] = {}
         pending: list[str] = []
 
@@ -614,6 +618,17 @@ class _LazyScope:
 
 
 _REQUIRED = object()
+
+
+def _override_mismatch(name: str, declared, value) -> str:
+    """Why `--set name=value` does not fit the spec's var: a list for a number or the reverse."""
+    if isinstance(declared, list):
+        example = ", ".join([str(value)] * len(declared))
+        return (
+            f"--set {name}={value}: {name} is a list of {len(declared)} in the spec; "
+            f'give a list, e.g. --set "{name}=[{example}]"'
+        )
+    return f"--set {name}: {name} is a single value in the spec, not a list"
 
 
 def _is_identifier(name) -> bool:
