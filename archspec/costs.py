@@ -15,6 +15,7 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
@@ -112,7 +113,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     known = windows(model)
     fields, notes = receptive_fields(model, known)
     memory = _Memory(item)
-    memory.visit(model.body, _Tensor(_prod(model.input_shape), "input"))  # the input is counted apart
+    memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
     layers = tuple(
@@ -144,7 +145,7 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
         model.body.macs,
         model.body.params * item,
         sum(_buffer_bytes(op, item) for op in ops),
-        _prod(model.input_shape) * item,
+        math.prod(model.input_shape) * item,
         totals[""],
         valid_sizes(model, known),
         tuple(notes),
@@ -174,12 +175,10 @@ class _Memory:
         self.tensors: list[_Tensor] = []
         self.extra: dict[str, int] = {}  # path -> bytes of indices and masks
         self.made: dict[str, _Tensor] = {}  # path -> the tensor it output
-        self.largest = 0  # elements of the largest tensor made: a backward holds gradients of that size
 
     def new(self, elements: int, owner: str) -> _Tensor:
         tensor = _Tensor(elements, owner)
         self.tensors.append(tensor)
-        self.largest = max(self.largest, elements)
         return tensor
 
     def visit(self, node: Node, x: _Tensor) -> _Tensor:
@@ -200,10 +199,10 @@ class _Memory:
         saves = registry.layer_kind(op.kind).saves
         if "view" in saves:
             return x
-        out = self.new(_prod(op.out_shape), op.path)
+        out = self.new(math.prod(op.out_shape), op.path)
         x.kept |= "input" in saves
         out.kept |= "output" in saves
-        size = _prod(op.out_shape)
+        size = math.prod(op.out_shape)
         extra = (INT64_BYTES * size if "indices" in saves else 0) + (size if "mask" in saves else 0)
         if extra:
             self.extra[op.path] = self.extra.get(op.path, 0) + extra
@@ -224,7 +223,7 @@ class _Memory:
         if node.merge == "mul":  # each factor is the other's gradient
             for source in sources:
                 source.kept = True
-        return self.new(_prod(node.in_shape) if node.in_shape else 0, node.path)
+        return self.new(math.prod(node.in_shape) if node.in_shape else 0, node.path)
 
     def residual(self, block: Block, x: _Tensor) -> _Tensor:
         body = self.sequence(block, x)
@@ -232,11 +231,11 @@ class _Memory:
             self.visit(block.shortcut, x)
         if block.out_shape is None:
             return body
-        total = self.new(_prod(block.out_shape), block.path)  # the add keeps nothing itself
+        total = self.new(math.prod(block.out_shape), block.path)  # the add keeps nothing itself
         if block.activation in (None, "identity"):
             return total
         saves = registry.layer_kind(block.activation).saves if block.activation in registry.KINDS else ("input",)
-        out = self.new(_prod(block.out_shape), block.path)
+        out = self.new(math.prod(block.out_shape), block.path)
         total.kept |= "input" in saves
         out.kept |= "output" in saves
         return out
@@ -245,9 +244,9 @@ class _Memory:
         current = x
         for i, child in enumerate(block.children):
             if i and child.in_shape:  # each layer reads the concatenation of all before it
-                current = self.new(_prod(child.in_shape), block.path)
+                current = self.new(math.prod(child.in_shape), block.path)
             self.visit(child, current)
-        return self.new(_prod(block.out_shape), block.path) if block.out_shape else current
+        return self.new(math.prod(block.out_shape), block.path) if block.out_shape else current
 
     def kept_bytes(self) -> dict[str, int]:
         """Bytes kept per path of the layer (or block, for what its flow makes) that made them."""
@@ -275,13 +274,6 @@ def _buffer_bytes(op: Op, item: int) -> int:
     if kind.buffers is None or op.in_shape is None:
         return 0
     return sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in kind.buffers(op))
-
-
-def _prod(shape) -> int:
-    total = 1
-    for size in shape:
-        total *= size
-    return total
 
 
 # ---------------------------------------------------------------- receptive field
