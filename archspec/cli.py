@@ -357,7 +357,11 @@ def _build(args) -> int:
         except SpecError as exc:  # a kind the emitter cannot write
             _report_errors(exc)
             return EXIT_SPEC
-    import torch
+    import warnings
+
+    with warnings.catch_warnings():  # torch's "Failed to initialize NumPy" where numpy is absent: not needed here
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+        import torch
 
     from .shapes import fmt_shape
     from .torch_builder import build_model
