@@ -423,6 +423,14 @@ class _Expander:
                     where,
                     key=True,
                 )
+            elif spec is None:  # `params: {out}`: YAML reads a bare key as null
+                self.error(
+                    f'parameter "{name}" of block {block} needs a type ({", ".join(PARAM_TYPES)}) or a default value',
+                    BAD_BLOCK,
+                    where,
+                    key=True,
+                )
+                result[name] = (None, _REQUIRED, where)  # so its uses are not blamed as well
             elif isinstance(spec, str) and spec in PARAM_TYPES:
                 result[name] = (PARAM_TYPES[spec], _REQUIRED, where)
             elif isinstance(spec, dict) and spec.get("type") in PARAM_TYPES and set(spec) <= {"type", "default"}:
@@ -586,6 +594,16 @@ class _Expander:
                 self.error(f"override of {target} is a mapping of fields to change", BAD_OVERRIDE, where)
                 continue
             layer, path = named[target]
+            if path in self.block_uses:  # its fields are the block's layers now, not the arguments written
+                inner = [name for name in named if name.startswith(f"{target}.")][:3]
+                self.error(
+                    f"override: {target} is a use of block {self.block_uses[path]}, already made into its layers; "
+                    f"override those ({', '.join(inner) or 'none named'}), or give the block's arguments through vars",
+                    BAD_OVERRIDE,
+                    where,
+                    key=True,
+                )
+                continue
             for key, value in changes.items():
                 self.origins[path + (layer["kind"], key)] = Origin(where.doc, where.ypath + (key,))
                 layer[key] = self.values(value, where, (key,), scope)
