@@ -7,3 +7,27 @@ import pytest
 def update_golden() -> bool:
     """ARCHSPEC_UPDATE_GOLDEN=1 rewrites golden files instead of comparing with them."""
     return os.environ.get("ARCHSPEC_UPDATE_GOLDEN") == "1"
+
+
+# The quick loop (`pytest -m "not slow"`) runs every test, but each parametrized over the zoo only on
+# its small networks; these large ones (and the tests below) run in the full suite, as CI does.
+LARGE_NETWORKS = (
+    *("resnet34", "resnet50", "resnet101", "resnet152"),
+    *("densenet121", "densenet161", "densenet169", "densenet201"),
+    *("vgg16", "unet]"),  # "unet]": not unet_small
+)
+SLOW_TESTS = {
+    "test_installed_wheel_can_emit",  # builds and installs a wheel
+    "test_emitted_module_compiles_with_torch_compile",  # torch.compile
+    "test_running_the_file_prints_the_output_shape",  # a Python process per spec
+    "test_static_shapes_agree_with_torch",  # hypothesis, a forward per example
+    "test_compiled_module_output_matches_static_shape",
+    "test_random_specs_emit_the_live_module",
+}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        large = "[" in item.nodeid and any(name in item.nodeid.split("[", 1)[1] for name in LARGE_NETWORKS)
+        if large or item.originalname in SLOW_TESTS:
+            item.add_marker(pytest.mark.slow)
