@@ -141,6 +141,8 @@ class _Trial:
         self.dim, self.known = dim, known
         self.sources = _sources(model.body)  # layer path -> the paths of the outputs its `from:` reads
         self.recorded = {path for paths in self.sources.values() for path in paths}
+        # blocks holding a recorded layer: answering them from memory would skip recording it
+        self.holding = {path.rsplit(".", i)[0] for path in self.recorded for i in range(1, path.count(".") + 1)}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
         self.run: Callable = self._compile(model.body)
 
@@ -162,7 +164,7 @@ class _Trial:
             step = self._dense(node)
         else:
             step = self._sequence(node)
-        if isinstance(node, Block) and step is not _same:
+        if isinstance(node, Block) and step is not _same and node.path not in self.holding:
             step = _remembered(step)
         if node.path not in self.recorded:
             return step
@@ -297,7 +299,8 @@ class _Trial:
 
 def _remembered(step: Callable) -> Callable:
     """`step` with its answers kept: after a few strides, many input sizes reach a block at the same
-    size, and a block's answer depends on nothing else (its `from:` outputs are recorded inside it)."""
+    size, and a block's answer depends on nothing else (blocks holding a layer that a `from:` reads
+    are not remembered: they must record its output in each trial)."""
     answers: dict = {}
 
     def remembered(state):
