@@ -152,7 +152,8 @@ def _projection(block: Block, shape: Shape, out: Shape) -> Block:
     for dim, (size_in, size_out) in enumerate(zip(shape[1:], out[1:])):
         # Prefer the body's own stride (a ResNet block's), so both branches sample the same positions.
         body_stride = block.stride or math.prod(_stride_of(child, dim, len(shape) - 1) for child in block.children)
-        candidates = (body_stride, *range(1, size_in + 1))
+        smallest = (size_in - 1) // size_out + 1  # the least s with (in - 1) // s + 1 <= out
+        candidates = (body_stride, smallest)  # (a scan of 1..in found the same, in time linear in the size)
         stride = next((s for s in candidates if (size_in - 1) // s + 1 == size_out), None)
         if stride is None:
             raise ShapeError(
