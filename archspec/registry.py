@@ -69,8 +69,8 @@ class Window(NamedTuple):
     padding before the first position. `transposed`: out = (in - 1) * stride - pad_total + extent
     + output_padding, stride being the upsampling factor. `scale`: out = floor(in * scale) with an
     interpolation `extent` (1 nearest, 2 linear, 4 cubic). `size`: out = size whatever the input
-    (adaptive pooling, resizing to a size); `size` 0 with `whole`: a flatten, after which one output
-    sees every input position.
+    (adaptive pooling, resizing to a size). `whole`: after it one output sees every input position
+    (a global pool, with size 1; a flatten, with no size: its features count on the input's size).
     A NamedTuple: the analyses make one per layer and dim, and a frozen dataclass is slow to make.
     """
 
