@@ -24,6 +24,7 @@ def test_check_does_not_import_torch():
     code = (
         "import sys; from archspec.cli import main; "
         "status = main(['check', '-q', 'specs/densenet121.yaml', 'specs/resnet50.yaml']); "
+        "status += main(['check', '--format', 'json', 'specs/unet.yaml', '--columns', 'field']); "
         "print(status, 'torch' in sys.modules)"
     )
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
