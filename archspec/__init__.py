@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from .errors import Diagnostic, SpecError, UsageError, WeightsError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
+DISTRIBUTION = "archspec-nn"  # pip install archspec-nn; PyPI's "archspec" is another project
 __all__ = [
     "Diagnostic",
     "SpecError",
@@ -38,12 +39,15 @@ def measure(model, batch: int = 1, dtype: str = "float32"):
     return measure(model, batch, dtype)
 
 
-def compile_spec(spec, overrides: dict | None = None, weights=None):
+def compile_spec(spec, overrides: dict | None = None, weights=None, strict: bool = True):
     """A torch.nn.Module for `spec` (a path, YAML text, a dict or a schema.Spec).
 
     `overrides` replace values of the spec's vars, e.g. {"num_classes": 10}. `weights` is a
-    state_dict file to load strictly (WeightsError lists what does not fit). Raises SpecError,
-    listing every problem with its location, if the spec is wrong.
+    state_dict file to load: strictly by default (WeightsError lists what does not fit); with
+    strict=False, every tensor that fits by key, shape and dtype, the rest keeping its
+    initialisation, and the module's `weights_report` says what was transferred (archspec.diff.Diff;
+    `print(model.weights_report.summary())`). Raises SpecError, listing every problem with its
+    location, if the spec is wrong.
     """
     from .pipeline import analyze
     from .torch_builder import build_model
@@ -52,5 +56,5 @@ def compile_spec(spec, overrides: dict | None = None, weights=None):
     if weights is not None:
         from .weights import load_weights
 
-        load_weights(module, weights)
+        module.weights_report = load_weights(module, weights, strict)
     return module

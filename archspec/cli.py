@@ -10,7 +10,7 @@ import gc
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import DISTRIBUTION, __version__
 from .errors import SpecError, UsageError
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
@@ -44,6 +44,7 @@ COMMANDS = {  # name: one line of help
     "check": "check specs statically; print every layer's shape, params, MACs and receptive field (no torch)",
     "build": "compile a spec into a PyTorch module and run it once",
     "diagram": "print the model as a Mermaid flowchart or Graphviz DOT (no torch)",
+    "diff": "compare two specs' state_dicts: which weights of OLD would load into NEW",
     "kinds": "list every layer kind, block, activation and merge (plugins too)",
 }
 
@@ -54,7 +55,7 @@ def _parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="archspec", description="Check and compile neural-network architecture specs."
     )
-    parser.add_argument("--version", action="version", version=f"archspec {__version__}")
+    parser.add_argument("--version", action="version", version=f"{DISTRIBUTION} {__version__}")
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
     named = next((word for word in (argv or ()) if not word.startswith("-")), None)
     for name, text in COMMANDS.items():
@@ -104,6 +105,11 @@ def _build_options(build) -> None:
     build.add_argument("--emit-python", action="store_true", help="write standalone PyTorch source instead (no torch)")
     build.add_argument("-o", "--output", metavar="FILE", help="with --emit-python: the file to write (default stdout)")
     build.add_argument("--weights", metavar="FILE", help="load this state_dict file (strictly) before the test run")
+    build.add_argument(
+        "--partial",
+        action="store_true",
+        help="with --weights: load only the tensors that fit by name, shape and dtype, and say which",
+    )
     _add_input_option(build)
     _add_set_option(build)
     build.set_defaults(run=_build)
@@ -118,12 +124,43 @@ def _diagram_options(diagram) -> None:
     diagram.set_defaults(run=_diagram)
 
 
+def _diff_options(diff) -> None:
+    diff.description = (
+        "Compare the state_dicts of two specs, key by key: the tensors kept with the same shape (their "
+        "weights transfer), kept with a new shape, removed and added, and the parameter difference. "
+        "Keys are layer names, so inserting a layer moves no other key. Builds on torch's meta device: "
+        "nothing is allocated. `build --weights FILE --partial` loads what transfers."
+    )
+    diff.add_argument("old", metavar="OLD", help="the spec the weights were trained for")
+    diff.add_argument("new", metavar="NEW", help="the changed spec (may be OLD again, with --set-new)")
+    diff.add_argument("--format", choices=("text", "json"), default="text", help="default: text")
+    diff.add_argument("--all", action="store_true", help="list every key, the kept ones too")
+    for side in ("old", "new"):
+        diff.add_argument(
+            f"--set-{side}",
+            action="append",
+            default=[],
+            metavar="VAR=VALUE",
+            type=_override,
+            help=f"override a var of {side.upper()} only (repeatable)",
+        )
+    _add_input_option(diff)
+    _add_set_option(diff)
+    diff.set_defaults(run=_diff)
+
+
 def _kinds_options(kinds) -> None:
     kinds.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import this plugin first")
     kinds.set_defaults(run=_kinds)
 
 
-_OPTIONS = {"check": _check_options, "build": _build_options, "diagram": _diagram_options, "kinds": _kinds_options}
+_OPTIONS = {
+    "check": _check_options,
+    "build": _build_options,
+    "diagram": _diagram_options,
+    "diff": _diff_options,
+    "kinds": _kinds_options,
+}
 
 
 def _positive(text: str) -> int:
@@ -321,6 +358,51 @@ def _depth_within(diagram, model) -> int:
     return depth
 
 
+def _diff(args) -> int:
+    models, failed = [], False
+    for path, overrides in ((args.old, args.set_old), (args.new, args.set_new)):
+        model, exc = _analyze(path, [*args.set, *overrides], args.input)
+        if exc is not None:
+            _report_errors(exc)
+            failed = True
+        models.append(model)
+    if failed:
+        return EXIT_SPEC
+    _quiet_torch_import()
+    from . import diff
+
+    old, new = models
+    found = diff.compare(diff.manifest(old), diff.manifest(new))
+    labels = [
+        _label(path, [*args.set, *overrides])
+        for path, overrides in ((args.old, args.set_old), (args.new, args.set_new))
+    ]
+    if args.format == "json":
+        import json
+
+        sides = [
+            {"file": path, "name": model.name, "set": dict([*args.set, *overrides])}
+            for path, model, overrides in ((args.old, old, args.set_old), (args.new, new, args.set_new))
+        ]
+        print(json.dumps(diff.as_json(found, *sides), indent=1))
+    else:
+        print(diff.text(found, *labels, show_all=args.all))
+    return EXIT_OK
+
+
+def _label(path: str, overrides) -> str:
+    settings = ", ".join(f"{name}={value}" for name, value in overrides)
+    return f"{path} ({settings})" if settings else path
+
+
+def _quiet_torch_import() -> None:
+    import warnings
+
+    with warnings.catch_warnings():  # torch's "Failed to initialize NumPy" where numpy is absent: not needed here
+        warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
+        import torch  # noqa: F401
+
+
 def _kinds(args) -> int:
     from . import registry, schema
 
@@ -343,6 +425,8 @@ def _build(args) -> int:
         raise UsageError("-o/--output goes with --emit-python")
     if args.weights and args.emit_python:
         raise UsageError("--weights goes with a live build, not --emit-python")
+    if args.partial and not args.weights:
+        raise UsageError("--partial goes with --weights")
     if args.output:
         _check_writable(Path(args.output))
     if args.weights and not Path(args.weights).is_file():
@@ -357,11 +441,8 @@ def _build(args) -> int:
         except SpecError as exc:  # a kind the emitter cannot write
             _report_errors(exc)
             return EXIT_SPEC
-    import warnings
-
-    with warnings.catch_warnings():  # torch's "Failed to initialize NumPy" where numpy is absent: not needed here
-        warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
-        import torch
+    _quiet_torch_import()
+    import torch
 
     from .shapes import fmt_shape
     from .torch_builder import build_model
@@ -372,15 +453,20 @@ def _build(args) -> int:
         from .weights import load_weights
 
         try:
-            load_weights(module, args.weights)
+            transfer = load_weights(module, args.weights, strict=not args.partial)
         except WeightsError as exc:
             print(f"archspec: error: {exc}", file=sys.stderr)
             return EXIT_SPEC
+        if transfer is not None:
+            from .diff import text
+
+            print(text(transfer, args.weights, args.spec), file=sys.stderr)
     with torch.no_grad():
         out = module(torch.zeros(1, *model.input_shape))
     print(
         f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
-        f"{model.body.params:,} params" + (f", weights from {args.weights}" if args.weights else "")
+        f"{model.body.params:,} params"
+        + (f", {'some ' if args.partial else ''}weights from {args.weights}" if args.weights else "")
     )
     return EXIT_OK
 

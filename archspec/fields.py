@@ -27,7 +27,7 @@ RESERVED_NAMES = frozenset(
     register_full_backward_pre_hook register_load_state_dict_post_hook register_load_state_dict_pre_hook
     register_module register_parameter register_state_dict_post_hook register_state_dict_pre_hook
     requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train training
-    type update values xpu zero_grad""".split()
+    type update values weights_report xpu zero_grad""".split()
 )
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 

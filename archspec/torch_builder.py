@@ -71,6 +71,7 @@ class SpecModel(Sequence):
         super().__init__(layers, wiring)
         self.input_shape = input_shape
         self._spec_name = name
+        self.weights_report = None  # compile_spec(weights=..., strict=False): what was transferred
 
 
 class Residual(nn.Module):

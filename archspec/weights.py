@@ -7,19 +7,26 @@ from pathlib import Path
 
 import torch
 
+from .diff import compatible
 from .errors import WeightsError
 
 SHOWN = 5  # keys listed per kind of mismatch before "and N more"
 
 
-def load_weights(module: torch.nn.Module, path: str | Path) -> torch.nn.Module:
-    """Load `path` (a torch.save'd state_dict) into `module` strictly; WeightsError if they differ."""
+def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True):
+    """Load `path` (a torch.save'd state_dict) into `module`. Strictly (WeightsError if they differ
+    at all), returning None; or, with strict=False, every tensor that fits by key, shape and dtype,
+    returning the diff.Diff of what was transferred and what was not."""
     state = read_state_dict(path)
+    if not strict:
+        from .diff import load_partially
+
+        return load_partially(module, state)
     problems = mismatches(module.state_dict(), state)
     if problems:
         raise WeightsError(f"{path} does not fit the model: " + "; ".join(problems))
     module.load_state_dict(state, strict=True)
-    return module
+    return None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -49,6 +56,11 @@ def mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
         for key, tensor in expected.items()
         if key in given and tuple(given[key].shape) != tuple(tensor.shape)
     ]
+    wrong_dtypes = [
+        f"{key} {_dtype(given[key])} != {_dtype(tensor)}"
+        for key, tensor in expected.items()
+        if key in given and not compatible(_dtype(given[key]), _dtype(tensor))
+    ]
     return [
         f"{label} ({len(keys)}): {', '.join(keys[:SHOWN])}"
         + (f", and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
@@ -56,6 +68,11 @@ def mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
             ("missing keys", missing),
             ("unexpected keys", unexpected),
             ("wrong shapes (file != model)", wrong),
+            ("wrong dtypes (file != model)", wrong_dtypes),
         )
         if keys
     ]
+
+
+def _dtype(tensor: torch.Tensor) -> str:
+    return str(tensor.dtype).removeprefix("torch.")

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import archspec
 from archspec import SpecError, compile_spec
 from archspec.cli import main
 from archspec.emit import emit_python
@@ -260,7 +261,7 @@ def test_installed_wheel_can_emit(tmp_path):
     env_dir = tmp_path / "venv"
     venv.create(env_dir, system_site_packages=True, with_pip=True)  # torch, pydantic etc. come from the system
     python = env_dir / "bin" / "python"
-    wheel = next(wheels.glob("archspec-*.whl"))
+    wheel = next(wheels.glob("archspec_nn-*.whl"))
     subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", str(wheel)], check=True)
     work = tmp_path / "elsewhere"
     work.mkdir()
@@ -273,6 +274,8 @@ def test_installed_wheel_can_emit(tmp_path):
                             capture_output=True, text=True)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "class Densenet(nn.Module):" in result.stdout
+    version = subprocess.run([env_dir / "bin" / "archspec", "--version"], capture_output=True, text=True, check=True)
+    assert version.stdout.strip() == f"archspec-nn {archspec.__version__}"
 
 
 def test_user_blocks_become_one_parameterised_class_when_their_uses_allow(tmp_path):
