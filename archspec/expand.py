@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import keyword
+import math
 import operator
 import os
 from dataclasses import dataclass, field
@@ -98,7 +99,41 @@ _BINARY = {
     ast.FloorDiv: operator.floordiv,
     ast.Mod: operator.mod,
 }
-_FUNCTIONS = {"min": min, "max": max}
+
+
+def make_divisible(value, divisor, min_value=None):
+    """torchvision's `_make_divisible` (MobileNet, EfficientNet, RegNet widths): `value` rounded to
+    the nearest multiple of `divisor`, at least `min_value` (default `divisor`), and never more
+    than 10% below `value`."""
+    if not isinstance(divisor, int) or divisor < 1:
+        raise ExpressionError(f"make_divisible's divisor must be a whole number >= 1, got {divisor!r}")
+    floor = divisor if min_value is None else min_value
+    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+def _whole(function):
+    """math.ceil/floor/trunc with a located error instead of OverflowError (inf) or ValueError (nan)."""
+
+    def whole(value):
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ExpressionError(f"{function.__name__}() of {value}")
+        return function(value)
+
+    whole.__name__ = function.__name__
+    return whole
+
+
+# name: (function, fewest arguments, most arguments; None: any number)
+_FUNCTIONS = {
+    "min": (lambda *a: min(a), 1, None),
+    "max": (lambda *a: max(a), 1, None),
+    "round": (lambda v, digits=None: round(v) if digits is None else round(v, digits), 1, 2),
+    "int": (_whole(math.trunc), 1, 1),
+    "ceil": (_whole(math.ceil), 1, 1),
+    "floor": (_whole(math.floor), 1, 1),
+    "make_divisible": (make_divisible, 2, 3),
+}
 _ALLOWED_NODES = (
     ast.Expression,
     ast.BinOp,
@@ -122,7 +157,8 @@ def _is_number(value) -> bool:
 
 
 def evaluate(text: str, scope: dict[str, Any]):
-    """The value of `text` (numbers, + - * / // %, parentheses, min, max, names, list[index]).
+    """The value of `text` (numbers, + - * / // %, parentheses, names, list[index], and the functions
+    min, max, round, int, ceil, floor and make_divisible).
 
     Returns `text` itself when it is not an expression over known names (an option like 'same').
     """
@@ -166,10 +202,21 @@ def _value(node, scope, text):
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
+        function, fewest, most = _FUNCTIONS[node.func.id]
         args = [_number(_value(a, scope, text), text) for a in node.args]
-        if not args:
-            raise ExpressionError(f"{node.func.id}() needs arguments in {text!r}")
-        return _FUNCTIONS[node.func.id](args)
+        if not fewest <= len(args) <= (most or len(args)):
+            plural = "s" if fewest > 1 else ""
+            wanted = (
+                f"at least {fewest} argument{plural}"
+                if most is None
+                else f"{fewest} argument{plural}"
+                if most == fewest
+                else f"{fewest} to {most} arguments"
+            )
+            raise ExpressionError(f"{node.func.id}() takes {wanted}, got {len(args)}, in {text!r}")
+        if node.func.id == "round" and len(args) == 2 and not isinstance(args[1], int):
+            raise ExpressionError(f"round()'s digits must be a whole number in {text!r}")
+        return function(*args)
     if isinstance(node, ast.Subscript):
         items, index = _value(node.value, scope, text), _value(node.slice, scope, text)
         if not isinstance(items, list) or not isinstance(index, int) or isinstance(index, bool):
@@ -177,7 +224,10 @@ def _value(node, scope, text):
         if not -len(items) <= index < len(items):
             raise ExpressionError(f"index {index} is out of range for a list of {len(items)} in {text!r}")
         return items[index]
-    raise ExpressionError(f"{text!r} is not a simple arithmetic expression (numbers, + - * / // %, min, max, vars)")
+    raise ExpressionError(
+        f"{text!r} is not a simple arithmetic expression (numbers, + - * / // %, vars, list[index] and "
+        f"the functions {', '.join(_FUNCTIONS)})"
+    )
 
 
 def _number(value, text):

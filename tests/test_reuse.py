@@ -62,7 +62,10 @@ def test_evaluator_computes_integer_arithmetic_like_python(case):
 @pytest.mark.parametrize(
     "text, value",
     [("64 / 2", 32), ("65 / 2", 32.5), ("bn_size * growth", 128), ("depths[2]", 6), ("depths[-1] + 1", 4),
-     ("max(growth, 40) // 8", 5), ("-growth", -32), ("same", "same"), ("'1e-5'", "'1e-5'")],
+     ("max(growth, 40) // 8", 5), ("-growth", -32), ("same", "same"), ("'1e-5'", "'1e-5'"),
+     ("ceil(65 / 2)", 33), ("floor(65 / 2)", 32), ("int(-6.5)", -6), ("round(2.5)", 2), ("round(0.125, 2)", 0.12),
+     ("max(1, growth, 3)", 32), ("make_divisible(growth * 0.75, 8)", 24), ("make_divisible(20, 16)", 32),
+     ("make_divisible(3, 8)", 8), ("make_divisible(3, 8, 4)", 4), ("make_divisible(4, 8, 4)", 8)],
 )  # fmt: skip
 def test_evaluator_examples(text, value):
     scope = {"bn_size": 4, "growth": 32, "depths": [3, 4, 6, 3]}
@@ -83,6 +86,27 @@ def test_evaluator_never_runs_anything_else(text):
         assert "no var named" in str(exc) or "not a simple arithmetic expression" in str(exc)
 
 
+def torchvision_make_divisible(v: float, divisor: int, min_value: int | None = None) -> int:
+    """torchvision.models._utils._make_divisible, copied: the rule make_divisible must reproduce."""
+    if min_value is None:
+        min_value = divisor
+    new_v = max(min_value, int(v + divisor / 2) // divisor * divisor)
+    if new_v < 0.9 * v:
+        new_v += divisor
+    return new_v
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.floats(0.01, 5000, allow_nan=False),
+    st.integers(1, 64),
+    st.one_of(st.none(), st.integers(1, 64)),
+)
+def test_make_divisible_is_torchvisions_rule(value, divisor, min_value):
+    args = f"{value!r}, {divisor}" + (f", {min_value}" if min_value is not None else "")
+    assert evaluate(f"make_divisible({args})", {}) == torchvision_make_divisible(value, divisor, min_value)
+
+
 def test_evaluator_reports_unknown_vars_and_bad_arithmetic():
     with pytest.raises(ExpressionError, match='no var named "growht"'):
         evaluate("growht * 2", {"growth": 32})
@@ -90,6 +114,12 @@ def test_evaluator_reports_unknown_vars_and_bad_arithmetic():
         evaluate("growth // 0", {"growth": 32})
     with pytest.raises(ExpressionError, match="out of range"):
         evaluate("depths[4]", {"depths": [1, 2]})
+    with pytest.raises(ExpressionError, match=r"ceil\(\) takes 1 argument, got 2"):
+        evaluate("ceil(1, 2)", {})
+    with pytest.raises(ExpressionError, match="divisor must be a whole number"):
+        evaluate("make_divisible(10, 0.5)", {})
+    with pytest.raises(ExpressionError, match=r"ceil\(\) of inf"):
+        evaluate("ceil(1e308 * 10)", {})
 
 
 # ---------------------------------------------------------------- vars and overrides
