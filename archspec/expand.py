@@ -33,6 +33,7 @@ from .errors import (
     BAD_VAR,
     BLOCK_RECURSION,
     LAYER_FORM,
+    UNKNOWN_FIELD,
     Diagnostic,
     Location,
     SpecError,
@@ -572,6 +573,8 @@ class _Expander:
             self.error(message, LAYER_FORM, origin)
             return [(self.standin({}), origin, None)]
         kind, value = next(iter(item.items()))
+        if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
+            return self.flat_repeat(value, origin, path, index, scope)
         fields = self.fields(kind, value, origin)
         fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         repeat = self.values(fields.pop("repeat", 1), fields_origin, ("repeat",), scope)
@@ -591,6 +594,34 @@ class _Expander:
                 copy_fields["name"] = f"{fields['name']}{copy + 1}"
             at = path + (index + copy,)
             results.append((self.one_layer(kind, copy_fields, at, origin, copy_scope), origin, kind))
+        return results
+
+    def flat_repeat(self, value: Any, origin: Origin, path: tuple, index: int, scope):
+        """`- repeat: {times: n, layers: [...]}`: the layers n times over, spliced into the list they
+        are in, so they are numbered on with their neighbours (VGG's features.0, features.1, ...).
+        The var `index` (default i) is the copy's index; repeats nest, each with its own index."""
+        where = Origin(origin.doc, origin.ypath + ("repeat",), origin.trace)
+        form = "repeat takes {times: n, layers: [...]} (and index: a var name for the copy's index, default i)"
+        if not isinstance(value, dict) or not isinstance(value.get("layers"), list) or "times" not in value:
+            self.error(form, LAYER_FORM, where)
+            return [(self.standin({}), origin, None)]
+        for extra in sorted(set(value) - {"times", "layers", "index"}, key=str):
+            self.error(f'unknown field "{extra}" of repeat; {form}', UNKNOWN_FIELD, where, (extra,), key=True)
+        times = self.values(value["times"], where, ("times",), scope)
+        if not (isinstance(times, int) and not isinstance(times, bool) and times >= 0):
+            self.error(f"repeat's times must be an integer >= 0, got {times!r}", BAD_VALUE, where, ("times",))
+            times = 1
+        name = value.get("index", "i")
+        if not _is_identifier(name):
+            self.error(f"repeat's index must be a var name, got {name!r}", BAD_VALUE, where, ("index",))
+            name = "i"
+        items_origin = Origin(origin.doc, where.ypath + ("layers",), origin.trace)
+        results = []
+        for copy in range(times):
+            copy_scope = _Scope(scope, {name: copy})
+            for j, item in enumerate(value["layers"]):
+                item_origin = Origin(items_origin.doc, items_origin.ypath + (j,), items_origin.trace)
+                results += self.layer(item, item_origin, path, index + len(results), copy_scope)
         return results
 
     def fields(self, kind: str, value: Any, origin: Origin) -> dict:

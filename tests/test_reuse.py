@@ -169,6 +169,65 @@ def test_repeat_names_named_copies_from_one_and_exposes_the_index():
     assert [(c.name, c.out_shape[0]) for c in model.body.children] == [("c1", 4), ("c2", 5), ("c3", 6)]
 
 
+def test_flat_repeat_splices_copies_numbered_with_their_neighbours():
+    """VGG's features: stages of conv (+ batchnorm where bn is 1) + relu pairs, then a pool, all
+    numbered 0, 1, 2, ... in one sequence, as torchvision numbers them; repeats nest by index name."""
+    stage = {
+        "repeat": {
+            "times": "depths[s]",
+            "layers": [
+                {"conv": {"out": "widths[s]", "kernel": 3, "padding": 1}},
+                {"batchnorm": {"repeat": "bn"}},
+                "relu",
+            ],
+        }
+    }
+    features = {
+        "group": {
+            "name": "features",
+            "layers": [
+                "identity",
+                {"repeat": {"times": 2, "index": "s", "layers": [stage, {"maxpool": 2}]}},
+                "flatten",
+            ],
+        }
+    }
+    for bn, kinds in (
+        (0, "conv relu maxpool conv relu conv relu maxpool"),
+        (1, "conv batchnorm relu maxpool conv batchnorm relu conv batchnorm relu maxpool"),
+    ):
+        model = analyze(spec(features, input_shape=(3, 8, 8), vars={"widths": [4, 6], "depths": [1, 2], "bn": bn}))
+        children = model.body.children[0].children
+        assert [c.kind for c in children] == ["identity", *kinds.split(), "flatten"]
+        assert [c.name for c in children] == [str(n) for n in range(len(children))]
+        assert [c.out_shape[0] for c in children if c.kind == "conv"] == [4, 6, 6]
+    # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ({"repeat": {"times": 2}}, "repeat takes {times: n, layers: [...]}"),
+        ({"repeat": [{"relu": None}]}, "repeat takes {times: n, layers: [...]}"),
+        ({"repeat": {"times": -1, "layers": ["relu"]}}, "repeat's times must be an integer >= 0, got -1"),
+        ({"repeat": {"times": 1, "layers": ["relu"], "idx": "s"}}, 'unknown field "idx" of repeat'),
+        ({"repeat": {"times": 1, "layers": ["relu"], "index": "2s"}}, "repeat's index must be a var name"),
+        ({"repeat": {"times": "n", "layers": ["relu"]}}, "repeat's times must be an integer >= 0, got 'n'"),
+    ],
+)
+def test_flat_repeat_mistakes_are_located(entry, message):
+    import yaml
+
+    text = yaml.safe_dump(spec("relu", entry), sort_keys=False)
+    with pytest.raises(SpecError) as caught:
+        analyze(text)
+    assert message in str(caught.value)
+    lines = text.splitlines()
+    (diagnostic,) = caught.value.diagnostics
+    repeat_line = next(n for n, line in enumerate(lines, 1) if "- repeat:" in line)
+    assert repeat_line <= diagnostic.loc.line <= repeat_line + 4  # at the repeat, not at the spec
+
+
 # ---------------------------------------------------------------- extends
 
 
