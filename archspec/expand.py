@@ -686,8 +686,21 @@ class _Expander:
                 )
                 continue
             for key, value in changes.items():
-                self.origins[path + (layer["kind"], key)] = Origin(where.doc, where.ypath + (key,))
-                layer[key] = self.values(value, where, (key,), scope)
+                at = Origin(where.doc, where.ypath + (key,))
+                self.origins[path + (layer["kind"], key)] = at
+                if key in CONTAINER_FIELDS and isinstance(value, list):  # new layers: expanded like any
+                    self.forget(path + (layer["kind"], key))
+                    layer[key] = self.layer_list(value, path + (layer["kind"], key), at, scope)
+                else:
+                    layer[key] = self.values(value, where, (key,), scope)
+
+
+    def forget(self, prefix: tuple) -> None:
+        """Drop what was recorded of the layers under `prefix`, which an override replaces."""
+        for table in (self.origins, self.block_uses, self.block_args):
+            for path in [p for p in table if p[: len(prefix)] == prefix]:
+                del table[path]
+        self.standins -= {p for p in self.standins if p[: len(prefix)] == prefix}
 
 
 class _Scope(dict):

@@ -235,11 +235,15 @@ def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict 
         if at is None:
             return None
         path, data_path = at
-        standins.add(path)
         parent = patched
-        for key in data_path[:-1]:
-            parent[key] = child = list(parent[key]) if isinstance(parent[key], list) else dict(parent[key])
-            parent = child
+        try:
+            for key in data_path[:-1]:
+                parent[key] = child = list(parent[key]) if isinstance(parent[key], list) else dict(parent[key])
+                parent = child
+            parent[data_path[-1]]
+        except (KeyError, IndexError, TypeError):
+            continue  # inside a layer an earlier error already stood in for
+        standins.add(path)
         wrong = parent[data_path[-1]]
         name = wrong.get("name")
         parent[data_path[-1]] = {"kind": "identity", **({"name": name} if _is_name(name) else {})}

@@ -244,6 +244,31 @@ def test_extends_with_a_named_part_override(tmp_path):
     assert (model.name, model.body.out_shape) == ("small", (5,))
 
 
+def test_an_override_can_replace_a_groups_layers_block_uses_included(tmp_path):
+    """SqueezeNet 1.1 is 1.0 with other features: the new list is expanded like any (short forms,
+    block uses), and nothing recorded of the old list (block uses at the same positions) remains."""
+    base = tmp_path / "base.yaml"
+    base.write_text(
+        "archspec: 1\nname: base\ninput: [3, 8, 8]\n"
+        "blocks:\n  unit:\n    params: {out: int}\n    layers: [conv: {name: conv, out: out, kernel: 1}]\n"
+        "layers:\n  - group:\n      name: features\n      layers: [unit: 4, relu, unit: 6]\n"
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text(
+        "extends: base.yaml\nname: child\noverride:\n  features:\n"
+        "    layers: [relu, unit: 5, unit: 7, maxpool: 2]\n"
+    )
+    model = analyze(child)
+    features = model.body.children[0]
+    assert [(c.kind, c.out_shape) for c in features.children] == [
+        ("relu", (3, 8, 8)), ("unit", (5, 8, 8)), ("unit", (7, 8, 8)), ("maxpool", (7, 4, 4))]  # fmt: skip
+    assert paths(model)[-4:] == ["features.1.conv", "features.2", "features.2.conv", "features.3"]
+    child.write_text(child.read_text().replace("unit: 7", "unit: {out: 7, size: 3}").replace("relu,", "[relu],"))
+    with pytest.raises(SpecError) as caught:  # two wrong layers in the replaced list: located, no crash
+        analyze(child)
+    assert [d.loc.line for d in caught.value.diagnostics] == [5, 5]
+
+
 # ---------------------------------------------------------------- user-defined blocks
 
 
