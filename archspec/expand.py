@@ -694,7 +694,6 @@ class _Expander:
                 else:
                     layer[key] = self.values(value, where, (key,), scope)
 
-
     def forget(self, prefix: tuple) -> None:
         """Drop what was recorded of the layers under `prefix`, which an override replaces."""
         for table in (self.origins, self.block_uses, self.block_args):
