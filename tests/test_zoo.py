@@ -20,17 +20,47 @@ from reference_weights import fill, reference_input
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
-ZOO = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-       "densenet121", "densenet161", "densenet169", "densenet201", "vgg16"]  # fmt: skip
-PARAMETERS = {
+# Every torchvision classification CNN, with its parameter count as torchvision counts it
+# (aux_logits=False for the Inception nets): the zoo issue's list.
+TORCHVISION = {
+    "alexnet": 61_100_840,
+    "vgg11": 132_863_336, "vgg13": 133_047_848, "vgg16": 138_357_544, "vgg19": 143_667_240,
+    "vgg11_bn": 132_868_840, "vgg13_bn": 133_053_736, "vgg16_bn": 138_365_992, "vgg19_bn": 143_678_248,
+    "squeezenet1_0": 1_248_424, "squeezenet1_1": 1_235_496, "googlenet": 6_624_904, "inception_v3": 23_834_568,
+    "mobilenet_v2": 3_504_872, "mobilenet_v3_small": 2_542_856, "mobilenet_v3_large": 5_483_032,
+    "mnasnet0_5": 2_218_512, "mnasnet0_75": 3_170_208, "mnasnet1_0": 4_383_312, "mnasnet1_3": 6_282_256,
+    "shufflenet_v2_x0_5": 1_366_792, "shufflenet_v2_x1_0": 2_278_604, "shufflenet_v2_x1_5": 3_503_624,
+    "shufflenet_v2_x2_0": 7_393_996,
     "resnet18": 11_689_512, "resnet34": 21_797_672, "resnet50": 25_557_032, "resnet101": 44_549_160,
-    "resnet152": 60_192_808, "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480,
-    "densenet201": 20_013_928, "vgg16": 138_357_544,
+    "resnet152": 60_192_808,
+    "resnext50_32x4d": 25_028_904, "resnext101_32x8d": 88_791_336, "resnext101_64x4d": 83_455_272,
+    "wide_resnet50_2": 68_883_240, "wide_resnet101_2": 126_886_696,
+    "densenet121": 7_978_856, "densenet161": 28_681_000, "densenet169": 14_149_480, "densenet201": 20_013_928,
+    "efficientnet_b0": 5_288_548, "efficientnet_b1": 7_794_184, "efficientnet_b2": 9_109_994,
+    "efficientnet_b3": 12_233_232, "efficientnet_b4": 19_341_616, "efficientnet_b5": 30_389_784,
+    "efficientnet_b6": 43_040_704, "efficientnet_b7": 66_347_960,
+    "efficientnet_v2_s": 21_458_488, "efficientnet_v2_m": 54_139_356, "efficientnet_v2_l": 118_515_272,
+    "regnet_x_400mf": 5_495_976, "regnet_x_800mf": 7_259_656, "regnet_x_1_6gf": 9_190_136,
+    "regnet_x_3_2gf": 15_296_552, "regnet_x_8gf": 39_572_648, "regnet_x_16gf": 54_278_536,
+    "regnet_x_32gf": 107_811_560,
+    "regnet_y_400mf": 4_344_144, "regnet_y_800mf": 6_432_512, "regnet_y_1_6gf": 11_202_430,
+    "regnet_y_3_2gf": 19_436_338, "regnet_y_8gf": 39_381_472, "regnet_y_16gf": 83_590_140,
+    "regnet_y_32gf": 145_046_770, "regnet_y_128gf": 644_812_894,
+    "convnext_tiny": 28_589_128, "convnext_small": 50_223_688, "convnext_base": 88_591_464,
+    "convnext_large": 197_767_336,
 }  # fmt: skip
-
-
+ZOO = [name for name in TORCHVISION if (ROOT / "specs" / f"{name}.yaml").exists()]
+PARAMETERS = TORCHVISION
 def spec_path(name: str) -> Path:
     return ROOT / "specs" / f"{name}.yaml"
+
+
+def test_the_zoo_list_is_whole_and_what_is_missing_is_known():
+    """68 models in 16 families (the zoo issue). Those without a spec yet are the rest of that issue;
+    the count is asserted so that adding a spec (or losing one) shows here."""
+    assert len(TORCHVISION) == 68
+    missing = [name for name in TORCHVISION if name not in ZOO]
+    assert len(ZOO) == 21, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -50,7 +80,7 @@ def test_forward_equals_torchvision(name):
     with torch.no_grad():
         actual = module(reference_input(tuple(module.input_shape)))[0]
     expected = torch.tensor(outputs[name])
-    torch.testing.assert_close(actual, expected, rtol=1e-3, atol=1e-3 * float(expected.abs().max()))
+    torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
 def test_weights_load_strictly_from_a_file(tmp_path):

@@ -20,18 +20,23 @@ sys.path.insert(0, str(HERE.parent))
 from reference_weights import fill, reference_input  # noqa: E402
 
 MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-          "densenet121", "densenet161", "densenet169", "densenet201", "vgg16"]  # fmt: skip
+          "densenet121", "densenet161", "densenet169", "densenet201",
+          "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+          "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet"]  # fmt: skip
+# The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
+ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}
 
 
 def main() -> None:
     outputs = {}
     for name in MODELS:
-        model = getattr(torchvision.models, name)().eval()
+        model = getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})).eval()
         manifest_file = HERE / f"torchvision-{name}.json"
         if not manifest_file.exists():
             manifest = {
                 "model": name,
-                "source": f"torchvision {torchvision.__version__} model constructor with default arguments",
+                "source": f"torchvision {torchvision.__version__} model constructor with "
+                + (", ".join(f"{k}={v}" for k, v in ARGUMENTS[name].items()) if name in ARGUMENTS else "default arguments"),
                 "input": [3, 224, 224],
                 "output": [1000],
                 "parameters": sum(p.numel() for p in model.parameters()),
