@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from . import registry
 from .inputs import Sizes, Windows, valid_sizes, windows
-from .ir import Block, Model, Node, Op, source_path, walk
+from .ir import INPUT, Block, Model, Node, Op, source_path, walk
 from .registry import Window
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -197,6 +197,7 @@ class _Memory:
         if op.out_shape is None:
             return x
         saves = registry.layer_kind(op.kind).saves
+        saves = saves(op) if callable(saves) else saves
         if "view" in saves:
             return x
         out = self.new(math.prod(op.out_shape), op.path)
@@ -212,8 +213,9 @@ class _Memory:
         siblings = {child.name: child.path for child in block.children}
         current = x
         for child in block.children:
-            if child.inputs:
-                current = self.merge(child, [self.made[source_path(siblings, name)] for name in child.inputs])
+            if child.inputs:  # `from: input` reads x itself, a tensor already counted where it was made
+                sources = [x if name == INPUT else self.made[source_path(siblings, name)] for name in child.inputs]
+                current = self.merge(child, sources)
             current = self.visit(child, current)
         return current
 
@@ -315,8 +317,9 @@ class _Composition:
     def sequence(self, block: Block, seen: Field) -> Field:
         current, siblings = seen, {child.name: child.path for child in block.children}
         for child in block.children:
-            if child.inputs:
-                current = self.widest([self.fields[source_path(siblings, name)] for name in child.inputs], child.path)
+            if child.inputs:  # `from: input` sees what the sequence's input sees
+                paths = [seen if name == INPUT else self.fields[source_path(siblings, name)] for name in child.inputs]
+                current = self.widest(paths, child.path)
             current = self.field(child, current)
         return current
 

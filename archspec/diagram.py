@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import Block, Model, Node, Op
+from .ir import INPUT, Block, Model, Node, Op
 from .shapes import fmt_shape
 
 # ---------------------------------------------------------------- the drawing, format-free
@@ -157,7 +157,7 @@ class _Drawer:
     # ------------------------------------------------ the three flows (shapes.py's)
 
     def sequence(self, block: Block, port: Port, level: int, cluster: Cluster) -> tuple[Port, dict]:
-        produced: dict[str, Drawn] = {}
+        produced: dict[str, Drawn] = {INPUT: Drawn(block, port)}  # `from: input`: an edge from the entry
         current = port
         for run in self.runs(block):
             child = run[0]

@@ -25,7 +25,7 @@ import jinja2
 
 from . import __version__, registry
 from .errors import NO_SOURCE_FORM, Diagnostic, SpecError
-from .ir import Block, Model, Node, Op, walk
+from .ir import INPUT, Block, Model, Node, Op, walk
 from .pipeline import SpecSource, analyze
 from .registry import Call
 from .shapes import fmt_shape
@@ -481,6 +481,8 @@ class _Emitter:
     def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
         """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
         keep = {name for child in children for name in child.inputs} | set(exports)
+        if INPUT in keep:  # `from: input`: the caller passes an `out` other than `x`, so `x` stays the input
+            local.of[INPUT] = x
         lines, current = [], x
         for child in children:
             if child.inputs:
@@ -553,7 +555,8 @@ def _render(model: Model, variant: Variant | None) -> str:
     for child in model.body.children:
         if not emitter.is_functional(child):
             init += emitter.construct(child, "self", 8)
-    forward, result = emitter.sequence_forward(model.body.children, "x", "x", Locals("x"))
+    out = "out" if any(INPUT in child.inputs for child in model.body.children) else "x"  # keep x for `from: input`
+    forward, result = emitter.sequence_forward(model.body.children, "x", out, Locals("x", out))
     params = []
     if "num_classes" in emitter.used[0]:
         params = [f"num_classes: int = {variant.value if variant else emitter.classifier.args['out']}"]

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from . import registry
-from .ir import Block, Model, Node, Op, source_path, walk
+from .ir import INPUT, Block, Model, Node, Op, source_path, walk
 from .shapes import SPATIAL_NAMES, ShapeError
 
 MAX_TRIAL = 1 << 14  # the largest size tried; beyond it the pattern is taken to go on
@@ -252,8 +252,10 @@ class _Trial:
     def _graph(self, block: Block, steps) -> Callable:
         """A sequence with `from:`: the outputs later layers read are recorded by path as they pass."""
         sources, seen = self.sources, self.seen
+        entry = _input_path(block)
 
         def run_graph(state):
+            seen[entry] = state  # for `from: input`
             for child, step in steps:
                 if child.inputs:
                     state = self._merge(child, [seen[path] for path in sources[child.path]])
@@ -322,11 +324,17 @@ def _sources(root: Block) -> dict[str, list[str]]:
     sources = {}
     for block in walk(root):
         if isinstance(block, Block):
-            siblings = {child.name: child.path for child in block.children}
+            siblings = {child.name: child.path for child in block.children} | {INPUT: _input_path(block)}
             for child in block.children:
                 if child.inputs:
                     sources[child.path] = [source_path(siblings, name) for name in child.inputs]
     return sources
+
+
+def _input_path(block: Block) -> str:
+    """The key a sequence's own input is recorded under for `from: input`: no layer's path (those
+    are names joined by dots), not even a residual shortcut's named `input`."""
+    return f"{block.path}:{INPUT}"
 
 
 class _Refused(Exception):

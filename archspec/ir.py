@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from . import registry
-from .errors import BAD_REFERENCE, DUPLICATE_NAME, Diagnostic, Location, SpecError, did_you_mean
+from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, Diagnostic, Location, SpecError, did_you_mean
 from .fields import LAYER_FIELDS
 
 if TYPE_CHECKING:
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 Shape = registry.Shape
 NO_ARGS: Mapping = MappingProxyType({})
+INPUT = "input"  # the `from:` name of the input its sequence received; no layer may take it
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class Op:
     args: Mapping = field(
         default_factory=lambda: NO_ARGS
     )  # the validated fields, read-only; what shapes infer lives in the fields below
-    inputs: tuple[str, ...] = ()  # earlier siblings whose outputs feed this layer; () is the previous one
+    inputs: tuple[str, ...] = ()  # earlier siblings (or INPUT) whose outputs feed this layer; () is the previous one
     merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
     exports: tuple[str, ...] = ()  # always () for a single layer; see Block
@@ -149,7 +150,17 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
                 wanted = exports.setdefault(head, [])
                 if rest not in wanted:
                     wanted.append(rest)
-        if name in reserved:
+        if name == INPUT:
+            errors.append(
+                Diagnostic(
+                    f'the name "{INPUT}" is reserved: `from: {INPUT}` means the input of the sequence; '
+                    "rename the layer",
+                    BAD_NAME,
+                    doc.locate(path + (layer.kind, "name")),
+                    doc.notes(path),
+                )
+            )
+        elif name in reserved:
             errors.append(
                 Diagnostic(
                     f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
@@ -177,8 +188,10 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
 def _unreachable(source: str, built: dict[str, Node]) -> str | None:
     """Why `source` names no earlier layer of this sequence (or of a group in it), or None."""
     head, *rest = source.split(".")
+    if head == INPUT:
+        return f'"{INPUT}" is the input of this sequence, which has no layers to reach into' if rest else None
     if head not in built:
-        return f'no earlier layer named "{head}" in this sequence{did_you_mean(head, built)}'
+        return f'no earlier layer named "{head}" in this sequence{did_you_mean(head, [*built, INPUT])}'
     node = built[head]
     for part in rest:
         if not (isinstance(node, Block) and node.flow == "sequential" and node.expanded):
@@ -250,4 +263,4 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block
 
 _STRUCTURES = {"group": _group, "residual": _residual}
 
-__all__ = ["Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "source_path", "walk"]
+__all__ = ["INPUT", "Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "source_path", "walk"]

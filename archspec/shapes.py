@@ -23,7 +23,7 @@ from .errors import (
     SpecError,
     in_file_order,
 )
-from .ir import Block, Model, Node, Op, Shape, op, replace
+from .ir import INPUT, Block, Model, Node, Op, Shape, op, replace
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 CONV_FORMULA = "floor((in + 2p - d(k-1) - 1)/s) + 1"
@@ -91,7 +91,8 @@ def _sequential(block: Block, shape: Shape, errors) -> Block:
     produced: dict[str, Node] = {}
     for child in block.children:
         if child.inputs:
-            current = _merged_input(child, [_find(produced, name) for name in child.inputs], errors)
+            shapes = [shape if name == INPUT else _find(produced, name).out_shape for name in child.inputs]
+            current = _merged_input(child, shapes, errors)
         child = _infer(child, current, errors)
         children.append(child)
         produced[child.name] = child
@@ -108,9 +109,8 @@ def _find(produced: dict[str, Node], reference: str) -> Node:
     return node
 
 
-def _merged_input(child: Node, sources: list[Node], errors) -> Shape | None:
-    """The shape `child` receives from its `from:` layers: one output, or several merged."""
-    shapes = [source.out_shape for source in sources]
+def _merged_input(child: Node, shapes: list[Shape | None], errors) -> Shape | None:
+    """The shape `child` receives from its `from:` sources' outputs: one, or several merged."""
     if any(s is None for s in shapes):
         return None
     if len(shapes) == 1:

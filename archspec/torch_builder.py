@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from . import registry
-from .ir import Block, Model, Node, Op
+from .ir import INPUT, Block, Model, Node, Op
 
 
 def function(name: str | None):
@@ -38,7 +38,7 @@ class Wiring:
 
     def run(self, layers, x):
         """Apply (name, module) pairs in order, feeding `from:` inputs and keeping what is needed later."""
-        saved = {}
+        saved = {INPUT: x} if INPUT in self.keep else {}  # `from: input`: the sequence's own input
         for name, layer in layers:
             if name in self.inputs:
                 inputs, how = self.inputs[name]

@@ -223,10 +223,17 @@ def expected_flows(model) -> set[tuple[str, str, str | None]]:
         return node
 
     def sequence(block, feed):
-        produced = {}
+        produced, entry = {}, feed
+
+        def read(reference):  # `from: input`: the tensor(s) the sequence received (one, here)
+            if reference == "input":
+                assert entry[1] is None, "a from: input of a merged entry is drawn through its merge node"
+                return entry[0]
+            return (last(find(produced, reference)),)
+
         for child in block.children:
             if child.inputs:
-                sources = tuple(last(find(produced, reference)) for reference in child.inputs)
+                sources = tuple(source for reference in child.inputs for source in read(reference))
                 feed = (sources, child.merge if len(sources) > 1 else None)
             if isinstance(child, Op):
                 flows.update((source, child.path, feed[1]) for source in feed[0])
@@ -274,6 +281,46 @@ def test_graph_specs_show_every_layer_and_every_flow(spec, form):
     assert len(merges) == sum(len(node.inputs) > 1 for node in walk(model.body))
     for merge in merges:
         assert len(chart.into(merge)) == 2 and chart.boxes[merge][1] == ["concat"]
+
+
+FROM_INPUT = """
+archspec: 1
+name: inception
+input: [8, 12, 12]
+blocks:
+  inception:
+    params: {width: int}
+    layers:
+      - conv: {name: b1, out: width, kernel: 1, from: input}
+      - conv: {name: b2, out: width, kernel: 3, padding: 1, from: input}
+      - maxpool: {name: pool, kernel: 3, stride: 1, padding: 1, from: input}
+      - conv: {name: b3, out: width, kernel: 1}
+      - identity: {name: cat, from: [b1, b2, b3]}
+layers:
+  - conv: {name: stem, out: 8, kernel: 3, padding: 1}
+  - inception: {name: i1, width: 4}
+  - group:
+      name: g
+      layers:
+        - relu: {name: r}
+        - group: {name: inner, layers: [{conv: {name: c, out: 12, kernel: 1}}, {identity: {from: [input, c]}}]}
+        - identity: {name: sum, from: [input, inner.c], merge: add}
+  - identity: {name: top, from: [input, stem, g]}
+"""
+
+
+@pytest.mark.parametrize("form", [mermaid, dot])
+def test_from_input_draws_an_edge_from_the_sequences_entry(form):
+    model = analyze(FROM_INPUT)
+    chart = read_mermaid(form(model)) if form is mermaid else read_dot(form(model))
+    assert drawn_flows(chart) == expected_flows(model)
+    flows = expected_flows(model)
+    assert {("stem", f"i1.{name}", None) for name in ("b1", "b2", "pool")} <= flows  # i1's input: stem's output
+    assert {("g.r", "g.inner.c", None), ("g.r", "g.inner.1", "concat"), ("i1.cat", "g.sum", "add")} <= flows
+    assert ("input", "top", "concat") in flows  # the model's own input
+    closed = read_mermaid(mermaid(model, 1))  # g closed: the edge from input reaches the merge into top
+    (join,) = [source for source, _ in closed.into(closed.box_named("top"))]
+    assert (closed.box_named("input"), "(B, 8, 12, 12)") in closed.into(join)
 
 
 def test_a_closed_group_hands_out_its_inner_outputs_by_name():

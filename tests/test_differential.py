@@ -336,9 +336,10 @@ def sequence(draw, shape, depth, min_size=1, max_size=3):
     """(layers, out shape, {inner reference: shape}) for a sequence taking `shape`."""
     scope = Scope()
     layers = []
+    entry = shape
     for _ in range(draw(st.integers(min_size, max_size))):
         in_shape = shape
-        refs = dict(scope.refs)
+        refs = {**scope.refs, "input": entry}  # `from: input`: the sequence's own input
         inputs = None
         if refs and draw(st.integers(0, 2)) == 0:  # take the input from earlier layers
             qualified = sorted(r for r in refs if "." in r)
