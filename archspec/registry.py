@@ -54,8 +54,9 @@ class LayerKind:
     buffers: Callable | None = None  # (shaped op) -> ((element count, "float" or "int64"), ...): its buffers
     # What its backward keeps from a training step's forward: "input", "output", "indices" (int64,
     # one per output element: max pooling), "mask" (a byte per output element: dropout). ("view",):
-    # its output is its input's memory (flatten). Memory estimates read it (costs.py).
-    saves: tuple[str, ...] = ("input",)
+    # its output is its input's memory (flatten). Memory estimates read it (costs.py). A kind whose
+    # backward keeps more or less by its fields gives (shaped op) -> such a tuple instead.
+    saves: tuple[str, ...] | Callable = ("input",)
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
@@ -71,6 +72,7 @@ class Window(NamedTuple):
     interpolation `extent` (1 nearest, 2 linear, 4 cubic). `size`: out = size whatever the input
     (adaptive pooling, resizing to a size). `whole`: after it one output sees every input position
     (a global pool, with size 1; a flatten, with no size: its features count on the input's size).
+    `exact`: the input size must be a multiple of the stride (pixel_unshuffle); `out` is 0 for any other.
     A NamedTuple: the analyses make one per layer and dim, and a frozen dataclass is slow to make.
     """
 
@@ -85,6 +87,7 @@ class Window(NamedTuple):
     scale: float | None = None
     size: int | None = None
     whole: bool = False
+    exact: bool = False
 
     def out(self, size: int) -> int:
         """The output size for an input of `size`, as PyTorch computes it (before its range checks)."""
@@ -94,13 +97,13 @@ class Window(NamedTuple):
             return int(size * self.scale)
         if self.transposed:
             return (size - 1) * self.stride - self.pad_total + self.extent + self.output_padding
-        span = size + self.pad_total - self.extent
-        if span < 0:
+        if self.exact and size % self.stride:
             return 0
-        out = (span + (self.stride - 1 if self.ceil else 0)) // self.stride + 1
-        if self.ceil and (out - 1) * self.stride >= size + self.pad:  # the last window starts past the input
+        span = size + self.pad_total - self.extent  # may be negative: in ceil mode one window still fits
+        out = (span + (self.stride - 1 if self.ceil else 0)) // self.stride + 1  # floor, as PyTorch's div_rtn
+        if self.ceil and out > 0 and (out - 1) * self.stride >= size + self.pad:  # the last window starts past it
             out -= 1
-        return out
+        return max(out, 0)
 
 
 @dataclass(frozen=True)

@@ -261,3 +261,148 @@ def test_training_memory_estimate_is_within_ten_percent_of_a_measured_step():
         costs = measure(analyze(ROOT / "specs" / f"{row['model']}.yaml"), batch=row["batch"])
         growth = costs.peak_training_bytes - costs.param_bytes - costs.buffer_bytes - costs.batch * costs.input_bytes
         assert 0.9 < growth / row["peak_bytes_over_baseline"] < 1.1, row
+
+
+# ---------------------------------------------------------------- the newer layer kinds, one by one
+
+
+def _one_layer(input_shape, *layers) -> dict:
+    return {"archspec": 1, "name": "one", "input": list(input_shape), "layers": list(layers)}
+
+
+SAVES_CASES = [  # (layer, input shape): kinds whose `saves` is checked against what autograd packs
+    ("relu6", [3, 4, 4]),
+    ("hardsigmoid", [3, 4, 4]),
+    ("mish", [3, 4, 4]),
+    ({"elu": 0.5}, [3, 4, 4]),
+    ({"softplus": {"beta": 2}}, [3, 4, 4]),
+    ({"hardtanh": {"min": 0, "max": 6}}, [3, 4, 4]),
+    ({"prelu": {"per_channel": True}}, [3, 4, 4]),
+    ("prelu", [3, 5]),
+    ({"instance_norm": {"affine": True, "track_running_stats": True}}, [3, 4, 4]),
+    ("instance_norm", [3, 5]),
+    ({"dropout": {"p": 0.3, "channels": True}}, [3, 4, 4]),
+    ({"zero_pad": {"padding": 1, "after": [0, 2]}}, [3, 4, 4]),
+    ({"pixel_shuffle": 2}, [8, 4, 4]),
+    ({"pixel_unshuffle": 2}, [3, 4, 4]),
+    ({"channel_shuffle": 3}, [6, 4, 4]),
+]
+
+
+@pytest.mark.parametrize("layer, input_shape", SAVES_CASES, ids=lambda v: str(v) if isinstance(v, (str, dict)) else "")
+def test_saves_is_what_autograd_keeps(layer, input_shape):
+    """A kind's `saves` against the tensors a training forward packs for backward (parameters aside):
+    the input, the output, or nothing of the layer's size."""
+    from archspec import registry
+
+    source = _one_layer(input_shape, layer)
+    op = analyze(source).body.children[0]
+    saves = registry.layer_kind(op.kind).saves
+    saves = set(saves(op) if callable(saves) else saves)
+    module = compile_spec(source).train()
+    params = {p.untyped_storage().data_ptr() for p in module.parameters()}
+    x = torch.randn(2, *input_shape, requires_grad=True)
+    packed = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: packed.append(t) or t, lambda t: t):
+        out = module(x)
+    kept = set()
+    for tensor in packed:
+        where = tensor.untyped_storage().data_ptr()
+        if where == x.untyped_storage().data_ptr():
+            kept.add("input")
+        elif where == out.untyped_storage().data_ptr():
+            kept.add("output")
+        elif where not in params and tensor.numel() * tensor.element_size() >= out.numel():
+            kept.add(f"a {tuple(tensor.shape)} {tensor.dtype} tensor")  # as large as a mask
+    assert kept == saves - {"view"}, op.kind
+
+
+NEW_WINDOWS = _one_layer(
+    [2, 20, 18],
+    {"conv": {"name": "c1", "out": 3, "kernel": 3}},
+    {"zero_pad": {"name": "pad", "padding": [1, 0], "after": [1, 2]}},
+    {"pixel_unshuffle": {"name": "down", "factor": 2}},
+    {"conv": {"name": "c2", "out": 8, "kernel": 3, "padding": [0, 1]}},
+    {"channel_shuffle": {"name": "shuffle", "groups": 2}},
+    {"pixel_shuffle": {"name": "up", "factor": 2}},
+    {"conv": {"name": "c3", "out": 2, "kernel": 3}},
+)
+
+
+def _sees_anything(module, path: str, input_shape, index) -> bool:
+    outputs = {}
+    handle = module.get_submodule(path).register_forward_hook(lambda m, i, out: outputs.setdefault("out", out))
+    x = (torch.rand(1, *input_shape) + 0.5).requires_grad_()
+    module.eval()(x)
+    handle.remove()
+    (grad,) = torch.autograd.grad(outputs["out"][(0, slice(None), *index)].sum(), x, allow_unused=True)
+    return grad is not None and bool(grad.abs().sum() > 0)
+
+
+def test_receptive_fields_through_padding_and_pixel_shuffles_equal_gradients():
+    """zero_pad and pixel_unshuffle slide: their fields are exact at every output that sees the
+    input (one made of padding alone sees nothing). After a pixel_shuffle neighbouring outputs read
+    the same input, so, as after a transposed convolution, the field is exact at even positions and
+    elsewhere no wider. Each dim is walked with the others at their middle."""
+    input_shape = tuple(NEW_WINDOWS["input"])
+    costs = measure(analyze(copy.deepcopy(NEW_WINDOWS)))
+    module = _measurable(compile_spec(copy.deepcopy(NEW_WINDOWS)))
+    rows = {layer.path: layer for layer in costs.layers}
+    described = {path: rows[path].field.describe() for path in ("pad", "down", "c2", "up", "c3")}
+    assert described == {"pad": "3x3 /1", "down": "4x4 /2", "c2": "8x8 /2", "up": "8x8 /1", "c3": "10x10 /1"}
+    padding_only = {"pad": ({0, 19}, {16, 17}), "down": (set(), {8})}  # positions of zeros the padding made
+    for path in ("c1", "pad", "down", "c2", "shuffle", "up", "c3"):
+        row = rows[path]
+        middle = tuple(n // 2 for n in row.out_shape[1:])
+        for dim, size in enumerate(row.out_shape[1:]):
+            widths = []
+            for i in range(size):
+                index = (*middle[:dim], i, *middle[dim + 1 :])
+                expected = _predicted(row.field, index, input_shape[1:])[dim]
+                if i in padding_only.get(path, (set(), set()))[dim]:
+                    assert not _sees_anything(module, path, input_shape, index), f"{path} at {index}"
+                    continue
+                first, last = _measured(module, path, input_shape, index)[dim]
+                widths.append(last - first + 1)
+                if path not in ("up", "c3") or i % 2 == 0:
+                    assert (first, last) == expected, f"{path} at {index}"
+            assert max(widths) == row.field.size[dim], path
+
+
+NEW_KIND_SIZES = {
+    "pixel-unshuffle-shuffle": (
+        _one_layer([2, 12, 10], {"pixel_unshuffle": 2}, {"conv": {"out": 8, "kernel": 3, "padding": 1}},
+                   {"pixel_shuffle": 2}),
+        ("H >= 2, divisible by 2", "W >= 2, divisible by 2"),
+    ),
+    "zero-pad-then-unshuffle": (
+        _one_layer([3, 9, 9], {"zero_pad": {"padding": 0, "after": 1}}, {"pixel_unshuffle": 2},
+                   {"conv": {"out": 2, "kernel": 3}}),
+        ("H >= 5, H mod 2 in {1}", "W >= 5, W mod 2 in {1}"),
+    ),
+    "unshuffle-by-3": (
+        _one_layer([1, 9, 6], {"pixel_unshuffle": 3}),
+        ("H >= 3, divisible by 3", "W >= 3, divisible by 3"),
+    ),
+    "channel-mixing": (
+        _one_layer([8, 6, 5], {"channel_shuffle": 2}, {"instance_norm": {"affine": True}},
+                   {"dropout": {"channels": True}}, {"prelu": {"per_channel": True}}, "relu6", "hardsigmoid"),
+        ("any H >= 1", "any W >= 1"),
+    ),
+    "zero-pad-1d": (_one_layer([4, 8], {"zero_pad": 2}, {"conv": {"out": 2, "kernel": 7}}), ("any L >= 3",)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NEW_KIND_SIZES))
+def test_valid_sizes_through_the_newer_kinds_agree_with_the_shape_check_and_torch(name):
+    source, described = NEW_KIND_SIZES[name]
+    declared = analyze(copy.deepcopy(source))
+    report = measure(declared).input_sizes
+    assert tuple(sizes.describe() for sizes in report) == described
+    module = compile_spec(copy.deepcopy(source)).eval()
+    for dim, sizes in enumerate(report):
+        for n in range(1, declared.input_shape[dim + 1] + 13):
+            shape = list(declared.input_shape)
+            shape[dim + 1] = n
+            static = _runs_statically(copy.deepcopy(source), tuple(shape), declared)
+            assert sizes.accepts(n) == static == _runs_in_torch(module, tuple(shape)), (name, sizes, n)

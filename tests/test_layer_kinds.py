@@ -42,7 +42,8 @@ def case(id, source):
     return pytest.param(source, id=id)
 
 
-ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu", "hardswish"]
+ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu", "hardswish", "relu6", "hardsigmoid",
+               "mish", "elu", "softplus", "hardtanh", "prelu"]  # fmt: skip
 RESIDUAL_ACTIVATIONS = tuple(registry.ACTIVATIONS)
 
 # fmt: off
@@ -79,11 +80,23 @@ CASES = [
     case("groupnorm-2d", spec([6, 4, 4], {"groupnorm": 3})),
     case("groupnorm-1d-affine-false", spec([6, 5], {"groupnorm": {"groups": 2, "affine": False, "eps": 1e-3}})),
     case("groupnorm-3d", spec([4, 2, 3, 3], {"groupnorm": 4})),
+    case("instance_norm-1d", spec([3, 5], "instance_norm")),
+    case("instance_norm-2d-affine-tracking", spec([3, 4, 5], {"instance_norm": {"affine": True, "track_running_stats": True}})),
+    case("instance_norm-3d-momentum-eps", spec([2, 2, 3, 4], {"instance_norm": {
+        "track_running_stats": True, "momentum": 0.3, "eps": 1e-3}}, {"instance_norm": {"track_running_stats": True, "momentum": None}})),
+    case("instance_norm-spatial-size-1-in-one-dim", spec([3, 1, 4], {"instance_norm": {"affine": True}})),
     # ------------------------------------------------------------------ activations
     case("activations", spec([3, 4, 4], *ACTIVATIONS)),
     case("activations-features", spec([3, 4], "flatten", *ACTIVATIONS)),
     case("gelu-tanh", spec([3, 5], {"gelu": {"approximate": "tanh"}})),
     case("leaky_relu-negative-slope", spec([3, 5], {"leaky_relu": {"slope": -0.5}})),
+    case("elu-alpha", spec([3, 5], {"elu": 0.5}, {"elu": {"alpha": -0.2}})),
+    case("softplus-beta-threshold", spec([3, 5], {"softplus": 2}, {"softplus": {"beta": 0.5, "threshold": 1.5}})),
+    case("hardtanh-min-max", spec([3, 4, 4], {"hardtanh": {"min": 0, "max": 6}}, {"hardtanh": {"min": -2.5}}, {"hardtanh": {"max": 0.5}})),
+    case("prelu-per-channel-init", spec([3, 4, 4], {"prelu": {"per_channel": True, "init": 0.1}}, {"prelu": {"init": -0.5}})),
+    case("prelu-per-channel-1d-3d-features", spec([4, 3, 2, 2], {"prelu": {"per_channel": True}}, {"conv": {"out": 5, "kernel": 1}},
+                                                  "flatten", {"prelu": {"name": "act", "per_channel": True}})),
+    case("prelu-per-channel-1d", spec([6, 5], {"prelu": {"per_channel": True}})),
     case("softmax-channels", spec([3, 4, 4], "softmax")),
     case("softmax-last-and-batch", spec([3, 4, 4], {"softmax": -1}, {"softmax": {"dim": 0}})),
     case("softmax-features", spec([3, 4], "flatten", {"softmax": 1})),
@@ -120,6 +133,21 @@ CASES = [
     # ------------------------------------------------------------------ misc
     case("dropout", spec([3, 4, 4], "dropout", {"dropout": 0.3}, {"dropout": {"p": 0.0}})),
     case("dropout-all", spec([3, 4], {"dropout": 1.0})),
+    case("dropout-channels-1d", spec([4, 6], {"dropout": {"p": 0.5, "channels": True}})),
+    case("dropout-channels-2d", spec([4, 3, 3], {"dropout": {"channels": True}}, {"dropout": {"p": 0.0, "channels": True}})),
+    case("dropout-channels-3d", spec([4, 2, 2, 2], {"dropout": {"p": 0.2, "channels": True}})),
+    # ------------------------------------------------------------------ padding and rearranging
+    case("zero_pad-1d", spec([3, 5], {"zero_pad": 2}, {"zero_pad": {"padding": 0, "after": 3}})),
+    case("zero_pad-2d-per-dim", spec([3, 4, 5], {"zero_pad": [1, 0]}, {"zero_pad": {"padding": [0, 2], "after": [1, 0]}})),
+    case("zero_pad-2d-tf-same", spec([3, 6, 6], {"zero_pad": {"padding": 0, "after": 1}}, {"conv": {"out": 4, "kernel": 2, "stride": 2}})),
+    case("zero_pad-3d", spec([2, 2, 3, 4], {"zero_pad": 1}, {"zero_pad": {"padding": [1, 0, 2], "after": [0, 3, 1]}})),
+    case("pixel_shuffle", spec([8, 3, 5], {"pixel_shuffle": 2}, {"conv": {"out": 18, "kernel": 1}}, {"pixel_shuffle": {"factor": 3}})),
+    case("pixel_unshuffle", spec([2, 6, 12], {"pixel_unshuffle": 2}, {"pixel_unshuffle": {"factor": 3}})),
+    case("pixel_unshuffle-then-shuffle", spec([3, 4, 6], {"pixel_unshuffle": 2}, {"conv": {"out": 12, "kernel": 3, "padding": 1}},
+                                               {"pixel_shuffle": 2})),
+    case("channel_shuffle-2d", spec([6, 3, 4], {"channel_shuffle": 2}, {"channel_shuffle": {"groups": 3}})),
+    case("channel_shuffle-1d-3d", spec([4, 2, 3, 2], {"channel_shuffle": 4}, {"conv": {"out": 6, "kernel": 1}}, {"channel_shuffle": 1})),
+    case("channel_shuffle-1d", spec([8, 5], {"channel_shuffle": {"name": "shuffle", "groups": 2}})),
     case("flatten-linear", spec([3, 4, 5], "flatten", {"linear": {"out": 7, "bias": False}}, {"linear": 3})),
     case("flatten-3d-and-flat", spec([2, 2, 3, 4], "flatten", "flatten", {"linear": 1})),
     case("identity", spec([3, 4], "identity", {"identity": {"name": "skip"}})),
@@ -463,3 +491,90 @@ def test_pooling_that_torch_rejects_is_rejected(layer, shape):
     with pytest.raises(SpecError) as exc:
         analyze(spec(shape, layer))
     assert [d.code for d in exc.value.diagnostics] == ["bad-arg"]
+
+
+# ---------------------------------------------------------------- errors of the newer kinds
+
+NEW_KIND_ERRORS = {  # input ([C]: flattened), the wrong layer, code, what the message must say
+    "pixel_shuffle-channels": ([3, 4, 4], "pixel_shuffle: 2", "channel-mismatch",
+                               "the 3 input channels are not divisible by factor^2 = 2^2 = 4"),
+    "pixel_shuffle-1d": ([8, 4], "pixel_shuffle: 2", "rank", "needs (channels, H, W)"),
+    "pixel_shuffle-3d": ([8, 2, 2, 2], "pixel_shuffle: 2", "rank", "the input has 3 spatial dims"),
+    "pixel_unshuffle-H": ([3, 5, 4], "pixel_unshuffle: 2", "bad-arg", "input H = 5 is not divisible by factor 2"),
+    "pixel_unshuffle-W": ([3, 6, 7], "pixel_unshuffle: {factor: 3}", "bad-arg", "input W = 7 is not divisible by factor 3"),
+    "channel_shuffle-groups": ([6, 4, 4], "channel_shuffle: 4", "channel-mismatch",
+                               "groups=4 does not divide the 6 input channels"),
+    "channel_shuffle-flat": ([6], "channel_shuffle: 2", "rank", "channel_shuffle needs (channels, 1 to 3 spatial dims)"),
+    "instance_norm-one-position": ([3, 1, 1], "instance_norm", "bad-arg",
+                                   "needs more than one spatial position per channel; the input has 2 spatial dims of size 1"),
+    "instance_norm-flat": ([3], "instance_norm: {affine: true}", "rank", "instance_norm needs (channels"),
+    "dropout-channels-flat": ([3], "dropout: {channels: true}", "rank", "channel dropout (channels: true) needs"),
+    "zero_pad-flat": ([3], "zero_pad: 1", "rank", "zero_pad needs (channels"),
+    "zero_pad-values": ([3, 4, 4], "zero_pad: [1, 2, 3]", "rank", "padding has 3 values but the input has 2 spatial dims"),
+    "zero_pad-after-values": ([3, 4], "zero_pad: {padding: 1, after: [1, 2]}", "rank", "after has 2 values"),
+    "zero_pad-negative": ([3, 4, 4], "zero_pad: -1", "bad-value", "expected an integer >= 0"),
+    "hardtanh-order": ([3, 4], "hardtanh: {min: 1, max: 1}", "bad-value", "max (1) must be greater than min (1)"),
+    "softplus-beta": ([3, 4], "softplus: 0", "bad-value", "expected a number > 0"),
+    "prelu-inplace": ([3, 4], "prelu: {inplace: true}", "unknown-field", '"inplace"'),
+    "relu6-field": ([3, 4], "relu6: {inplace: true}", "unknown-field", '"inplace"'),
+    "dropout-channel-typo": ([3, 4], "dropout: {channel: true}", "unknown-field", 'did you mean "channels"'),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", sorted(NEW_KIND_ERRORS))
+def test_newer_kinds_report_located_errors_with_the_numbers(name):
+    input_shape, layer, code, message = NEW_KIND_ERRORS[name]
+    flat = len(input_shape) == 1  # a flat input: the spec flattens (C, 1) first
+    before = "  - flatten\n" if flat else ""
+    shape = [*input_shape, 1] if flat else input_shape
+    text = f"archspec: 1\nname: broken\ninput: {shape}\nlayers:\n{before}  - {layer}\n  - identity\n"
+    with pytest.raises(SpecError) as raised:
+        analyze(text)
+    (diagnostic,) = raised.value.diagnostics
+    assert diagnostic.code == code and message in diagnostic.message, diagnostic.format()
+    assert diagnostic.loc is not None and diagnostic.loc.line == 5 + flat, diagnostic.format()
+
+
+def test_newer_kinds_keep_checking_the_layers_after_a_refused_one():
+    """Where PyTorch refuses a layer whose output is still known, the layers after it are checked too."""
+    layers = "  - pixel_unshuffle: 2\n  - conv: {out: 2, kernel: 5}\n"  # H 5 is odd; then 5 rows of kernel on 2
+    text = f"archspec: 1\nname: broken\ninput: [3, 5, 6]\nlayers:\n{layers}"
+    with pytest.raises(SpecError) as raised:
+        analyze(text)
+    assert [(d.code, d.loc.line) for d in raised.value.diagnostics] == [("bad-arg", 5), ("output-size", 6)]
+
+
+@pytest.mark.parametrize(
+    ("layer", "module", "arguments"),
+    [
+        ({"prelu": {"per_channel": True, "init": 0.1}}, torch.nn.PReLU, {"num_parameters": 3, "init": 0.1}),
+        ("prelu", torch.nn.PReLU, {"num_parameters": 1}),
+        ({"hardtanh": {"min": 0, "max": 6}}, torch.nn.Hardtanh, {"min_val": 0.0, "max_val": 6.0}),
+        ({"zero_pad": {"padding": [1, 0], "after": [2, 3]}}, torch.nn.ZeroPad2d, {"padding": (0, 3, 1, 2)}),
+        ({"dropout": {"p": 0.2, "channels": True}}, torch.nn.Dropout2d, {"p": 0.2}),
+        ({"instance_norm": {"affine": True}}, torch.nn.InstanceNorm2d, {"num_features": 3, "affine": True}),
+    ],
+    ids=["prelu-per-channel", "prelu", "hardtanh", "zero_pad", "dropout-channels", "instance_norm"],
+)
+def test_newer_kinds_build_pytorchs_module(layer, module, arguments):
+    """The built module is PyTorch's, set up as its own constructor would be with these arguments."""
+    built = dict(compile_spec(spec([3, 4, 4], layer)).named_children())["0"]
+    expected = module(**arguments)
+    assert type(built) is module
+    assert built.extra_repr() == expected.extra_repr()
+    assert {k: v.shape for k, v in built.state_dict().items()} == {k: v.shape for k, v in expected.state_dict().items()}
+    torch.testing.assert_close(built.state_dict(), expected.state_dict())
+
+
+def test_hardtanh_and_relu6_clamp_like_pytorch():
+    _, module = check(spec([3, 5], {"hardtanh": {"min": -0.5, "max": 2}}, {"relu6": {"name": "six"}}))
+    x = torch.linspace(-10, 10, 30).view(2, 3, 5)
+    torch.testing.assert_close(module(x), torch.clamp(torch.clamp(x, -0.5, 2.0), 0, 6))
+
+
+def test_channel_shuffle_matches_torchvisions_shufflenet():
+    """torchvision.models.shufflenetv2.channel_shuffle, written out: view, transpose, flatten."""
+    _, module = check(spec([12, 3, 4], {"channel_shuffle": 3}))
+    x = torch.randn(2, 12, 3, 4)
+    expected = x.view(2, 3, 4, 3, 4).transpose(1, 2).contiguous().view(2, 12, 3, 4)
+    torch.testing.assert_close(module(x), expected)

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from ..fields import Float, Layer
+from pydantic import model_validator
+from pydantic_core import PydanticCustomError
+
+from ..fields import Bool, Float, Layer, PosFloat
 from ..registry import Activation, LayerKind, call, register
 from .layers import same_shape
 
@@ -18,6 +21,41 @@ class LeakyReLU(Layer):
 class GELU(Layer):
     kind: Literal["gelu"]
     approximate: Literal["none", "tanh"] = "none"
+
+
+class ELU(Layer):
+    primary: ClassVar = "alpha"
+    kind: Literal["elu"]
+    alpha: Float = 1.0
+
+
+class Softplus(Layer):
+    primary: ClassVar = "beta"
+    kind: Literal["softplus"]
+    beta: PosFloat = 1.0
+    threshold: Float = 20.0  # above threshold / beta, x itself (PyTorch's, for numerical stability)
+
+
+class Hardtanh(Layer):
+    kind: Literal["hardtanh"]
+    min: Float = -1.0  # PyTorch's min_val: x below it becomes min
+    max: Float = 1.0  # PyTorch's max_val: x above it becomes max
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.max <= self.min:
+            raise PydanticCustomError(
+                "bad_value",
+                "max ({max}) must be greater than min ({min})",
+                {"max": f"{self.max:g}", "min": f"{self.min:g}"},
+            )
+        return self
+
+
+class PReLU(Layer):
+    kind: Literal["prelu"]
+    per_channel: Bool = False  # one slope per input channel (num_parameters = channels); else one in all
+    init: Float = 0.25  # the slopes' initial value
 
 
 def activation(
@@ -67,5 +105,56 @@ activation(
     GELU,
     lambda a: ((), {"approximate": a["approximate"]}),
     defaults={"approximate": "none"},
+)
+activation("relu6", "nn.ReLU6", "F.relu6", "min(max(x, 0), 6) (MobileNetV2)")
+activation("hardsigmoid", "nn.Hardsigmoid", "F.hardsigmoid", "relu6(x + 3) / 6 (MobileNetV3's squeeze-excitation gate)")
+activation("mish", "nn.Mish", "F.mish", "x * tanh(softplus(x))")
+activation(
+    "elu",
+    "nn.ELU",
+    "F.elu",
+    "x, or alpha * (exp(x) - 1) below 0; as a residual activation, alpha 1",
+    ELU,
+    lambda a: ((), {"alpha": a["alpha"]}),
+    defaults={"alpha": 1.0},
+)
+activation(
+    "softplus",
+    "nn.Softplus",
+    "F.softplus",
+    "log(1 + exp(beta * x)) / beta, x itself above threshold / beta; as a residual activation, beta 1",
+    Softplus,
+    lambda a: ((), {"beta": a["beta"], "threshold": a["threshold"]}),
+    defaults={"beta": 1.0, "threshold": 20.0},
+)
+activation(
+    "hardtanh",
+    "nn.Hardtanh",
+    "F.hardtanh",
+    "x clamped to [min, max]; as a residual activation, [-1, 1]",
+    Hardtanh,
+    lambda a: ((), {"min_val": a["min"], "max_val": a["max"]}),
+    defaults={"min_val": -1.0, "max_val": 1.0},
+)
+
+
+def _prelu_shape(op, shape):
+    return shape, shape[0] if op.args["per_channel"] else 1
+
+
+# Not a residual activation: its slopes are parameters, and a residual's activation is a function.
+register(
+    LayerKind(
+        "prelu",
+        "x, or a learnt slope * x below 0: one slope, or one per channel (per_channel)",
+        PReLU,
+        _prelu_shape,
+        lambda op: call(
+            "nn.PReLU",
+            num_parameters=op.in_shape[0] if op.args["per_channel"] else 1,
+            init=op.args["init"],
+            defaults={"num_parameters": 1, "init": 0.25},
+        ),
+    )
 )
 register(Activation("identity", None))  # `activation: identity` on a residual: nothing after the add

@@ -317,6 +317,52 @@ register(
 )
 
 
+class InstanceNorm(Layer):
+    kind: Literal["instance_norm"]
+    eps: Eps = 1e-5
+    momentum: Momentum | None = 0.1
+    affine: Bool = False
+    track_running_stats: Bool = False
+
+
+def _instance_norm_shape(op, shape):
+    n = spatial(op, shape)
+    result = shape, 2 * shape[0] if op.args["affine"] else 0
+    if math.prod(shape[1:]) == 1:  # PyTorch refuses it in training, and without running stats always
+        raise ShapeError(
+            f"instance norm needs more than one spatial position per channel; the input has {n} spatial "
+            f"dim{'s' if n > 1 else ''} of size 1",
+            BAD_ARG,
+            result,
+        )
+    return result
+
+
+def _instance_norm_call(op) -> Call:
+    a = op.args
+    return call(
+        f"nn.InstanceNorm{dims(op)}d",
+        op.in_shape[0],
+        eps=a["eps"],
+        momentum=a["momentum"],
+        affine=a["affine"],
+        track_running_stats=a["track_running_stats"],
+        defaults=dict(eps=1e-5, momentum=0.1, affine=False, track_running_stats=False),
+    )
+
+
+register(
+    LayerKind(
+        "instance_norm",
+        "instance normalisation: each channel of each sample over its positions (InstanceNorm1d/2d/3d)",
+        InstanceNorm,
+        _instance_norm_shape,
+        _instance_norm_call,
+        buffers=lambda op: ((2 * op.in_shape[0], "float"), (1, "int64")) if op.args["track_running_stats"] else (),
+    )
+)
+
+
 class Normalize(Layer):
     kind: Literal["normalize"]
     mean: Means
@@ -607,6 +653,141 @@ register(
 )
 
 
+# ---------------------------------------------------------------- padding and rearranging
+
+
+class ZeroPad(Layer):
+    primary: ClassVar = "padding"
+    kind: Literal["zero_pad"]
+    padding: NonNegSizes  # zeros before each dim's first position, and after its last unless `after` says
+    after: NonNegSizes | None = None  # zeros after each dim's last position, where they differ from `padding`
+
+
+def _zero_pad_sides(op, n) -> tuple[tuple[int, int], ...]:
+    """(before, after) per spatial dim."""
+    before = per_dim(op, "padding", n)
+    after = before if op.args["after"] is None else per_dim(op, "after", n)
+    return tuple(zip(before, after))
+
+
+def _zero_pad_shape(op, shape):
+    n = spatial(op, shape)
+    return (shape[0], *(size + b + a for size, (b, a) in zip(shape[1:], _zero_pad_sides(op, n)))), 0
+
+
+def _zero_pad_call(op) -> Call:
+    sides = _zero_pad_sides(op, dims(op))
+    flat = [side for pair in reversed(sides) for side in pair]  # PyTorch's order: the last dim first
+    return call(f"nn.ZeroPad{dims(op)}d", flat[0] if len(set(flat)) == 1 else tuple(flat))
+
+
+register(
+    LayerKind(
+        "zero_pad",
+        "pads each spatial dim with zeros: `padding` before, and after (or `after`)",
+        ZeroPad,
+        _zero_pad_shape,
+        _zero_pad_call,
+        window=lambda op: tuple(Window(pad=b, pad_total=b + a) for b, a in _zero_pad_sides(op, dims(op))),
+        saves=(),
+    )
+)
+
+
+class PixelShuffle(Layer):
+    primary: ClassVar = "factor"
+    kind: Literal["pixel_shuffle", "pixel_unshuffle"]
+    factor: PosInt
+
+
+def _two_spatial(op, shape):
+    n = spatial(op, shape)
+    if n != 2:
+        raise ShapeError(
+            f"{op.kind} needs (channels, H, W), as in PyTorch; the input has {n} spatial dim{'s' if n > 1 else ''}",
+            RANK,
+        )
+
+
+def _pixel_shuffle_shape(op, shape):
+    _two_spatial(op, shape)
+    f, channels = op.args["factor"], shape[0]
+    out = (channels // (f * f), *(size * f for size in shape[1:]))
+    if channels % (f * f):
+        raise ShapeError(
+            f"the {channels} input channels are not divisible by factor^2 = {f}^2 = {f * f}; out = in / factor^2",
+            CHANNEL_MISMATCH,
+            (out, 0) if out[0] >= 1 else None,
+        )
+    return out, 0
+
+
+def _pixel_unshuffle_shape(op, shape):
+    _two_spatial(op, shape)
+    f = op.args["factor"]
+    out = (shape[0] * f * f, *(size // f for size in shape[1:]))
+    for dim, size in enumerate(shape[1:]):
+        if size % f:
+            raise ShapeError(
+                f"input {SPATIAL_NAMES[2][dim]} = {size} is not divisible by factor {f}; out = in / factor",
+                BAD_ARG,
+                (out, 0) if min(out[1:]) >= 1 else None,
+            )
+    return out, 0
+
+
+register(
+    LayerKind(
+        "pixel_shuffle",
+        "(C*f*f, H, W) -> (C, H*f, W*f): channels into space, factor f (sub-pixel upsampling)",
+        PixelShuffle,
+        _pixel_shuffle_shape,
+        lambda op: call("nn.PixelShuffle", op.args["factor"]),
+        # one output position reads one input position: a transposed window of stride f, one tap per output
+        window=lambda op: (Window(op.args["factor"], op.args["factor"], transposed=True),) * 2,
+        saves=(),
+    )
+)
+register(
+    LayerKind(
+        "pixel_unshuffle",
+        "(C, H, W) -> (C*f*f, H/f, W/f): space into channels, factor f; H and W must divide by f",
+        PixelShuffle,
+        _pixel_unshuffle_shape,
+        lambda op: call("nn.PixelUnshuffle", op.args["factor"]),
+        # the channels of one output position read an f x f patch: a window of f, stride f, sizes multiples of f
+        window=lambda op: (Window(op.args["factor"], op.args["factor"], exact=True),) * 2,
+        saves=(),
+    )
+)
+
+
+class ChannelShuffle(Layer):
+    primary: ClassVar = "groups"
+    kind: Literal["channel_shuffle"]
+    groups: PosInt
+
+
+def _channel_shuffle_shape(op, shape):
+    spatial(op, shape)
+    groups, channels = op.args["groups"], shape[0]
+    if channels % groups:
+        raise ShapeError(f"groups={groups} does not divide the {channels} input channels", CHANNEL_MISMATCH, (shape, 0))
+    return shape, 0
+
+
+register(
+    LayerKind(
+        "channel_shuffle",
+        "interleaves the channels of `groups` groups (ShuffleNet): (g, C/g) -> (C/g, g)",
+        ChannelShuffle,
+        _channel_shuffle_shape,
+        lambda op: call("nn.ChannelShuffle", op.args["groups"]),
+        saves=(),
+    )
+)
+
+
 # ---------------------------------------------------------------- the rest
 
 
@@ -614,16 +795,29 @@ class Dropout(Layer):
     primary: ClassVar = "p"
     kind: Literal["dropout"]
     p: Probability = 0.5
+    channels: Bool = False  # zero whole channels (Dropout1d/2d/3d by the input's rank), not elements
+
+
+def _dropout_shape(op, shape):
+    if op.args["channels"] and len(shape) < 2:
+        raise ShapeError(
+            "channel dropout (channels: true) needs (channels, 1 to 3 spatial dims), not a flat input; "
+            "without channels it zeroes features",
+            RANK,
+            (shape, 0),
+        )
+    return shape, 0
 
 
 register(
     LayerKind(
         "dropout",
-        "zeroes each element with probability p while training",
+        "zeroes each element (or, with channels, each channel) with probability p while training",
         Dropout,
-        same_shape,
-        lambda op: call("nn.Dropout", op.args["p"]),
-        saves=("mask",),
+        _dropout_shape,
+        lambda op: call(f"nn.Dropout{dims(op)}d" if op.args["channels"] else "nn.Dropout", op.args["p"]),
+        # an element mask; a channel dropout keeps one factor per channel, next to nothing
+        saves=lambda op: () if op.args["channels"] else ("mask",),
     )
 )
 
