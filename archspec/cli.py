@@ -46,6 +46,7 @@ COMMANDS = {  # name: one line of help
     "diagram": "print the model as a Mermaid flowchart or Graphviz DOT (no torch)",
     "diff": "compare two specs' state_dicts: which weights of OLD would load into NEW",
     "kinds": "list every layer kind, block, activation and merge (plugins too)",
+    "schema": "print the JSON Schema of the spec format, for editors (see docs/editor.md)",
 }
 
 
@@ -154,12 +155,24 @@ def _kinds_options(kinds) -> None:
     kinds.set_defaults(run=_kinds)
 
 
+def _schema_options(schema) -> None:
+    schema.description = (
+        "Print the JSON Schema (draft 2020-12) of the spec format, generated from the registered kinds "
+        "(plugins too): point an editor's YAML extension at it for completion and checks while typing. "
+        "The schema of the built-in kinds ships as archspec/spec.schema.json."
+    )
+    schema.add_argument("-o", "--output", metavar="FILE", help="write it to FILE (default stdout)")
+    schema.add_argument("--plugin", action="append", default=[], metavar="MODULE", help="import this plugin first")
+    schema.set_defaults(run=_schema)
+
+
 _OPTIONS = {
     "check": _check_options,
     "build": _build_options,
     "diagram": _diagram_options,
     "diff": _diff_options,
     "kinds": _kinds_options,
+    "schema": _schema_options,
 }
 
 
@@ -401,6 +414,20 @@ def _quiet_torch_import() -> None:
     with warnings.catch_warnings():  # torch's "Failed to initialize NumPy" where numpy is absent: not needed here
         warnings.filterwarnings("ignore", message="Failed to initialize NumPy", category=UserWarning)
         import torch  # noqa: F401
+
+
+def _schema(args) -> int:
+    from .editor_schema import render
+
+    text = render()
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        write_atomically(Path(args.output), text)
+    except OSError as exc:
+        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    return EXIT_OK
 
 
 def _kinds(args) -> int:
