@@ -276,6 +276,9 @@ def test_installed_wheel_can_emit(tmp_path):
     assert "class Densenet(nn.Module):" in result.stdout
     version = subprocess.run([env_dir / "bin" / "archspec", "--version"], capture_output=True, text=True, check=True)
     assert version.stdout.strip() == f"archspec-nn {archspec.__version__}"
+    shipped = "import importlib.resources as r; print(r.files('archspec').joinpath('spec.schema.json').read_text())"
+    schema = subprocess.run([python, "-c", shipped], cwd=work, capture_output=True, text=True, check=True)
+    assert schema.stdout.rstrip("\n") == (ROOT / "archspec" / "spec.schema.json").read_text().rstrip("\n")
 
 
 def test_user_blocks_become_one_parameterised_class_when_their_uses_allow(tmp_path):

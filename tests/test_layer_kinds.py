@@ -225,6 +225,10 @@ CASES = [
     case("bottleneck-identity", spec([16, 5, 5], {"bottleneck": 4})),
     case("bottleneck-groups-stride-out", spec([8, 7, 7], {"bottleneck": {"width": 8, "out": 12, "stride": 2, "groups": 4}})),
     case("bottleneck-1d", spec([4, 9], {"bottleneck": {"width": 2, "stride": 2}})),
+    case("inverted-residual-skip", spec([8, 6, 6], {"inverted_residual": 8})),
+    case("inverted-residual-no-expansion", spec([8, 6, 6], {"inverted_residual": {"out": 8, "expand_ratio": 1}})),
+    case("inverted-residual-stride-widen", spec([4, 7, 7], {"inverted_residual": {"out": 6, "stride": 2, "expand_ratio": 2.5}})),
+    case("inverted-residual-1d-chain", spec([4, 9], {"inverted_residual": 4}, {"inverted_residual": {"out": 4, "stride": 2}})),
     case("dense_block-plain", spec([4, 5, 5], {"dense_block": {"num_layers": 3, "growth": 2}})),
     case("dense_block-bn_size-dropout-bias", spec([4, 5, 5], {"dense_block": {
         "num_layers": 2, "growth": 3, "bn_size": 2, "dropout": 0.2, "bias": True}})),

@@ -16,7 +16,7 @@ import torch
 
 from archspec import WeightsError, analyze, compile_spec
 from archspec.cli import main
-from reference_weights import fill, reference_input
+from reference_weights import GAINS, fill, reference_input
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -60,7 +60,7 @@ def test_the_zoo_list_is_whole_and_what_is_missing_is_known():
     the count is asserted so that adding a spec (or losing one) shows here."""
     assert len(TORCHVISION) == 68
     missing = [name for name in TORCHVISION if name not in ZOO]
-    assert len(ZOO) == 21, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
+    assert len(ZOO) == 27, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -76,11 +76,29 @@ def test_state_dict_equals_torchvision_key_by_key(name):
 def test_forward_equals_torchvision(name):
     outputs = json.loads((DATA / "torchvision-outputs.json").read_text())["outputs"]
     module = compile_spec(spec_path(name)).eval()
-    module.load_state_dict(fill(module.state_dict()), strict=True)
+    module.load_state_dict(fill(module.state_dict(), GAINS.get(name, 1.0)), strict=True)
     with torch.no_grad():
         actual = module(reference_input(tuple(module.input_shape)))[0]
     expected = torch.tensor(outputs[name])
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+
+@pytest.mark.parametrize("name", [name for name in ZOO if name in GAINS])
+def test_the_reference_weights_make_relu6_matter(name):
+    """The outputs compared above would not tell ReLU6 from ReLU if no pre-activation exceeded 6
+    (at unit normalisation scales none does): with the recorded weights, swapping them changes the
+    output far beyond the comparison's tolerance."""
+    module = compile_spec(spec_path(name)).eval()
+    module.load_state_dict(fill(module.state_dict(), GAINS[name]))
+    x = reference_input(tuple(module.input_shape))
+    with torch.no_grad():
+        expected = module(x)[0]
+        for parent in list(module.modules()):
+            for child_name, child in list(parent.named_children()):
+                if isinstance(child, torch.nn.ReLU6):
+                    setattr(parent, child_name, torch.nn.ReLU())
+        swapped = module(x)[0]
+    assert float((swapped - expected).abs().max()) > 100 * 1e-4 * float(expected.abs().max())
 
 
 def test_weights_load_strictly_from_a_file(tmp_path):

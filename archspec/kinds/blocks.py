@@ -14,7 +14,7 @@ from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import CHANNEL_MISMATCH
-from ..fields import Bool, Fraction, Layer, PosInt, Probability
+from ..fields import Bool, Fraction, Layer, PosFloat, PosInt, Probability
 from ..ir import Block, op, replace
 from ..registry import BlockKind, Call, call, register
 from ..shapes import ShapeError
@@ -255,6 +255,62 @@ register(
         "Transition",
         arguments=lambda b: call(
             "Transition", b.in_shape[0], b.out_shape[0], bias=b.args["bias"], defaults={"bias": False}
+        ),
+    )
+)
+
+
+# ---------------------------------------------------------------- inverted_residual
+
+
+class InvertedResidual(Layer):
+    primary: ClassVar = "out"
+    kind: Literal["inverted_residual"]
+    out: PosInt
+    stride: PosInt = 1
+    expand_ratio: PosFloat = 6
+
+
+def _hidden(block: Block, channels: int) -> int:
+    return round(channels * block.args["expand_ratio"])  # torchvision: int(round(inp * expand_ratio))
+
+
+def _inverted_residual(block: Block, shape) -> Block:
+    """torchvision's MobileNetV2 InvertedResidual: its layers are `conv.0`, `conv.1`, ..., each conv
+    + batchnorm + ReLU6 a numbered Sequential of its own, the projection conv and norm bare."""
+    a, hidden = block.args, _hidden(block, shape[0])
+    conv = _Layers(block, f"{block.path}.conv")
+
+    def conv_norm_relu6(index: int, out: int, kernel: int, stride: int, groups: int) -> Block:
+        unit = _Layers(block, f"{conv.path}.{index}")
+        ops = (unit.conv("0", out, kernel, stride, kernel // 2, groups), unit.norm("1"), unit("relu6", "2"))
+        return Block("conv_norm_activation", str(index), unit.path, block.loc, "sequential", ops)
+
+    units = [conv_norm_relu6(0, hidden, 1, 1, 1)] if a["expand_ratio"] != 1 else []
+    units.append(conv_norm_relu6(len(units), hidden, 3, a["stride"], hidden))
+    units += [conv.conv(str(len(units)), a["out"], 1), conv.norm(str(len(units) + 1))]
+    body = (Block("group", "conv", conv.path, block.loc, "sequential", tuple(units)),)
+    if a["stride"] == 1 and shape[0] == a["out"]:  # torchvision's use_res_connect
+        return replace(block, flow="residual", children=body, shortcut_mode="identity", activation=None, expanded=True)
+    return replace(block, children=body, expanded=True)
+
+
+register(
+    BlockKind(
+        "inverted_residual",
+        "MobileNetV2's inverted residual: 1x1 expansion (unless expand_ratio is 1), 3x3 depthwise, linear 1x1 "
+        "projection, each with batchnorm (and ReLU6); the input is added back when stride is 1 and channels agree",
+        InvertedResidual,
+        _inverted_residual,
+        "inverted_residual.py.jinja",
+        "InvertedResidual",
+        arguments=lambda b: call(
+            "InvertedResidual",
+            b.in_shape[0],
+            b.args["out"],
+            stride=b.args["stride"],
+            expand_ratio=b.args["expand_ratio"],
+            defaults={"stride": 1, "expand_ratio": 6},
         ),
     )
 )

@@ -17,12 +17,14 @@ import torchvision
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from reference_weights import fill, reference_input  # noqa: E402
+from reference_weights import GAINS, fill, reference_input  # noqa: E402
 
 MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "densenet121", "densenet161", "densenet169", "densenet201",
           "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
-          "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet"]  # fmt: skip
+          "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet",
+          "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
+          "mobilenet_v2"]  # fmt: skip
 # The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
 ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}
 
@@ -44,7 +46,7 @@ def main() -> None:
                                for k, t in model.state_dict().items()],
             }  # fmt: skip
             manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
-        model.load_state_dict(fill(model.state_dict()))
+        model.load_state_dict(fill(model.state_dict(), GAINS.get(name, 1.0)))
         with torch.no_grad():
             out = model(reference_input((3, 224, 224)))[0]
         outputs[name] = [round(v, 6) for v in out.tolist()]
