@@ -534,6 +534,18 @@ class _Expander:
         use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
         layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))
         self.using.append(kind)
+        if _one_residual(definition.value["layers"]):  # the block is that residual: no group around it
+            item_origin = Origin(layers_origin.doc, layers_origin.ypath + (0,), layers_origin.trace)
+            ((residual, _, _),) = self.layer(
+                definition.value["layers"][0], item_origin, path[:-1], path[-1], body_scope
+            )
+            self.using.pop()
+            self.origins[path + ("residual",)] = Origin(
+                item_origin.doc, item_origin.ypath + ("residual",), item_origin.trace
+            )
+            self.block_uses[path] = kind
+            self.block_args[path] = tuple((name, body_scope[name]) for name in params)
+            return {**residual, **own}
         layers = self.layer_list(definition.value["layers"], path + ("group", "layers"), layers_origin, body_scope)
         self.using.pop()
         self.origins[path + ("group",)] = arg_origin
@@ -746,6 +758,15 @@ def _is_identifier(name) -> bool:
     """A name usable in expressions and, in emitted code, as a parameter: ASCII, so two names that
     Python's NFKC normalisation makes equal (`ａbc`, `abc`) cannot both exist."""
     return isinstance(name, str) and name.isascii() and name.isidentifier() and not keyword.iskeyword(name)
+
+
+def _one_residual(layers: list) -> bool:
+    """Whether a block's layers are one unnamed, unrepeated residual, which its uses become directly
+    (an InvertedResidual is the residual, not a Sequential holding one)."""
+    if len(layers) != 1 or not isinstance(layers[0], dict) or set(layers[0]) != {"residual"}:
+        return False
+    fields = layers[0]["residual"]
+    return isinstance(fields, dict) and not {"name", "repeat", "from", "merge", "first"} & set(fields)
 
 
 def _has_type(value, kind: type) -> bool:

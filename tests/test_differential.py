@@ -227,6 +227,33 @@ def test_final_linear_inside_a_group_with_from_inputs():
 # ---------------------------------------------------------------- features being added
 
 
+def test_a_user_block_that_is_one_residual_is_that_residual():
+    """No nesting level of its own (torchvision's InvertedResidual holds `layers`, not `0.layers`):
+    uses that skip, with and without a name, inside a group and repeated, and a block whose residual
+    is named (that one stays a group around it)."""
+    body = [{"group": {"name": "layers", "layers": [
+        {"conv": {"out": "mid", "kernel": 1, "bias": False}}, "batchnorm", "relu6",
+        {"conv": {"out": 6, "kernel": 1, "bias": False}}, "batchnorm"]}}]  # fmt: skip
+    blocks = {
+        "ir": {"params": {"mid": "int"}, "layers": [{"residual": {"shortcut": "identity", "activation": "identity",
+                                                                  "body": body}}]},  # fmt: skip
+        "named": {"params": {"mid": "int"}, "layers": [{"residual": {"name": "res", "body": body}}]},
+    }
+    source = spec(
+        [6, 5, 5],
+        {"ir": 12},
+        {"group": {"name": "stack", "layers": [{"ir": {"mid": 3, "repeat": 2}}]}},
+        {"ir": {"name": "last", "mid": 4}},
+        {"named": 5},
+        blocks=blocks,
+    )
+    keys = list(compile_spec(source).state_dict())
+    assert [k for k in keys if k.endswith("layers.0.weight")] == [
+        "0.layers.0.weight", "stack.0.layers.0.weight", "stack.1.layers.0.weight", "last.layers.0.weight",
+        "3.res.layers.0.weight"]  # fmt: skip
+    assert_emitted_equals_live(source)
+
+
 def test_merge_mul_squeeze_excitation():
     source = spec(
         [8, 6, 6],

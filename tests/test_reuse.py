@@ -272,6 +272,22 @@ def test_an_override_can_replace_a_groups_layers_block_uses_included(tmp_path):
 # ---------------------------------------------------------------- user-defined blocks
 
 
+def test_an_error_in_a_block_that_is_one_residual_points_into_the_block(tmp_path):
+    path = tmp_path / "ir.yaml"
+    path.write_text(
+        "archspec: 1\nname: t\ninput: [8, 6, 6]\nblocks:\n  ir:\n    params: {mid: int}\n    layers:\n"
+        "      - residual:\n          activation: bogus\n          body:\n"
+        "            - conv: {out: mid, kernel: 9}\n            - conv: {out: 8, kernel: 1}\n"
+        "layers:\n  - ir: 4\n"
+    )
+    for fix, expected in (("bogus", (9, "bad-value", [14])), ("kernel: 9", (11, "output-size", [14]))):
+        path.write_text(path.read_text().replace("bogus", "relu") if fix == "kernel: 9" else path.read_text())
+        with pytest.raises(SpecError) as caught:
+            analyze(path)
+        found = [(d.loc.line, d.code, [note.line for note, _ in d.notes]) for d in caught.value.diagnostics]
+        assert found == [expected]
+
+
 def test_user_blocks_expand_at_their_use_with_their_name_as_kind():
     blocks = {"unit": {"params": {"out": "int", "stride": 1},
                        "layers": [{"conv": {"name": "conv", "out": "out", "kernel": 3, "stride": "stride",
