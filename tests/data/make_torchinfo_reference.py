@@ -39,7 +39,11 @@ import archspec  # noqa: E402
 from archspec import compile_spec  # noqa: E402
 
 TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-               "densenet121", "densenet161", "densenet169", "densenet201"]  # fmt: skip
+               "densenet121", "densenet161", "densenet169", "densenet201",
+               "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
+               "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet", "resnext50_32x4d", "resnext101_32x8d",
+               "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v2"]  # fmt: skip
+ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}  # the zoo's configurations
 INPUT = [1, 3, 224, 224]
 DEPTH = 100  # depth only changes what torchinfo prints; totals and summary_list do not depend on it
 # Known "Total mult-adds" (issue, and ../shared/reference/torchvision-*.json "mult_adds").
@@ -203,7 +207,7 @@ def main() -> None:
     torch.manual_seed(0)
     models, problems = {}, []
     for name in TORCHVISION:
-        models[name] = record(getattr(torchvision.models, name)(), INPUT)
+        models[name] = record(getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})), INPUT)
         print(f"{name:24} {models[name]['total_mult_adds']:>15,} MACs {models[name]['total_params']:>12,} params")
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         shape = [1, *archspec.analyze(str(path)).input_shape]
