@@ -108,6 +108,17 @@ class DenseBlock(nn.ModuleDict):
         return torch.cat(features, 1)
 
 
+class Chunk(nn.Module):
+    """One of `parts` equal slices of the channels (dim 1), by index: a view, as x.chunk(parts, 1)[index]."""
+
+    def __init__(self, parts: int, index: int):
+        super().__init__()
+        self.parts, self.index = parts, index
+
+    def forward(self, x):
+        return x.chunk(self.parts, 1)[self.index]
+
+
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std, like torchvision's transforms.Normalize, as a layer."""
 

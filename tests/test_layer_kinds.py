@@ -225,6 +225,18 @@ CASES = [
     case("bottleneck-identity", spec([16, 5, 5], {"bottleneck": 4})),
     case("bottleneck-groups-stride-out", spec([8, 7, 7], {"bottleneck": {"width": 8, "out": 12, "stride": 2, "groups": 4}})),
     case("bottleneck-1d", spec([4, 9], {"bottleneck": {"width": 2, "stride": 2}})),
+    case("chunk-halves-joined", yaml_spec("""
+        archspec: 1
+        name: chunks
+        input: [6, 5, 5]
+        layers:
+          - chunk: {name: x1, parts: 2, index: 0}
+          - chunk: {name: x2, from: input, parts: 2, index: 1}
+          - conv: {name: branch, out: 3, kernel: 1}
+          - identity: {name: joined, from: [x1, branch], merge: concat}
+          - channel_shuffle: 2
+    """)),
+    case("chunk-1d-last-of-three", spec([9, 4], {"chunk": {"parts": 3, "index": 2}}, "flatten", {"linear": 2})),
     case("inverted-residual-skip", spec([8, 6, 6], {"inverted_residual": 8})),
     case("inverted-residual-no-expansion", spec([8, 6, 6], {"inverted_residual": {"out": 8, "expand_ratio": 1}})),
     case("inverted-residual-stride-widen", spec([4, 7, 7], {"inverted_residual": {"out": 6, "stride": 2, "expand_ratio": 2.5}})),

@@ -788,6 +788,49 @@ register(
 )
 
 
+class Chunk(Layer):
+    kind: Literal["chunk"]
+    parts: PosInt
+    index: Int
+
+    @model_validator(mode="after")
+    def _index_in_range(self):
+        if not 0 <= self.index < self.parts:
+            raise PydanticCustomError(
+                "bad_value",
+                "index {i} is not one of the {p} parts (0 to {last})",
+                {"i": self.index, "p": self.parts, "last": self.parts - 1},
+            )
+        return self
+
+
+def _chunk_shape(op, shape):
+    parts, channels = op.args["parts"], shape[0]
+    if channels % parts:
+        raise ShapeError(f"{parts} parts do not divide the {channels} input channels", CHANNEL_MISMATCH)
+    return (channels // parts, *shape[1:]), 0
+
+
+def _chunk_module():
+    from ..torch_builder import Chunk as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "chunk",
+        "one of `parts` equal slices of the channels, by index (ShuffleNet's x.chunk(2, dim=1)); a view",
+        Chunk,
+        _chunk_shape,
+        lambda op: call("Chunk", op.args["parts"], op.args["index"]),
+        saves=("view",),
+        module=_chunk_module,
+        template="chunk.py.jinja",
+    )
+)
+
+
 # ---------------------------------------------------------------- the rest
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import OrderedDict
 from pathlib import Path
 
 import torch
@@ -24,7 +25,8 @@ MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
           "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet",
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
-          "mobilenet_v2"]  # fmt: skip
+          "mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+          "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]  # fmt: skip
 # The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
 ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}
 
@@ -46,7 +48,10 @@ def main() -> None:
                                for k, t in model.state_dict().items()],
             }  # fmt: skip
             manifest_file.write_text(json.dumps(manifest, indent=1) + "\n")
-        model.load_state_dict(fill(model.state_dict(), GAINS.get(name, 1.0)))
+        state = model.state_dict()
+        filled = OrderedDict(fill(state, GAINS.get(name, 1.0)))
+        filled._metadata = state._metadata  # MNASNet's loader reads its version from it
+        model.load_state_dict(filled)
         with torch.no_grad():
             out = model(reference_input((3, 224, 224)))[0]
         outputs[name] = [round(v, 6) for v in out.tolist()]
