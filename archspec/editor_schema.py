@@ -67,7 +67,7 @@ _NUMBER = (
     r"(?:0[xX][0-9A-Fa-f_]+|0[oO][0-7_]+|0[bB][01_]+"
     r"|(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)(?:[eE][-+]?[0-9_]+)?)"
 )
-_OPERATOR = r"[-+*/%(),\[\]]"
+_OPERATOR = r"[-+*/%(),:\[\]]"  # ":" in slices: depths[:s]
 _APART = r"(?!\s*[A-Za-z0-9_.])"  # an operand is never followed by another: `6 apples`, `3x32` are no expressions
 
 

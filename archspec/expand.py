@@ -134,6 +134,7 @@ _FUNCTIONS = {
     "ceil": (_whole(math.ceil), 1, 1),
     "floor": (_whole(math.floor), 1, 1),
     "make_divisible": (make_divisible, 2, 3),
+    "sum": (sum, 1, 1),  # of a list; evaluated apart (_value)
 }
 _ALLOWED_NODES = (
     ast.Expression,
@@ -144,6 +145,7 @@ _ALLOWED_NODES = (
     ast.Load,
     ast.Call,
     ast.Subscript,
+    ast.Slice,
     ast.operator,
     ast.unaryop,
 )
@@ -158,8 +160,8 @@ def _is_number(value) -> bool:
 
 
 def evaluate(text: str, scope: dict[str, Any]):
-    """The value of `text` (numbers, + - * / // %, parentheses, names, list[index], and the functions
-    min, max, round, int, ceil, floor and make_divisible).
+    """The value of `text` (numbers, + - * / // %, parentheses, names, list[index], list[start:stop],
+    and the functions min, max, round, int, ceil, floor, make_divisible and sum (of a list)).
 
     Returns `text` itself when it is not an expression over known names (an option like 'same').
     """
@@ -203,6 +205,11 @@ def _value(node, scope, text):
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
+        if node.func.id == "sum":  # of a list: the one function whose argument is not a number
+            items = _value(node.args[0], scope, text) if len(node.args) == 1 else None
+            if not isinstance(items, list):
+                raise ExpressionError(f"sum() takes one list, e.g. sum(depths) or sum(depths[:i]), in {text!r}")
+            return sum(_number(item, text) for item in items)
         function, fewest, most = _FUNCTIONS[node.func.id]
         args = [_number(_value(a, scope, text), text) for a in node.args]
         if not fewest <= len(args) <= (most or len(args)):
@@ -218,6 +225,14 @@ def _value(node, scope, text):
         if node.func.id == "round" and len(args) == 2 and not isinstance(args[1], int):
             raise ExpressionError(f"round()'s digits must be a whole number in {text!r}")
         return function(*args)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):  # depths[:s], depths[1:3]
+        items = _value(node.value, scope, text)
+        if not isinstance(items, list) or node.slice.step is not None:
+            raise ExpressionError(f"only a list var can be sliced, as list[start:stop], in {text!r}")
+        bounds = [None if b is None else _value(b, scope, text) for b in (node.slice.lower, node.slice.upper)]
+        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
+            raise ExpressionError(f"a slice's bounds are integers, in {text!r}")
+        return items[bounds[0] : bounds[1]]
     if isinstance(node, ast.Subscript):
         items, index = _value(node.value, scope, text), _value(node.slice, scope, text)
         if not isinstance(items, list) or not isinstance(index, int) or isinstance(index, bool):

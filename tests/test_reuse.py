@@ -65,7 +65,9 @@ def test_evaluator_computes_integer_arithmetic_like_python(case):
      ("max(growth, 40) // 8", 5), ("-growth", -32), ("same", "same"), ("'1e-5'", "'1e-5'"),
      ("ceil(65 / 2)", 33), ("floor(65 / 2)", 32), ("int(-6.5)", -6), ("round(2.5)", 2), ("round(0.125, 2)", 0.12),
      ("max(1, growth, 3)", 32), ("make_divisible(growth * 0.75, 8)", 24), ("make_divisible(20, 16)", 32),
-     ("make_divisible(3, 8)", 8), ("make_divisible(3, 8, 4)", 4), ("make_divisible(4, 8, 4)", 8)],
+     ("make_divisible(3, 8)", 8), ("make_divisible(3, 8, 4)", 4), ("make_divisible(4, 8, 4)", 8),
+     ("sum(depths)", 16), ("sum(depths[:2]) + 1", 8), ("depths[1:3]", [4, 6]), ("sum(depths[4:])", 0),
+     ("0.2 * (sum(depths[:2]) + 1) / sum(depths)", 0.2 * float(8) / 16)],
 )  # fmt: skip
 def test_evaluator_examples(text, value):
     scope = {"bn_size": 4, "growth": 32, "depths": [3, 4, 6, 3]}
@@ -116,6 +118,12 @@ def test_evaluator_reports_unknown_vars_and_bad_arithmetic():
         evaluate("depths[4]", {"depths": [1, 2]})
     with pytest.raises(ExpressionError, match=r"ceil\(\) takes 1 argument, got 2"):
         evaluate("ceil(1, 2)", {})
+    with pytest.raises(ExpressionError, match=r"sum\(\) takes one list"):
+        evaluate("sum(1, 2)", {})
+    with pytest.raises(ExpressionError, match=r"as list\[start:stop\]"):
+        evaluate("depths[::2]", {"depths": [1, 2]})
+    with pytest.raises(ExpressionError, match="bounds are integers"):
+        evaluate("depths[:1.5]", {"depths": [1, 2]})
     with pytest.raises(ExpressionError, match="divisor must be a whole number"):
         evaluate("make_divisible(10, 0.5)", {})
     with pytest.raises(ExpressionError, match=r"ceil\(\) of inf"):
