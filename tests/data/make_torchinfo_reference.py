@@ -42,7 +42,9 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                "densenet121", "densenet161", "densenet169", "densenet201",
                "vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn", "vgg16_bn", "vgg19_bn",
                "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet", "resnext50_32x4d", "resnext101_32x8d",
-               "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v2"]  # fmt: skip
+               "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v2",
+               "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
+               "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]  # fmt: skip
 ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}  # the zoo's configurations
 INPUT = [1, 3, 224, 224]
 DEPTH = 100  # depth only changes what torchinfo prints; totals and summary_list do not depend on it
