@@ -372,34 +372,28 @@ def _depth_within(diagram, model) -> int:
 
 
 def _diff(args) -> int:
-    models, failed = [], False
-    for path, overrides in ((args.old, args.set_old), (args.new, args.set_new)):
-        model, exc = _analyze(path, [*args.set, *overrides], args.input)
+    sides = [(args.old, [*args.set, *args.set_old]), (args.new, [*args.set, *args.set_new])]
+    analyzed = [_analyze(path, overrides, args.input) for path, overrides in sides]
+    for _, exc in analyzed:
         if exc is not None:
             _report_errors(exc)
-            failed = True
-        models.append(model)
-    if failed:
+    if any(exc is not None for _, exc in analyzed):
         return EXIT_SPEC
     _quiet_torch_import()
     from . import diff
 
-    old, new = models
+    (old, _), (new, _) = analyzed
     found = diff.compare(diff.manifest(old), diff.manifest(new))
-    labels = [
-        _label(path, [*args.set, *overrides])
-        for path, overrides in ((args.old, args.set_old), (args.new, args.set_new))
-    ]
     if args.format == "json":
         import json
 
-        sides = [
-            {"file": path, "name": model.name, "set": dict([*args.set, *overrides])}
-            for path, model, overrides in ((args.old, old, args.set_old), (args.new, new, args.set_new))
+        described = [
+            {"file": path, "name": model.name, "set": dict(overrides)}
+            for (path, overrides), (model, _) in zip(sides, analyzed)
         ]
-        print(json.dumps(diff.as_json(found, *sides), indent=1))
+        print(json.dumps(diff.as_json(found, *described), indent=1))
     else:
-        print(diff.text(found, *labels, show_all=args.all))
+        print(diff.text(found, *(_label(path, overrides) for path, overrides in sides), show_all=args.all))
     return EXIT_OK
 
 
