@@ -331,7 +331,12 @@ class _Composition:
         if len({path.jump for path in paths}) > 1:
             jumps = " and ".join(Field(p.size, p.jump, p.padding).describe().split("/")[-1] for p in paths)
             self.notes.append(f"{where or 'the model'}: paths with different jumps ({jumps}) meet; the widest is shown")
-        return max(paths, key=lambda path: path.size)
+        widest = [max(paths, key=lambda path: path.size[d]) for d in range(len(paths[0].size))]  # in each dim
+        return Field(
+            tuple(path.size[d] for d, path in enumerate(widest)),
+            tuple(path.jump[d] for d, path in enumerate(widest)),
+            tuple(path.padding[d] for d, path in enumerate(widest)),
+        )
 
     def through(self, op: Op, seen: Field) -> Field:
         """The field after `op`: an op without a window (activations, norms, linear) keeps its input's."""

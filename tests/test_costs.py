@@ -128,6 +128,24 @@ def test_receptive_fields_equal_gradients_through_the_module(name, input_shape, 
             assert _measured(module, path, input_shape, index) == expected, f"{name} {path} at {index}"
 
 
+def test_the_field_where_branches_meet_is_the_widest_in_each_dim():
+    """Inception v3's factorised convolutions: a 1x7 and a 7x1 branch, concatenated, see 7 x 7
+    (neither branch's field is the widest in both dims)."""
+    spec = {
+        "archspec": 1, "name": "branches", "input": [2, 15, 15],
+        "layers": [
+            {"conv": {"name": "wide", "out": 2, "kernel": [1, 7], "padding": [0, 3]}},
+            {"conv": {"name": "tall", "from": "input", "out": 2, "kernel": [7, 1], "padding": [3, 0]}},
+            {"identity": {"name": "both", "from": ["wide", "tall"], "merge": "concat"}},
+        ],
+    }  # fmt: skip
+    row = next(layer for layer in measure(analyze(spec)).layers if layer.path == "both")
+    assert row.field.size == (7, 7)
+    module = _measurable(compile_spec(spec))
+    for index in ((7, 7), (0, 0), (14, 3)):
+        assert _measured(module, "both", (2, 15, 15), index) == _predicted(row.field, index, (15, 15))
+
+
 @pytest.mark.slow
 def test_receptive_fields_through_upsampling_have_the_measured_width():
     """After a transposed convolution, neighbouring outputs read the same inputs (it is not a

@@ -44,8 +44,13 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet", "resnext50_32x4d", "resnext101_32x8d",
                "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v2",
                "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
-               "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]  # fmt: skip
-ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}  # the zoo's configurations
+               "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+               "inception_v3"]  # fmt: skip
+ARGUMENTS = {  # the zoo's configurations
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+INPUTS = {"inception_v3": [1, 3, 299, 299]}  # the rest: INPUT
 INPUT = [1, 3, 224, 224]
 DEPTH = 100  # depth only changes what torchinfo prints; totals and summary_list do not depend on it
 # Known "Total mult-adds" (issue, and ../shared/reference/torchvision-*.json "mult_adds").
@@ -209,7 +214,7 @@ def main() -> None:
     torch.manual_seed(0)
     models, problems = {}, []
     for name in TORCHVISION:
-        models[name] = record(getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})), INPUT)
+        models[name] = record(getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})), INPUTS.get(name, INPUT))
         print(f"{name:24} {models[name]['total_mult_adds']:>15,} MACs {models[name]['total_params']:>12,} params")
     for path in sorted((ROOT / "specs").glob("*.yaml")):
         shape = [1, *archspec.analyze(str(path)).input_shape]

@@ -26,9 +26,14 @@ MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "alexnet", "squeezenet1_0", "squeezenet1_1", "googlenet",
           "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2",
           "mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
-          "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0"]  # fmt: skip
+          "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
+          "inception_v3"]  # fmt: skip
 # The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
-ARGUMENTS = {"googlenet": {"aux_logits": False, "init_weights": True}}
+ARGUMENTS = {
+    "googlenet": {"aux_logits": False, "init_weights": True},
+    "inception_v3": {"aux_logits": False, "init_weights": True},
+}
+INPUTS = {"inception_v3": (3, 299, 299)}  # the rest: (3, 224, 224)
 
 
 def main() -> None:
@@ -41,7 +46,7 @@ def main() -> None:
                 "model": name,
                 "source": f"torchvision {torchvision.__version__} model constructor with "
                 + (", ".join(f"{k}={v}" for k, v in ARGUMENTS[name].items()) if name in ARGUMENTS else "default arguments"),
-                "input": [3, 224, 224],
+                "input": list(INPUTS.get(name, (3, 224, 224))),
                 "output": [1000],
                 "parameters": sum(p.numel() for p in model.parameters()),
                 "state_dict": [[k, list(t.shape), str(t.dtype).removeprefix("torch.")]
@@ -53,7 +58,7 @@ def main() -> None:
         filled._metadata = state._metadata  # MNASNet's loader reads its version from it
         model.load_state_dict(filled)
         with torch.no_grad():
-            out = model(reference_input((3, 224, 224)))[0]
+            out = model(reference_input(INPUTS.get(name, (3, 224, 224))))[0]
         outputs[name] = [round(v, 6) for v in out.tolist()]
         print(name, float(out.abs().mean()))
     source = f"torchvision {torchvision.__version__}, torch {torch.__version__}"
