@@ -194,6 +194,7 @@ class _Context:
 
     roots: list[Node]
     params: dict[str, list]  # emitted name -> value in each use
+    in_channels: str | None = None  # the emitted name of a user block's input channel count (not written by the user)
     index: list[dict[str, Node]] = field(default_factory=list)
 
     def __post_init__(self):
@@ -247,8 +248,9 @@ class _Emitter:
 
     # ---- values: a literal, or the name in scope whose value it is in every use
 
-    def values(self, values: list, node: Node, remake) -> list[str]:
-        """Texts for `values` of `node`; `remake(peer)` gives the same values for a peer node."""
+    def values(self, values: list, node: Node, remake, channels=None) -> list[str]:
+        """Texts for `values` of `node`; `remake(peer)` gives the same values for a peer node.
+        `channels`: the indices of values that are channel counts (None: any may be)."""
         columns = [[value] for value in values]
         for peer in self.context.peers(node):
             others = remake(peer)
@@ -256,11 +258,15 @@ class _Emitter:
                 raise _Unexpressible
             for column, other in zip(columns, others):
                 column.append(other)
-        return [self.value(column) for column in columns]
+        return [self.value(column, channels is None or i in channels) for i, column in enumerate(columns)]
 
-    def value(self, column: list) -> str:
-        """The first name in scope with these values in every use, else the literal they all share."""
+    def value(self, column: list, channel: bool = True) -> str:
+        """The first name in scope with these values in every use, else the literal they all share.
+        A user block's input channel count stands only for channel counts: a kernel of 3 in a block
+        on RGB input stays 3."""
         for name, known in self.context.params.items():
+            if name == self.context.in_channels and not channel:
+                continue
             if len(known) == len(column) and all(type(a) is type(b) and a == b for a, b in zip(column, known)):
                 self.used[-1].add(name)
                 return name
@@ -311,11 +317,11 @@ class _Emitter:
             uses = self.uses_of[block.kind]
             plan = None
             if all(_structure(use) == _structure(uses[0]) for use in uses):
-                saved = (list(self.classes), self.uses_functional)
+                saved = (list(self.classes), self.uses_functional, set(self.helper_classes))
                 try:
                     plan = self.write_user_class(block.kind, uses)
                 except _Unexpressible:
-                    self.classes, self.uses_functional = saved
+                    self.classes, self.uses_functional, self.helper_classes = saved  # all it added, undone
             self.user_classes[block.kind] = plan
         return self.user_classes[block.kind]
 
@@ -324,7 +330,7 @@ class _Emitter:
         signature = [("in_channels", emitted.claim("in_channels"))]
         signature += [(name, emitted.claim(name)) for name, _ in uses[0].block_args if name != "in_channels"]
         params = {text: [_argument(use, name) for use in uses] for name, text in signature}
-        outer, self.context = self.context, _Context(list(uses), params)
+        outer, self.context = self.context, _Context(list(uses), params, signature[0][1])
         self.used.append(set())
         try:
             first = uses[0]
@@ -408,7 +414,8 @@ class _Emitter:
         if plan is not None:
             class_name, signature = plan
             remake = lambda block: [_argument(block, name) for name, _ in signature]
-            return self.assign(owner, node.name, class_name, self.values(remake(node), node, remake), indent)
+            arguments = self.values(remake(node), node, remake, channels={0})  # its own in_channels first
+            return self.assign(owner, node.name, class_name, arguments, indent)
         if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
             class_name, taken = self.block_class(node)
             return self.assign(owner, node.name, class_name, taken, indent)
@@ -475,7 +482,7 @@ class _Emitter:
             given = dict(made.kwargs + made.omitted)
             return [*made.args, *(given[key] for key in keys)]
 
-        texts = self.values(values(call), node, lambda peer: values(remake(peer)))
+        texts = self.values(values(call), node, lambda peer: values(remake(peer)), _channels(call, keys))
         return texts[: len(call.args)] + [f"{key}={text}" for key, text in zip(keys, texts[len(call.args) :])]
 
     def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
@@ -509,6 +516,34 @@ class _Emitter:
             self.uses_functional |= text.startswith("F.")
             return text
         return f"{_attribute('self', node.name)}({x})"
+
+
+# Where constructors take channel counts (positions, keyword names): only there may a user block's
+# in_channels stand. A constructor not listed (a plugin's) may take it anywhere.
+_CHANNEL_ARGUMENTS = {
+    "nn.Conv": (0, 1, "groups"),
+    "nn.ConvTranspose": (0, 1, "groups"),
+    "nn.BatchNorm": (0,),
+    "nn.InstanceNorm": (0,),
+    "nn.GroupNorm": (1,),
+    "nn.Linear": (0, 1),
+    "nn.PReLU": ("num_parameters",),
+    "BasicBlock": (0, 1),
+    "Bottleneck": (0, 1, 2),
+    "InvertedResidual": (0, 1),
+    "DenseBlock": (1,),
+    "Transition": (0, 1),
+}
+_NO_CHANNELS = ("nn.", "Normalize", "Chunk")  # other torch.nn constructors and archspec's own take none
+
+
+def _channels(call: Call, keys: list[str]) -> set[int] | None:
+    """The indices of a call's values ([*args, *values of `keys`]) that are channel counts; None: any."""
+    family = call.func.rstrip("0123456789d") if call.func.startswith("nn.") else call.func
+    if family not in _CHANNEL_ARGUMENTS:
+        return set() if call.func.startswith(_NO_CHANNELS) else None
+    where = _CHANNEL_ARGUMENTS[family]
+    return {p for p in where if isinstance(p, int)} | {len(call.args) + i for i, key in enumerate(keys) if key in where}
 
 
 def _argument(block: Block, name: str):

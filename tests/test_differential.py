@@ -227,6 +227,20 @@ def test_final_linear_inside_a_group_with_from_inputs():
 # ---------------------------------------------------------------- features being added
 
 
+def test_a_block_on_rgb_input_keeps_its_literal_threes():
+    """A user block's in_channels stands only for channel counts: with 3 input channels, a kernel of
+    3 and a pool of 3 stay 3 (they once became in_channels, right only while the input stays RGB)."""
+    from archspec.emit import emit_python
+
+    unit = [{"conv": {"out": "out", "kernel": 3, "padding": 1}}, "batchnorm",
+            {"maxpool": {"kernel": 3, "stride": 1, "padding": 1}}]  # fmt: skip
+    source = spec([3, 8, 8], {"unit": 3}, {"unit": 6}, blocks={"unit": {"params": {"out": "int"}, "layers": unit}})
+    emitted = emit_python(source)
+    assert "nn.Conv2d(in_channels, out, kernel_size=3, padding=1)" in emitted
+    assert "nn.MaxPool2d(3, stride=1, padding=1)" in emitted
+    assert_emitted_equals_live(source)
+
+
 def test_a_user_block_that_is_one_residual_is_that_residual():
     """No nesting level of its own (torchvision's InvertedResidual holds `layers`, not `0.layers`):
     uses that skip, with and without a name, inside a group and repeated, and a block whose residual
