@@ -14,7 +14,7 @@ def update_golden() -> bool:
 LARGE_NETWORKS = (
     *("resnet34", "resnet50", "resnet101", "resnet152"),
     *("densenet121", "densenet161", "densenet169", "densenet201"),
-    *("vgg11", "vgg13", "vgg16", "vgg19", "alexnet", "googlenet", "resnext", "wide_resnet", "mobilenet", "mnasnet", "shufflenet", "inception"),
+    *("vgg11", "vgg13", "vgg16", "vgg19", "alexnet", "googlenet", "resnext", "wide_resnet", "mobilenet", "mnasnet", "shufflenet", "inception", "efficientnet"),
     "unet]",  # "unet]": not unet_small
 )
 SLOW_TESTS = {

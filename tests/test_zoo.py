@@ -60,7 +60,7 @@ def test_the_zoo_list_is_whole_and_what_is_missing_is_known():
     the count is asserted so that adding a spec (or losing one) shows here."""
     assert len(TORCHVISION) == 68
     missing = [name for name in TORCHVISION if name not in ZOO]
-    assert len(ZOO) == 36, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
+    assert len(ZOO) == 38, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -83,11 +83,22 @@ def test_forward_equals_torchvision(name):
     torch.testing.assert_close(actual, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
 
-@pytest.mark.parametrize("name", [name for name in ZOO if name in GAINS])
-def test_the_reference_weights_make_relu6_matter(name):
+# The activations each gained model's reference weights must exercise, and a look-alike for each.
+SWAPS = {
+    "mobilenet_v2": [(torch.nn.ReLU6, torch.nn.ReLU)],
+    "mobilenet_v3_large": [(torch.nn.Hardswish, torch.nn.ReLU), (torch.nn.Hardsigmoid, torch.nn.Sigmoid)],
+    "mobilenet_v3_small": [(torch.nn.Hardswish, torch.nn.ReLU), (torch.nn.Hardsigmoid, torch.nn.Sigmoid)],
+}
+
+
+@pytest.mark.parametrize(
+    "name, kind, other", [(name, kind, other) for name in ZOO for kind, other in SWAPS.get(name, ())], ids=str
+)
+def test_the_reference_weights_make_the_activations_matter(name, kind, other):
     """The outputs compared above would not tell ReLU6 from ReLU if no pre-activation exceeded 6
-    (at unit normalisation scales none does): with the recorded weights, swapping them changes the
-    output far beyond the comparison's tolerance."""
+    (at unit normalisation scales none does), nor hardsigmoid from sigmoid if every gate saturated:
+    with the recorded weights, swapping one for its look-alike changes the output far beyond the
+    comparison's tolerance."""
     module = compile_spec(spec_path(name)).eval()
     module.load_state_dict(fill(module.state_dict(), GAINS[name]))
     x = reference_input(tuple(module.input_shape))
@@ -95,8 +106,8 @@ def test_the_reference_weights_make_relu6_matter(name):
         expected = module(x)[0]
         for parent in list(module.modules()):
             for child_name, child in list(parent.named_children()):
-                if isinstance(child, torch.nn.ReLU6):
-                    setattr(parent, child_name, torch.nn.ReLU())
+                if isinstance(child, kind):
+                    setattr(parent, child_name, other())
         swapped = module(x)[0]
     assert float((swapped - expected).abs().max()) > 100 * 1e-4 * float(expected.abs().max())
 
