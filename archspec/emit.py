@@ -498,7 +498,7 @@ class _Emitter:
                 if len(names) > 1:
                     merged = registry.merge(child.merge).source(names)
                     self.uses_functional |= "F." in merged
-                    lines.append(f"{out} = {merged}{self.shape_note(child, 'in_shape')}")
+                    lines += _statement(out, merged, self.shape_note(child, "in_shape"))
             target = local(child.name) if child.name in keep else out
             targets = ", ".join([target, *(local(f"{child.name}.{path}") for path in child.exports)])
             lines.append(f"{targets} = {self.step(child, current)}{self.shape_note(child)}")
@@ -516,6 +516,31 @@ class _Emitter:
             self.uses_functional |= text.startswith("F.")
             return text
         return f"{_attribute('self', node.name)}({x})"
+
+
+LINE_LENGTH = 88  # ruff format's default, which emitted files keep (tests/test_emit.py checks)
+
+
+def _statement(target: str, expression: str, note: str, indent: int = 8) -> list[str]:
+    """`target = expression  # note` in a forward (`indent` deep) as ruff format writes it: one line,
+    else the brackets' or operators' contents on a line of their own, else one item per line."""
+    line = f"{target} = {expression}{note}"
+    if indent + len(line) <= LINE_LENGTH:
+        return [line]
+    inner_fits = indent + 4 + len(expression) <= LINE_LENGTH
+    if expression.startswith("torch.cat([") and expression.endswith("], 1)"):
+        arguments = expression[len("torch.cat(") : -1]
+        if indent + 4 + len(arguments) <= LINE_LENGTH:
+            return [f"{target} = torch.cat(", f"    {arguments}", f"){note}"]
+        names = arguments[1 : -len("], 1")].split(", ")
+        return [f"{target} = torch.cat(", "    [", *(f"        {n}," for n in names), "    ],", "    1,", f"){note}"]
+    for operator in (" + ", " * "):
+        if operator in expression:
+            if inner_fits:
+                return [f"{target} = (", f"    {expression}", f"){note}"]
+            first, *rest = expression.split(operator)
+            return [f"{target} = (", f"    {first}", *(f"    {operator.strip()} {n}" for n in rest), f"){note}"]
+    return [line]
 
 
 # Where constructors take channel counts (positions, keyword names): only there may a user block's

@@ -101,6 +101,25 @@ def test_emitted_files_pass_ruff_and_compile(emitted):
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+@pytest.mark.parametrize("count, width", [(2, 5), (4, 12), (6, 16), (3, 30)])
+@pytest.mark.parametrize("merge", ["torch.cat([{}], 1)", "+", "*"])
+def test_long_merge_lines_are_written_as_ruff_formats_them(tmp_path, count, width, merge):
+    """Inception's six-way concatenations, long adds and products: each form _statement picks (one
+    line, the contents on a line, one item per line) is already ruff-formatted."""
+    from archspec.emit import _statement
+
+    names = [f"branch{i}_".ljust(width, "x") for i in range(count)]
+    expression = merge.format(", ".join(names)) if merge.startswith("torch") else f" {merge} ".join(names)
+    body = _statement("out", expression, "  # (B, 2048, 8, 8)")
+    source = "def forward(self):\n    if self:\n"  # formatting only: the names need not be defined
+    source += "".join(f"        {line}\n" for line in body) + "    return out\n"
+    path = tmp_path / "merge.py"
+    path.write_text(source)
+    fmt = subprocess.run([sys.executable, "-m", "ruff", "format", "--check", "--diff", "--isolated", "--line-length",
+                          "88", str(path)], capture_output=True, text=True)  # fmt: skip
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
 def test_emitted_file_imports_only_torch(emitted):
     for path in emitted.values():
         imports = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
