@@ -132,6 +132,28 @@ class Normalize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class StochasticDepth(nn.Module):
+    """torchvision.ops.StochasticDepth: in training, zeroes the whole input of each sample ("row") or of
+    the batch ("batch") with probability p and scales what survives by 1 / (1 - p); the identity in eval."""
+
+    def __init__(self, p: float, mode: str = "row"):
+        super().__init__()
+        self.p, self.mode = p, mode
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        survival_rate = 1.0 - self.p
+        size = [x.shape[0]] + [1] * (x.ndim - 1) if self.mode == "row" else [1] * x.ndim
+        noise = torch.empty(size, dtype=x.dtype, device=x.device).bernoulli_(survival_rate)
+        if survival_rate > 0.0:
+            noise.div_(survival_rate)
+        return x * noise
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, mode={self.mode}"
+
+
 def build_model(model: Model) -> SpecModel:
     return SpecModel(_children(model.body), Wiring(model.body.children), model.input_shape, model.name)
 

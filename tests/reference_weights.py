@@ -16,7 +16,17 @@ import torch
 # about +-4 standard deviations of 1 and a good share of them is clipped. MobileNetV3's gains keep
 # its hard-swish inputs partly inside (-3, 3) and its squeeze-excitation gates unsaturated, so
 # swapping hardswish for ReLU or hardsigmoid for sigmoid changes the output by 5% to 500%.
-GAINS = {"mobilenet_v2": 4.0, "mobilenet_v3_large": 1.2, "mobilenet_v3_small": 2.0}
+# EfficientNet: where unit scales leave squeeze-excitation nearly without effect (b2, b5, b7) or
+# the output in the hundreds (b4).
+GAINS = {
+    "mobilenet_v2": 4.0,
+    "mobilenet_v3_large": 1.2,
+    "mobilenet_v3_small": 2.0,
+    "efficientnet_b2": 1.5,
+    "efficientnet_b4": 0.75,
+    "efficientnet_b5": 1.5,
+    "efficientnet_b7": 1.5,
+}
 
 
 def fill(state_dict: dict[str, torch.Tensor], gain: float = 1.0) -> dict[str, torch.Tensor]:

@@ -128,6 +128,25 @@ def test_receptive_fields_equal_gradients_through_the_module(name, input_shape, 
             assert _measured(module, path, input_shape, index) == expected, f"{name} {path} at {index}"
 
 
+def test_adaptive_pooling_to_one_position_sees_everything():
+    """As a global pool does; squeeze-excitation multiplies such a gate back onto its input, whose
+    field must then stay the input's (it once came out as 78285599643 x 78285599643)."""
+    spec = {
+        "archspec": 1, "name": "se", "input": [4, 9, 9],
+        "layers": [
+            {"conv": {"name": "conv", "out": 4, "kernel": 3}},
+            {"adaptive_avgpool": {"name": "pool", "size": 1}},
+            {"conv": {"name": "gate", "out": 4, "kernel": 1}},
+            {"identity": {"name": "scaled", "from": ["conv", "gate"], "merge": "mul"}},
+        ],
+    }  # fmt: skip
+    fields = {layer.path: layer.field for layer in measure(analyze(spec)).layers}
+    assert fields["conv"].size == (3, 3) and not fields["conv"].whole
+    assert fields["pool"].whole and fields["gate"].whole and fields["scaled"].whole  # the gate saw everything
+    spec["layers"][1:] = [{"adaptive_avgpool": {"name": "rows", "size": [1, 3]}}]  # one position in H only
+    assert not next(layer.field for layer in measure(analyze(spec)).layers if layer.path == "rows").whole
+
+
 def test_the_field_where_branches_meet_is_the_widest_in_each_dim():
     """Inception v3's factorised convolutions: a 1x7 and a 7x1 branch, concatenated, see 7 x 7
     (neither branch's field is the widest in both dims)."""

@@ -136,6 +136,14 @@ CASES = [
     case("dropout-channels-1d", spec([4, 6], {"dropout": {"p": 0.5, "channels": True}})),
     case("dropout-channels-2d", spec([4, 3, 3], {"dropout": {"channels": True}}, {"dropout": {"p": 0.0, "channels": True}})),
     case("dropout-channels-3d", spec([4, 2, 2, 2], {"dropout": {"p": 0.2, "channels": True}})),
+    case("stochastic_depth-row-batch", spec([3, 4, 4], {"stochastic_depth": 0.5}, {"stochastic_depth": {"p": 0.3, "mode": "batch"}})),
+    case("stochastic_depth-1d-never-always", spec([3, 5], {"stochastic_depth": 0.0}, {"stochastic_depth": {"p": 1.0, "mode": "batch"}},
+                                                  {"stochastic_depth": 1})),
+    case("stochastic_depth-features-3d", spec([2, 2, 3, 3], {"stochastic_depth": {"name": "drop", "p": 0.4}}, "flatten",
+                                              {"stochastic_depth": {"p": 0.6, "mode": "batch"}})),
+    case("residual-body-ending-in-stochastic_depth", spec([4, 6, 6], {"residual": {"shortcut": "identity", "activation": "identity", "body": [
+        {"conv": {"out": 4, "kernel": 3, "padding": 1, "bias": False}}, "batchnorm",
+        {"stochastic_depth": {"name": "stochastic_depth", "p": 0.25}}]}})),
     # ------------------------------------------------------------------ padding and rearranging
     case("zero_pad-1d", spec([3, 5], {"zero_pad": 2}, {"zero_pad": {"padding": 0, "after": 3}})),
     case("zero_pad-2d-per-dim", spec([3, 4, 5], {"zero_pad": [1, 0]}, {"zero_pad": {"padding": [0, 2], "after": [1, 0]}})),
@@ -586,6 +594,31 @@ def test_hardtanh_and_relu6_clamp_like_pytorch():
     _, module = check(spec([3, 5], {"hardtanh": {"min": -0.5, "max": 2}}, {"relu6": {"name": "six"}}))
     x = torch.linspace(-10, 10, 30).view(2, 3, 5)
     torch.testing.assert_close(module(x), torch.clamp(torch.clamp(x, -0.5, 2.0), 0, 6))
+
+
+@pytest.mark.parametrize("mode", ["row", "batch"])
+@pytest.mark.parametrize("p", [0.0, 0.3, 1.0])
+def test_stochastic_depth_is_torchvisions(p, mode):
+    """torchvision.ops.stochastic_depth, written out: the identity in eval; in training a noise of
+    shape (N, 1, ...) (row) or (1, ...) (batch), bernoulli_(1 - p), divided by 1 - p when above 0, so
+    it draws from the RNG exactly as torchvision does."""
+    _, module = check(spec([3, 4, 5], {"stochastic_depth": {"p": p, "mode": mode}}))
+    x = torch.randn(6, 3, 4, 5)
+    module.eval()
+    assert module(x) is x
+    module.train()
+    torch.manual_seed(7)
+    got = module(x)
+    torch.manual_seed(7)
+    survival = 1.0 - p
+    if p == 0.0:
+        expected = x
+    else:
+        noise = torch.empty([6, 1, 1, 1] if mode == "row" else [1, 1, 1, 1]).bernoulli_(survival)
+        expected = x * (noise.div_(survival) if survival > 0.0 else noise)
+    torch.testing.assert_close(got, expected, rtol=0, atol=0)
+    if p == 1.0:
+        assert not got.any()
 
 
 def test_channel_shuffle_matches_torchvisions_shufflenet():

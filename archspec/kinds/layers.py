@@ -551,7 +551,8 @@ for _name, _module, _what in (
             AdaptivePool,
             _adaptive_shape,
             lambda op, m=_module: call(f"nn.{m}{dims(op)}d", op.args["size"]),
-            window=lambda op: tuple(Window(size=size) for size in op.out_shape[1:]),
+            # to one position in every dim it is a global pool: each output sees the whole input
+            window=lambda op: tuple(Window(size=n, whole=set(op.out_shape[1:]) == {1}) for n in op.out_shape[1:]),
             saves=("input", "indices") if _what == "max" else (),
         )
     )
@@ -861,6 +862,36 @@ register(
         lambda op: call(f"nn.Dropout{dims(op)}d" if op.args["channels"] else "nn.Dropout", op.args["p"]),
         # an element mask; a channel dropout keeps one factor per channel, next to nothing
         saves=lambda op: () if op.args["channels"] else ("mask",),
+    )
+)
+
+
+class StochasticDepth(Layer):
+    primary: ClassVar = "p"
+    kind: Literal["stochastic_depth"]
+    p: Probability
+    mode: Literal["row", "batch"] = "row"
+
+
+def _stochastic_depth_module():
+    from ..torch_builder import StochasticDepth as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "stochastic_depth",
+        "zeroes the whole input of a sample (row) or of the batch with probability p while training, "
+        "scaling the rest by 1 / (1 - p) (torchvision.ops.StochasticDepth)",
+        StochasticDepth,
+        same_shape,
+        lambda op: call("StochasticDepth", op.args["p"], mode=op.args["mode"], defaults={"mode": "row"}),
+        # its backward keeps only the noise, one factor per sample (row) or one in all (batch): next
+        # to nothing, as for a channel dropout
+        saves=(),
+        module=_stochastic_depth_module,
+        template="stochastic_depth.py.jinja",
     )
 )
 

@@ -45,7 +45,8 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                "resnext101_64x4d", "wide_resnet50_2", "wide_resnet101_2", "mobilenet_v2",
                "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
                "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
-               "inception_v3", "mobilenet_v3_large", "mobilenet_v3_small"]  # fmt: skip
+               "inception_v3", "mobilenet_v3_large", "mobilenet_v3_small",
+               "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"]  # fmt: skip
 ARGUMENTS = {  # the zoo's configurations
     "googlenet": {"aux_logits": False, "init_weights": True},
     "inception_v3": {"aux_logits": False, "init_weights": True},
