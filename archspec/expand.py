@@ -224,7 +224,10 @@ def _value(node, scope, text):
             raise ExpressionError(f"{node.func.id}() takes {wanted}, got {len(args)}, in {text!r}")
         if node.func.id == "round" and len(args) == 2 and not isinstance(args[1], int):
             raise ExpressionError(f"round()'s digits must be a whole number in {text!r}")
-        return function(*args)
+        try:
+            return function(*args)
+        except (OverflowError, ValueError):  # int(inf), int(nan): a spec's arithmetic went out of range
+            raise ExpressionError(f"{node.func.id}() of a value out of range in {text!r}") from None
     if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):  # depths[:s], depths[1:3]
         items = _value(node.value, scope, text)
         if not isinstance(items, list) or node.slice.step is not None:

@@ -128,6 +128,9 @@ def test_evaluator_reports_unknown_vars_and_bad_arithmetic():
         evaluate("make_divisible(10, 0.5)", {})
     with pytest.raises(ExpressionError, match=r"ceil\(\) of inf"):
         evaluate("ceil(1e308 * 10)", {})
+    for text in ("make_divisible(1e308 * 10, 8)", "round(1e308 * 10)", "make_divisible(1e308 * 10 - 1e308 * 10, 8)"):
+        with pytest.raises(ExpressionError, match="out of range"):
+            evaluate(text, {})
 
 
 # ---------------------------------------------------------------- vars and overrides

@@ -214,18 +214,29 @@ class BatchNorm(Layer):
     track_running_stats: Bool = True
 
 
-def _batchnorm_call(op) -> Call:
+def _norm_call(module: str, op, stateful: bool) -> Call:
+    """The constructor of a batch or instance norm: the same four fields. PyTorch's defaults differ
+    only in affine and track_running_stats: both on for batch norm (`stateful`), both off for instance norm."""
     a = op.args
-    rank = 1 if len(op.in_shape) <= 2 else dims(op)
     return call(
-        f"nn.BatchNorm{rank}d",
+        module,
         op.in_shape[0],
         eps=a["eps"],
         momentum=a["momentum"],
         affine=a["affine"],
         track_running_stats=a["track_running_stats"],
-        defaults=dict(eps=1e-5, momentum=0.1, affine=True, track_running_stats=True),
+        defaults=dict(eps=1e-5, momentum=0.1, affine=stateful, track_running_stats=stateful),
     )
+
+
+def _running_stats(op) -> tuple:
+    """A tracking norm's buffers: running mean and variance per channel, and num_batches_tracked."""
+    return ((2 * op.in_shape[0], "float"), (1, "int64")) if op.args["track_running_stats"] else ()
+
+
+def _batchnorm_call(op) -> Call:
+    rank = 1 if len(op.in_shape) <= 2 else dims(op)
+    return _norm_call(f"nn.BatchNorm{rank}d", op, stateful=True)
 
 
 register(
@@ -235,7 +246,7 @@ register(
         BatchNorm,
         lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0),
         _batchnorm_call,
-        buffers=lambda op: ((2 * op.in_shape[0], "float"), (1, "int64")) if op.args["track_running_stats"] else (),
+        buffers=_running_stats,
     )
 )
 
@@ -339,16 +350,7 @@ def _instance_norm_shape(op, shape):
 
 
 def _instance_norm_call(op) -> Call:
-    a = op.args
-    return call(
-        f"nn.InstanceNorm{dims(op)}d",
-        op.in_shape[0],
-        eps=a["eps"],
-        momentum=a["momentum"],
-        affine=a["affine"],
-        track_running_stats=a["track_running_stats"],
-        defaults=dict(eps=1e-5, momentum=0.1, affine=False, track_running_stats=False),
-    )
+    return _norm_call(f"nn.InstanceNorm{dims(op)}d", op, stateful=False)
 
 
 register(
@@ -358,7 +360,7 @@ register(
         InstanceNorm,
         _instance_norm_shape,
         _instance_norm_call,
-        buffers=lambda op: ((2 * op.in_shape[0], "float"), (1, "int64")) if op.args["track_running_stats"] else (),
+        buffers=_running_stats,
     )
 )
 
