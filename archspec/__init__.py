@@ -6,11 +6,13 @@
 from __future__ import annotations
 
 from .errors import Diagnostic, SpecError, UsageError, WeightsError
+from .limits import Limits
 
 __version__ = "0.2.0"
 DISTRIBUTION = "archspec-nn"  # pip install archspec-nn; PyPI's "archspec" is another project
 __all__ = [
     "Diagnostic",
+    "Limits",
     "SpecError",
     "UsageError",
     "WeightsError",
@@ -21,14 +23,14 @@ __all__ = [
 ]
 
 
-def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None):
+def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None, limits: Limits | None = None):
     """The statically shaped IR of `spec` (see archspec.pipeline.analyze); imports no torch.
 
     Every node carries its shapes, `params` and `macs` (multiply-adds per sample); `measure`
-    gives the rest of the costs."""
+    gives the rest of the costs. `limits` bound the work a spec may cause (docs/limits.md)."""
     from .pipeline import analyze
 
-    return analyze(spec, overrides, input_shape)
+    return analyze(spec, overrides, input_shape, limits)
 
 
 def measure(model, batch: int = 1, dtype: str = "float32"):
@@ -39,7 +41,14 @@ def measure(model, batch: int = 1, dtype: str = "float32"):
     return measure(model, batch, dtype)
 
 
-def compile_spec(spec, overrides: dict | None = None, weights=None, strict: bool = True):
+def compile_spec(
+    spec,
+    overrides: dict | None = None,
+    weights=None,
+    strict: bool = True,
+    limits: Limits | None = None,
+    memory_efficient: bool | None = None,
+):
     """A torch.nn.Module for `spec` (a path, YAML text, a dict or a schema.Spec).
 
     `overrides` replace values of the spec's vars, e.g. {"num_classes": 10}. `weights` is a
@@ -47,14 +56,20 @@ def compile_spec(spec, overrides: dict | None = None, weights=None, strict: bool
     strict=False, every tensor that fits by key, shape and dtype, the rest keeping its
     initialisation, and the module's `weights_report` says what was transferred (archspec.diff.Diff;
     `print(model.weights_report.summary())`). Raises SpecError, listing every problem with its
-    location, if the spec is wrong.
+    location, if the spec is wrong. `limits` (archspec.Limits) bound the work and the memory a spec
+    and a weights file may take (docs/limits.md). `memory_efficient` True (or False) turns
+    torchvision's checkpointed bottleneck on (off) in every dense block, whatever the spec says; None
+    keeps each block's own `memory_efficient` field.
     """
+    from .kinds.blocks import memory_efficient as dense_memory_efficient
+    from .limits import applied
     from .pipeline import analyze
     from .torch_builder import build_model
 
-    module = build_model(analyze(spec, overrides))
-    if weights is not None:
-        from .weights import load_weights
+    with applied(limits):
+        module = build_model(dense_memory_efficient(analyze(spec, overrides), memory_efficient))
+        if weights is not None:
+            from .weights import load_weights
 
-        module.weights_report = load_weights(module, weights, strict)
+            module.weights_report = load_weights(module, weights, strict)
     return module

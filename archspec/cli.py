@@ -1,17 +1,22 @@
 """The command line: the one place that turns user errors into messages and exit statuses.
 
-Exit 0: all good; 1: a spec has errors; 2: archspec was called wrongly (no such file, bad flag).
+Exit 0: all good; 1: a spec has errors (a limit it would exceed too), or a weights file does not
+load; 2: archspec was called wrongly (no such file, bad flag, an output it must not write), or its
+output cannot be written (a full disk). docs/limits.md says what each hostile input ends in.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import stat
 import sys
 from pathlib import Path
 
 from . import DISTRIBUTION, __version__
 from .errors import SpecError, UsageError
+from .limits import applied, parse
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -23,21 +28,76 @@ def main(argv: list[str] | None = None) -> int:
     # large spec, again and again, to find almost no cycles: 5% of a `check`. A command is short.
     collecting = gc.isenabled()
     gc.disable()
+    stdout = sys.stdout
+    sys.stdout = _Output(stdout)
     try:
         for plugin in args.plugin:
             load_plugin(plugin)
-        return args.run(args)
+        with applied(parse(args.limit) if getattr(args, "limit", None) else None):
+            status = args.run(args)
+        sys.stdout.flush()  # here, not at exit: a full disk is reported like any other error
+        return status
     except UsageError as exc:
         print(f"archspec: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except OutputError as exc:  # stdout is a full disk, a broken device...
+        print(f"archspec: error: cannot write output: {exc}", file=sys.stderr)
+        _discard(stdout)
+        return EXIT_USAGE
     except BrokenPipeError:  # `archspec check ... | head`: the reader left; that is not an error
-        sys.stdout = None
+        _discard(stdout)
         return EXIT_OK
     finally:
+        if isinstance(sys.stdout, _Output):
+            sys.stdout = stdout
         if collecting:
             gc.enable()
+
+
+class OutputError(Exception):
+    """Writing to stdout failed (not because its reader left): the message is the system's reason."""
+
+
+class _Output:
+    """sys.stdout while a command runs: a failed write becomes OutputError, so that it is reported
+    as the output's (a closed pipe stays a BrokenPipeError, which ends a command quietly)."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc.strerror or str(exc)) from None
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            raise
+        except OSError as exc:
+            raise OutputError(exc.strerror or str(exc)) from None
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def _discard(stream) -> None:
+    """Point stdout's file descriptor at the null device, so the output still buffered is dropped at
+    exit instead of failing again there ("Exception ignored ... BrokenPipeError")."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, stream.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (a test's capture): nothing buffered there
+        pass
 
 
 COMMANDS = {  # name: one line of help
@@ -96,6 +156,7 @@ def _check_options(check) -> None:
         "--dtype", choices=("float32", "float16", "bfloat16", "float64"), default="float32", help="for the memory sizes"
     )
     check.add_argument("-q", "--quiet", action="store_true", help="print errors only")
+    _add_max_errors_option(check, machine_formats=True)
     _add_input_option(check)
     _add_set_option(check)
     check.set_defaults(run=_check)
@@ -111,6 +172,14 @@ def _build_options(build) -> None:
         action="store_true",
         help="with --weights: load only the tensors that fit by name, shape and dtype, and say which",
     )
+    build.add_argument(
+        "--memory-efficient",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="checkpoint every dense block as torchvision's memory_efficient=True does (--no-memory-efficient: "
+        "none); default: each block's own memory_efficient field",
+    )
+    _add_max_errors_option(build)
     _add_input_option(build)
     _add_set_option(build)
     build.set_defaults(run=_build)
@@ -120,6 +189,7 @@ def _diagram_options(diagram) -> None:
     diagram.add_argument("spec", metavar="SPEC")
     diagram.add_argument("--format", choices=("mermaid", "dot"), default="mermaid", help="default: mermaid")
     diagram.add_argument("--depth", type=_positive, default=None, help="open blocks at most this deep")
+    _add_max_errors_option(diagram)
     _add_input_option(diagram)
     _add_set_option(diagram)
     diagram.set_defaults(run=_diagram)
@@ -145,6 +215,7 @@ def _diff_options(diff) -> None:
             type=_override,
             help=f"override a var of {side.upper()} only (repeatable)",
         )
+    _add_max_errors_option(diff)
     _add_input_option(diff)
     _add_set_option(diff)
     diff.set_defaults(run=_diff)
@@ -186,6 +257,14 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    """A whole number >= 0 (--max-errors, where 0 means no bound)."""
+    cleaned = text.strip()
+    if not cleaned.isdigit() or len(cleaned) > 18:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return int(cleaned)
+
+
 def _columns(text: str) -> tuple[str, ...]:
     from .report import COLUMNS
 
@@ -214,6 +293,20 @@ def _add_input_option(command) -> None:
     )
 
 
+MAX_ERRORS = 20  # errors shown per file unless --max-errors says otherwise
+
+
+def _add_max_errors_option(command, machine_formats: bool = False) -> None:
+    command.add_argument(
+        "--max-errors",
+        type=_count,
+        default=MAX_ERRORS,
+        metavar="N",
+        help=f"show at most N errors per file (default {MAX_ERRORS}; 0: all); the count at the end counts them all"
+        + ("; json and sarif always carry every error" if machine_formats else ""),
+    )
+
+
 def _add_set_option(command) -> None:
     command.add_argument(
         "--set",
@@ -230,6 +323,15 @@ def _add_set_option(command) -> None:
         metavar="MODULE",
         help="import this module or .py file first: it registers layer kinds of its own "
         "(repeatable; see docs/extending.md). Specs never import code.",
+    )
+    command.add_argument(
+        "--limit",
+        action="append",
+        default=[],
+        type=_limit,
+        metavar="NAME=VALUE",
+        help="raise (or lower) a bound on the work a spec may cause, e.g. --limit layers=5000000 or "
+        "--limit memory=64G (repeatable; the limits and their defaults: docs/limits.md)",
     )
 
 
@@ -255,6 +357,17 @@ def load_plugin(name: str) -> None:
         raise UsageError(f"plugin {name} failed to load: {type(exc).__name__}: {exc}") from None
 
 
+def _limit(text: str) -> str:
+    """One --limit NAME=VALUE, checked here (exit 2 on a bad one); main folds them into Limits."""
+    from .limits import parse
+
+    try:
+        parse([text])
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _override(text: str) -> tuple[str, object]:
     import yaml
 
@@ -272,25 +385,33 @@ def _override(text: str) -> tuple[str, object]:
 
 
 def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: tuple[int, ...] | None = None):
-    """The shaped IR, or the errors of the spec as formatted text."""
-    file = Path(path)
-    if not file.exists():
-        raise UsageError(f"no such file: {path}")
-    if file.is_dir():
-        raise UsageError(f"{path} is a directory, not a spec file")
+    """The shaped IR, or the errors of the spec. A path that names no regular file (missing, a
+    directory, a FIFO, a device, a name the system refuses) is a UsageError (load.UnreadableFile)."""
     from .pipeline import analyze
 
     try:
-        return analyze(file, dict(overrides), input_shape), None
+        return analyze(Path(path), dict(overrides), input_shape), None
     except SpecError as exc:
         return None, exc
 
 
-def _report_errors(exc: SpecError, summary: bool = True) -> None:
-    for diagnostic in exc.diagnostics:
+def _report_errors(exc: SpecError, summary: bool = True, shown: int = MAX_ERRORS) -> None:
+    """The diagnostics on stderr, at most `shown` of them (0: all), then how many there were."""
+    for diagnostic in exc.diagnostics[: shown or None]:
         print(diagnostic.format(), file=sys.stderr)
+    _more(len(exc.diagnostics), shown)
     if summary:
         _summary(len(exc.diagnostics))
+
+
+def _more(count: int, shown: int) -> None:
+    """After the first `shown` of a file's `count` errors: how many more there are (0 shows all)."""
+    if shown and count > shown:
+        more = count - shown
+        print(
+            f"... and {more:,} more error{'s' if more != 1 else ''} (--max-errors N or --max-errors 0 for all)",
+            file=sys.stderr,
+        )
 
 
 def _summary(count: int) -> None:
@@ -314,9 +435,10 @@ def _check(args) -> int:
             if args.format == "json":
                 files.append({"file": path, "errors": [report.diagnostic_json(d) for d in exc.diagnostics]})
             elif args.format == "github":
-                print("\n".join(report.github(d) for d in exc.diagnostics))
+                print("\n".join(report.github(d) for d in exc.diagnostics[: args.max_errors or None]))
+                _more(len(exc.diagnostics), args.max_errors)
             elif args.format != "sarif":
-                _report_errors(exc, summary=False)
+                _report_errors(exc, summary=False, shown=args.max_errors)
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
             continue
@@ -344,7 +466,7 @@ def _diagram(args) -> int:
 
     model, exc = _analyze(args.spec, args.set, args.input)
     if exc is not None:
-        _report_errors(exc)
+        _report_errors(exc, shown=args.max_errors)
         return EXIT_SPEC
     if args.format == "dot":
         sys.stdout.write(diagram.dot(model, args.depth) + "\n")
@@ -376,7 +498,7 @@ def _diff(args) -> int:
     analyzed = [_analyze(path, overrides, args.input) for path, overrides in sides]
     for _, exc in analyzed:
         if exc is not None:
-            _report_errors(exc)
+            _report_errors(exc, shown=args.max_errors)
     if any(exc is not None for _, exc in analyzed):
         return EXIT_SPEC
     _quiet_torch_import()
@@ -417,10 +539,7 @@ def _schema(args) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    try:
-        write_atomically(Path(args.output), text)
-    except OSError as exc:
-        raise UsageError(f"cannot write {args.output}: {exc.strerror or exc}") from None
+    write_atomically(Path(args.output), text)
     return EXIT_OK
 
 
@@ -449,41 +568,57 @@ def _build(args) -> int:
     if args.partial and not args.weights:
         raise UsageError("--partial goes with --weights")
     if args.output:
-        _check_writable(Path(args.output))
-    if args.weights and not Path(args.weights).is_file():
-        raise UsageError(f"no such weights file: {args.weights}")
+        _output_target(Path(args.output), protect=(args.spec,))  # before the work: a usage error now
+    if args.weights:
+        try:
+            os.stat(args.weights)  # what it is (a FIFO, a device, no state_dict) weights.py says, naming it
+        except FileNotFoundError:
+            raise UsageError(f"no such weights file: {args.weights}") from None
+        except OSError as exc:
+            raise UsageError(f"cannot read weights file {args.weights}: {exc.strerror or exc}") from None
     model, exc = _analyze(args.spec, args.set, args.input)
     if exc is not None:
-        _report_errors(exc)
+        _report_errors(exc, shown=args.max_errors)
         return EXIT_SPEC
     if args.emit_python:
         try:
-            return _emit(model, args.output, args.spec, dict(args.set))
+            return _emit(model, args.output, args.spec, dict(args.set), args.memory_efficient)
         except SpecError as exc:  # a kind the emitter cannot write
-            _report_errors(exc)
+            _report_errors(exc, shown=args.max_errors)
             return EXIT_SPEC
     _quiet_torch_import()
     import torch
 
+    from .errors import WeightsError
     from .shapes import fmt_shape
     from .torch_builder import build_model
 
-    module = build_model(model).eval()
-    if args.weights:
-        from .errors import WeightsError
-        from .weights import load_weights
+    try:
+        from .kinds.blocks import memory_efficient as dense_memory_efficient
 
-        try:
+        module = build_model(dense_memory_efficient(model, args.memory_efficient)).eval()  # SpecError: no room
+        if args.weights:
+            from .weights import load_weights
+
             transfer = load_weights(module, args.weights, strict=not args.partial)
-        except WeightsError as exc:
-            print(f"archspec: error: {exc}", file=sys.stderr)
-            return EXIT_SPEC
-        if transfer is not None:
-            from .diff import text
+            if transfer is not None:
+                from .diff import text
 
-            print(text(transfer, args.weights, args.spec), file=sys.stderr)
-    with torch.no_grad():
-        out = module(torch.zeros(1, *model.input_shape))
+                print(text(transfer, args.weights, args.spec), file=sys.stderr)
+        with torch.no_grad():
+            out = module(torch.zeros(1, *model.input_shape))
+    except SpecError as exc:
+        _report_errors(exc, shown=args.max_errors)
+        return EXIT_SPEC
+    except WeightsError as exc:
+        print(f"archspec: error: {exc}", file=sys.stderr)
+        return EXIT_SPEC
+    except (MemoryError, RuntimeError) as exc:
+        if not _out_of_memory(exc):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"archspec: error: building {args.spec} ran out of memory: {first}", file=sys.stderr)
+        return EXIT_SPEC
     print(
         f"built {model.name}: input {fmt_shape(model.input_shape)} -> output {fmt_shape(tuple(out.shape[1:]))}, "
         f"{model.body.params:,} params"
@@ -492,40 +627,128 @@ def _build(args) -> int:
     return EXIT_OK
 
 
-def _emit(model, output: str | None, spec: str, overrides: dict) -> int:
-    from .emit import num_classes_variant, render
+def _out_of_memory(exc: BaseException) -> bool:
+    """Whether torch's (or Python's) allocator refused: the CPU allocator's "can't allocate memory",
+    CUDA's "out of memory"; any other RuntimeError is a fault of archspec's, with its traceback."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(words in text for words in ("out of memory", "allocate", "not enough memory"))
 
-    source = render(model, num_classes_variant(Path(spec), overrides, model))
+
+def _emit(model, output: str | None, spec: str, overrides: dict, memory_efficient: bool | None) -> int:
+    from .emit import num_classes_variant, render
+    from .kinds.blocks import memory_efficient as dense_memory_efficient
+
+    model = dense_memory_efficient(model, memory_efficient)
+    variant = num_classes_variant(Path(spec), overrides, model)
+    source = render(model, variant and dense_memory_efficient(variant, memory_efficient))
     if output is None:
         sys.stdout.write(source)
     else:
-        try:
-            write_atomically(Path(output), source)
-        except OSError as exc:
-            raise UsageError(f"cannot write {output}: {exc.strerror or exc}") from None
+        write_atomically(Path(output), source, protect=(spec,))
     return EXIT_OK
 
 
-def _check_writable(path: Path) -> None:
-    if path.is_dir():
-        raise UsageError(f"{path} is a directory; give a file name to write the model to")
-    if not path.parent.is_dir():
-        raise UsageError(f"cannot write {path}: the folder {path.parent} does not exist")
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Replace `path` only by a complete new file: write a temporary file beside it, then rename."""
-    import os
-    import tempfile
-
-    _check_writable(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _output_target(path: Path, protect: tuple = ()) -> tuple[Path, os.stat_result | None] | None:
+    """Where writing `path` puts the text: (the regular file to replace, its stat) or (a new path,
+    None); None for the very file stdout is open on (`-o /dev/stdout`). UsageError for anything
+    else: a directory, a FIFO, a device, a missing folder, a name the system refuses, or a file of
+    `protect` (the input spec: never overwritten, through a symlink or a hard link either)."""
     try:
+        info = os.stat(path)  # through symbolic links: the file that would be written
+    except FileNotFoundError:
+        if os.path.islink(path):
+            raise UsageError(f"cannot write {path}: it is a symbolic link to a missing file") from None
+        if not os.path.isdir(path.parent):
+            raise UsageError(f"cannot write {path}: the folder {path.parent} does not exist") from None
+        return path, None
+    except ValueError:
+        raise UsageError(f"cannot write {path}: a path cannot hold a NUL byte") from None
+    except OSError as exc:  # too long a name, a symlink loop, a file where a folder should be, no permission
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    if _is_stdout(info):
+        return None
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{path} is a directory; give a file name to write the model to")
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise UsageError(f"cannot write {path}: it is {kind}; archspec writes only a regular file or a new path")
+    for other in protect:
+        try:
+            same = os.path.samestat(info, os.stat(other))
+        except (OSError, ValueError):
+            continue
+        if same:
+            raise UsageError(f"cannot write {path}: it is the spec {other} itself; choose another output file")
+    return Path(os.path.realpath(path)), info  # through a symlink: replace the file, keep the link
+
+
+def _is_stdout(info: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(info, os.fstat(sys.stdout.fileno()))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def write_atomically(path: Path, text: str, protect: tuple = ()) -> None:
+    """Replace `path` only by a complete new file: write a temporary file beside it, then rename.
+
+    Only a regular file or a new path is written (see _output_target; a path naming stdout's own
+    file writes to stdout). A replaced file keeps its mode (and, where allowed, its owner); a new one
+    gets the mode the umask gives. UsageError for every failure, the system's reason in it."""
+    target = _output_target(path, protect)
+    if target is None:
+        sys.stdout.write(text)
+        return
+    target, info = target
+    temporary = None
+    try:
+        for _ in range(100):
+            temporary = target.parent / f".{target.name}.{os.urandom(4).hex()}.tmp"
+            try:  # 0o666: the umask decides, as for any new file
+                fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise FileExistsError(f"no free temporary name in {target.parent}")
         with os.fdopen(fd, "w", encoding="utf-8") as file:
+            if info is not None:
+                _keep_mode(file.fileno(), info)
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+        again = _output_target(path, protect)  # it may have changed while we wrote
+        if again is None or again[0] != target:
+            raise UsageError(f"cannot write {path}: it changed while the output was written")
+        os.replace(temporary, target)
+        temporary = None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
+    finally:
+        if temporary is not None:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+
+
+def _keep_mode(fd: int, info: os.stat_result) -> None:
+    """Give the new file the replaced one's permissions and, where the system allows, its owner."""
+    if hasattr(os, "fchmod"):
+        os.fchmod(fd, stat.S_IMODE(info.st_mode))
+    if hasattr(os, "fchown"):
+        try:
+            os.fchown(fd, info.st_uid, info.st_gid)
+        except OSError:
+            pass

@@ -21,8 +21,9 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from . import registry
+from .fields import magnitude_bounds
 from .inputs import Sizes, Windows, valid_sizes, windows
-from .ir import INPUT, Block, Model, Node, Op, source_path, walk
+from .ir import INPUT, Block, Model, Node, Op, deep_stack, source_path, walk
 from .registry import Window
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -109,6 +110,11 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     """The costs of a shaped model (archspec.analyze's result)."""
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
+    with deep_stack():  # its passes recurse once per level of nesting, as the shape stage does
+        return _measure(model, batch, dtype)
+
+
+def _measure(model: Model, batch: int, dtype: str) -> Costs:
     item = DTYPE_BYTES[dtype]
     known = windows(model)
     fields, notes = receptive_fields(model, known)
@@ -294,6 +300,7 @@ class _Composition:
 
     def __init__(self, known: Windows):
         self.known = known
+        self.bound = magnitude_bounds()[0]
         self.fields: dict[str, Field] = {}
         self.notes: list[str] = []
 
@@ -346,7 +353,22 @@ class _Composition:
         if any(window.whole for window in found):
             return Field(seen.size, seen.jump, seen.padding, whole=True)
         dims = [_step(w, *dim, n) for w, dim, n in zip(found, zip(seen.size, seen.jump, seen.padding), op.in_shape[1:])]
+        bound = self.bound
+        if not all(type(value) is int and -bound < value < bound for dim in dims for value in dim):
+            dims = [tuple(_tamed(value, bound) for value in dim) for dim in dims]
+        if any(value is None for dim in dims for value in dim):
+            # A field of more than 10**digits positions (strides of 10**50, layer after layer) sees more
+            # than any input has: the whole of it, as after a global pool; its figures would grow without end.
+            return Field(seen.size, seen.jump, seen.padding, whole=True)
         return Field(*(tuple(part) for part in zip(*dims)))
+
+
+def _tamed(value, bound: int):
+    """A receptive field's figure kept small: None beyond `bound` (10**digits); a ratio whose
+    denominator outgrows that (many resizings by 2/3) made the nearest with a smaller one."""
+    if isinstance(value, Fraction) and value.denominator >= bound:
+        value = value.limit_denominator(bound - 1)
+    return value if -bound < value < bound else None
 
 
 def _ratio(a, b):
@@ -357,10 +379,20 @@ def _ratio(a, b):
 def _transposed_span(window: Window) -> int:
     """How many input positions apart the farthest two inputs of one output of a transposed window
     are: output o reads input i through the kernel position t where i * stride + t = o + pad, so only the taps
-    of one residue mod stride meet an output, and the kernel's extent spans extent // stride inputs."""
-    stride, taps = window.stride, range(0, window.extent, window.dilation)
-    spans = [[t for t in taps if (r - t) % stride == 0] for r in range(stride)]
-    return max((hit[-1] - hit[0]) // stride for hit in spans if hit)
+    of one residue mod stride meet an output, and the kernel's extent spans extent // stride inputs.
+
+    Taps j * dilation (j = 0 .. last) meet the same outputs when their j differ by a multiple of
+    m = stride / gcd(dilation, stride); the residue of j = 0 has the most, spanning last // m * m taps,
+    (last // m) * (dilation / gcd) inputs. (In closed form: a loop over the stride or the taps would
+    take as long as the stride is large.)"""
+    last, common = (window.extent - 1) // window.dilation, math.gcd(window.dilation, window.stride)
+    return last // (window.stride // common) * (window.dilation // common)
+
+
+def _adaptive_taps(n: int, out: int) -> int:
+    """The widest window of adaptive pooling from n to out positions: window i spans
+    [floor(i n / out), ceil((i + 1) n / out)), widest where i n mod out is largest, out - gcd(n, out)."""
+    return (2 * out + n - math.gcd(n, out) - 1) // out
 
 
 def _step(window: Window, size: Fraction, jump: Fraction, pad: Fraction, n: int) -> tuple[Fraction, ...]:
@@ -370,7 +402,7 @@ def _step(window: Window, size: Fraction, jump: Fraction, pad: Fraction, n: int)
         stride = _ratio(n, out)
         taps = window.extent
         if window.size is not None and window.extent == 1:  # adaptive pooling: the widest of its windows
-            taps = max(-(-(i + 1) * n // out) - (i * n // out) for i in range(out))
+            taps = _adaptive_taps(n, out)
         return size + (taps - 1) * jump, jump * stride, pad
     if window.transposed:
         jump_out = _ratio(jump, window.stride)

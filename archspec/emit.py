@@ -67,10 +67,15 @@ class Locals:
         return self.of[reference]
 
 
-def emit_python(spec: SpecSource, overrides: dict | None = None) -> str:
-    """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong."""
-    model = analyze(spec, overrides)
-    return render(model, num_classes_variant(spec, overrides, model))
+def emit_python(spec: SpecSource, overrides: dict | None = None, memory_efficient: bool | None = None) -> str:
+    """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong.
+
+    `memory_efficient` True or False sets it on every dense block (None: each block's own field)."""
+    from .kinds.blocks import memory_efficient as dense_memory_efficient
+
+    model = dense_memory_efficient(analyze(spec, overrides), memory_efficient)
+    variant = num_classes_variant(spec, overrides, model)
+    return render(model, variant and dense_memory_efficient(variant, memory_efficient))
 
 
 @dataclass(frozen=True)
@@ -274,6 +279,11 @@ class _Emitter:
             return literal(column[0])
         raise _Unexpressible
 
+    def same(self, node: Node, *fields: str) -> None:
+        """Code written once for every use says these fields of `node` as the first use has them."""
+        if any(getattr(peer, f) != getattr(node, f) for peer in self.context.peers(node) for f in fields):
+            raise _Unexpressible
+
     def shape_note(self, node: Node, which: str = "out_shape") -> str:
         """The shape comment of a forward step, when every use has the same shape there."""
         try:
@@ -288,7 +298,7 @@ class _Emitter:
     def class_for_builtin(self, block: Block) -> str:
         kind = registry.block_kind(block.kind)
         nd = len(block.in_shape) - 1
-        variant = kind.variant(block)
+        variant = _variant(block)
         key = (block.kind, nd, tuple(sorted(variant.items())))
         if key not in self.builtin_names:
             ranks = {k[1] for k in self.builtin_names if k[0] == block.kind}
@@ -318,10 +328,12 @@ class _Emitter:
             plan = None
             if all(_structure(use) == _structure(uses[0]) for use in uses):
                 saved = (list(self.classes), self.uses_functional, set(self.helper_classes))
+                known = (dict(self.user_classes), dict(self.builtin_names))  # classes written meanwhile
                 try:
                     plan = self.write_user_class(block.kind, uses)
                 except _Unexpressible:
                     self.classes, self.uses_functional, self.helper_classes = saved  # all it added, undone
+                    self.user_classes, self.builtin_names = known  # and the plans that named those classes
             self.user_classes[block.kind] = plan
         return self.user_classes[block.kind]
 
@@ -390,8 +402,17 @@ class _Emitter:
             doc = f"The sequence {block.kind if block.block_args is not None else block.path}; also returns "
             doc += f"{', '.join(block.exports)} for later layers"
         elif block.flow == "residual":
-            added = f"{current} + {'identity' if block.shortcut is not None else 'x'}"
-            result = _apply(registry.ACTIVATIONS[block.activation].function, added) if block.activation else added
+            self.same(block, "inplace_add", "inplace_activation")
+            identity = "identity" if block.shortcut is not None else "x"
+            added = f"{current} + {identity}"
+            if block.inplace_add:  # onto the body's fresh output, as torchvision's `out += identity`
+                forward.append(f"{current} += {identity}")
+                added = current
+            activation = registry.ACTIVATIONS[block.activation] if block.activation else None
+            if activation is not None and block.inplace_activation:
+                result = f"{activation.inplace}({added}, inplace=True)"
+            else:
+                result = _apply(activation.function, added) if activation is not None else added
             doc = f"Residual block: body + shortcut, then {block.activation or 'no activation'}"
         else:
             result, doc = current, "A sequence whose layers take inputs from earlier ones"
@@ -463,7 +484,7 @@ class _Emitter:
 
     def builtin_call(self, block: Block) -> tuple[str, list[str]]:
         kind = registry.block_kind(block.kind)
-        if any(kind.variant(peer) != kind.variant(block) for peer in self.context.peers(block)):
+        if any(_variant(peer) != _variant(block) for peer in self.context.peers(block)):
             raise _Unexpressible  # the uses need different classes
         return self.class_for_builtin(block), self.call_arguments(block, kind.arguments(block), kind.arguments)
 
@@ -512,7 +533,11 @@ class _Emitter:
 
     def step(self, node: Node, x: str) -> str:
         if self.is_functional(node):
-            text = registry.layer_kind(node.kind).functional.format(x=x, n=len(node.in_shape) - 1)
+            self.same(node, "inplace")
+            if node.inplace:
+                text = f"{registry.ACTIVATIONS[node.kind].inplace}({x}, inplace=True)"
+            else:
+                text = registry.layer_kind(node.kind).functional.format(x=x, n=len(node.in_shape) - 1)
             self.uses_functional |= text.startswith("F.")
             return text
         return f"{_attribute('self', node.name)}({x})"
@@ -569,6 +594,21 @@ def _channels(call: Call, keys: list[str]) -> set[int] | None:
         return set() if call.func.startswith(_NO_CHANNELS) else None
     where = _CHANNEL_ARGUMENTS[family]
     return {p for p in where if isinstance(p, int)} | {len(call.args) + i for i, key in enumerate(keys) if key in where}
+
+
+def _variant(block: Block) -> dict:
+    """A built-in block's template switches: its kind's, and `inplace`: whether its template writes its
+    activations and residual add in place. archspec.inplace decided each; the template has one switch,
+    so it is on only where every one of them was decided in place (out of place is always correct)."""
+    sites = []
+    for node in walk(block):
+        if isinstance(node, Op) and "inplace" in node.args:
+            sites.append(node.inplace)
+        elif isinstance(node, Block) and node.flow == "residual":
+            sites.append(node.inplace_add)
+            if node.activation and registry.ACTIVATIONS[node.activation].function is not None:
+                sites.append(node.inplace_activation)
+    return {**registry.block_kind(block.kind).variant(block), "inplace": bool(sites) and all(sites)}
 
 
 def _argument(block: Block, name: str):
@@ -632,6 +672,7 @@ def _render(model: Model, variant: Variant | None) -> str:
         result=result,
         params=params,
         uses_functional=emitter.uses_functional,
+        uses_checkpoint=any("cp.checkpoint(" in cls.text for cls in emitter.classes),  # memory-efficient dense
         output_shape=fmt_shape(model.body.out_shape),
         params_count=f"{model.body.params:,}",
     )

@@ -14,10 +14,12 @@ that led to it), so every later error still points at the right line of the righ
 from __future__ import annotations
 
 import ast
+import itertools
 import keyword
 import math
 import operator
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,14 +35,24 @@ from .errors import (
     BAD_VAR,
     BLOCK_RECURSION,
     LAYER_FORM,
+    LIMIT,
     UNKNOWN_FIELD,
+    Code,
     Diagnostic,
     Location,
     SpecError,
     UsageError,
     did_you_mean,
+    shorten,
+    show_names,
+    show_number,
+    show_value,
 )
-from .load import Document, load_file
+from .fields import magnitude_bounds, too_big
+from .ir import deep_stack
+from .limits import current as current_limits
+from .limits import how_to_raise
+from .load import Document, UnreadableFile, load_file
 
 Note = tuple[Location, str]
 CONTAINER_FIELDS = schema.CONTAINER_FIELDS
@@ -85,13 +97,60 @@ class Expanded:
 
 def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
     """The expanded data; its `errors` are reported together with validation's."""
+    if not doc.values:  # data given as such (a dict to analyze()), not read from YAML: check its shape first
+        check_plain_data(doc)
     errors: list[Diagnostic] = []
-    result = _Expander(doc, errors).run(overrides or {})
+    try:
+        with deep_stack():
+            result = _Expander(doc, errors).run(overrides or {})
+    except RecursionError:  # only with limit depth raised past what Python's stack takes
+        where = doc.locate(())
+        message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
+        raise SpecError([*errors, Diagnostic(message, LIMIT, where)]) from None
     result.errors = errors
     return result
 
 
+def check_plain_data(doc: Document) -> None:
+    """SpecError unless `doc.data` is a tree of plain data within limits: nested at most limit depth
+    deep, with at most limit yaml_nodes nodes (shared ones counted each time), and holding no
+    container inside itself. YAML's loader checks the same of a file; a dict given to analyze() is
+    checked here, before anything walks it."""
+    limits = current_limits()
+    nodes, on_path = 0, set()
+    stack: list = [(doc.data, 1, ())]  # (node, depth, path); (None, 0, id) leaves a container
+    while stack:
+        node, depth, path = stack.pop()
+        if depth == 0:
+            on_path.discard(path)
+            continue
+        nodes += 1
+        problem = limit = None
+        if nodes > limits.yaml_nodes:
+            problem, limit = f"has more than {limits.yaml_nodes:,} values", "yaml_nodes"
+        elif isinstance(node, (dict, list, tuple)):
+            if id(node) in on_path:
+                problem = "holds itself (a container inside itself)"
+            elif depth > limits.depth:
+                problem, limit = f"nests more than {limits.depth:,} deep", "depth"
+            else:
+                on_path.add(id(node))
+                stack.append((None, 0, id(node)))
+                items = node.items() if isinstance(node, dict) else enumerate(node)
+                stack.extend((value, depth + 1, (*path, key)) for key, value in items)
+        if problem:
+            at = ".".join(_key(part) if isinstance(part, int) else shorten(_key(part), 20) for part in path[:12])
+            where = f" at {at}{' ...' if len(path) > 12 else ''}" if path else ""
+            message = f"the spec data {problem}{where}" + (f"; {how_to_raise(limit)}" if limit else "")
+            raise SpecError([Diagnostic(message, LIMIT if limit else BAD_VALUE, doc.locate(()))])
+
+
 # ---------------------------------------------------------------- the safe evaluator
+#
+# Bounded whatever the spec: an expression's size (operators and operands) and nesting are checked
+# on its parsed tree before it is evaluated (and a text far too long is refused before parsing);
+# every number it reads or makes stays below 10**digits (limit digits), checked before a product is
+# computed; `/` of integers is exact; a float that is not finite is an error.
 
 _BINARY = {
     ast.Add: operator.add,
@@ -107,7 +166,7 @@ def make_divisible(value, divisor, min_value=None):
     the nearest multiple of `divisor`, at least `min_value` (default `divisor`), and never more
     than 10% below `value`."""
     if not isinstance(divisor, int) or divisor < 1:
-        raise ExpressionError(f"make_divisible's divisor must be a whole number >= 1, got {divisor!r}")
+        raise ExpressionError(f"make_divisible's divisor must be a whole number >= 1, got {show_value(divisor)}")
     floor = divisor if min_value is None else min_value
     rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
     return rounded + divisor if rounded < 0.9 * value else rounded
@@ -125,11 +184,20 @@ def _whole(function):
     return whole
 
 
+def _round(value, digits=None):
+    if digits is None:
+        return round(value)
+    most = current_limits().digits  # round(x, -10**50) would compute 10**(10**50)
+    if not -most <= digits <= most:
+        raise ExpressionError(f"round()'s digits must be between -{most} and {most}, got {show_value(digits)}")
+    return round(value, digits)
+
+
 # name: (function, fewest arguments, most arguments; None: any number)
 _FUNCTIONS = {
     "min": (lambda *a: min(a), 1, None),
     "max": (lambda *a: max(a), 1, None),
-    "round": (lambda v, digits=None: round(v) if digits is None else round(v, digits), 1, 2),
+    "round": (_round, 1, 2),
     "int": (_whole(math.trunc), 1, 1),
     "ceil": (_whole(math.ceil), 1, 1),
     "floor": (_whole(math.floor), 1, 1),
@@ -152,11 +220,106 @@ _ALLOWED_NODES = (
 
 
 class ExpressionError(Exception):
-    pass
+    def __init__(self, message: str, code: Code = BAD_EXPRESSION):
+        super().__init__(message)
+        self.code = code
+
+
+class _Failed(str):
+    """The value of a var whose definition is wrong (reported): a use of it says so."""
+
+
+class _Index(int):
+    """A repeat's copy index as the layer count's scopes hold it: each read is counted, so a repeat
+    whose copies never read their index is known to make copies of one size (_Expander.measure)."""
+
+    reads = 0
 
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _shown(text: str) -> str:
+    return show_value(text, 80)
+
+
+@dataclass
+class _Parsed:
+    body: ast.expr
+    names: tuple[str, ...]  # the names it reads, functions aside, in order of first use
+    size: int  # operators and operands
+    depth: int  # nesting of its tree, a chain of binary operators (1 + 2 + 3 ...) counting as one level
+    run: Any = None  # (scope, bound) -> its value: compiled once it is within the limits
+
+
+_PARSED: dict[str, _Parsed | None] = {}  # text -> its parse (None: not an expression); a spec repeats its texts
+_OPERAND = re.compile(r"[A-Za-z0-9_.]+|[-+*/%~<>&|^@]")
+
+
+def _parse(text: str) -> _Parsed | None:
+    """The parsed expression `text`, or None when it is not arithmetic at all (plain text, which
+    validation judges). ExpressionError when it is too large to parse or to evaluate."""
+    found = _PARSED.get(text)
+    if found is not None or text in _PARSED:
+        return found
+    limit = current_limits().expression_size
+    if len(text) > limit:  # refused before parsing: each operand or operator takes at most 2 of these
+        tokens = sum(1 for _ in itertools.islice(_OPERAND.finditer(text), 2 * limit + 2))
+        if tokens > 2 * limit:
+            raise ExpressionError(_too_large(text, f"more than {limit:,} operators and operands"), LIMIT)
+    try:
+        tree = ast.parse(text.strip(), mode="eval")
+    except (RecursionError, MemoryError):
+        raise ExpressionError(_too_large(text, "nested too deeply to parse"), LIMIT) from None
+    except (SyntaxError, ValueError) as exc:
+        if "integer string conversion" in str(exc):  # a literal of more than 4,300 digits
+            raise ExpressionError(
+                f"{_shown(text)} holds a number of more than {current_limits().digits} digits; "
+                f"{how_to_raise('digits')}",
+                LIMIT,
+            ) from None
+        tree = None
+    parsed = None
+    if tree is not None and all(isinstance(n, _ALLOWED_NODES) for n in ast.walk(tree)):
+        size, depth, names, stack = 0, 0, {}, [(tree.body, 1)]
+        while stack:  # not recursive: the tree may be deep
+            node, level = stack.pop()
+            size += 1
+            depth = max(depth, level)
+            if isinstance(node, ast.Name) and node.id not in _FUNCTIONS:
+                names.setdefault(node.id, None)
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, ast.expr):  # a chain a + b + c ... is evaluated in a loop: no deeper
+                    deeper = not (isinstance(node, ast.BinOp) and child is node.left)
+                    stack.append((child, level + deeper))
+        parsed = _Parsed(tree.body, tuple(names), size, depth)
+    if len(text) <= 4096:  # a spec's texts are short; a long one is not kept
+        if len(_PARSED) > 8192:
+            _PARSED.clear()
+        _PARSED[text] = parsed
+    return parsed
+
+
+def _too_large(text: str, what: str) -> str:
+    return f"the expression {_shown(text)} is too large: {what}; {how_to_raise('expression_size')}"
+
+
+def names_in(value) -> list[str]:
+    """The names the expressions in `value` (a string, or a list holding them) read."""
+    found, stack = [], [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                parsed = _parse(item)
+            except ExpressionError:
+                parsed = None  # reported when it is evaluated
+            if parsed is not None:
+                found.extend(parsed.names)
+        elif isinstance(item, list):
+            stack.extend(reversed(item))
+    return found
 
 
 def evaluate(text: str, scope: dict[str, Any]):
@@ -165,54 +328,190 @@ def evaluate(text: str, scope: dict[str, Any]):
 
     Returns `text` itself when it is not an expression over known names (an option like 'same').
     """
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (SyntaxError, ValueError):
+    parsed = _parse(text)
+    if parsed is None:
         return text
-    if not all(isinstance(n, _ALLOWED_NODES) for n in ast.walk(tree)):
-        return text  # not arithmetic at all: plain text, which validation judges
-    names = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name)} - set(_FUNCTIONS)
-    if isinstance(tree.body, ast.Name) and tree.body.id not in scope:
+    body = parsed.body
+    if isinstance(body, ast.Name) and body.id not in scope:
         return text
-    if not names and isinstance(tree.body, ast.Constant):
+    if not parsed.names and isinstance(body, ast.Constant):
         return text  # a quoted number stays a string: the user asked for one
-    unknown = sorted(names - set(scope))
+    limits = current_limits()
+    if parsed.size > limits.expression_size:
+        raise ExpressionError(
+            _too_large(text, f"{parsed.size:,} operators and operands, more than {limits.expression_size:,}"), LIMIT
+        )
+    if parsed.depth > limits.depth:
+        raise ExpressionError(
+            f"the expression {_shown(text)} nests {parsed.depth:,} deep, more than {limits.depth:,}; "
+            f"{how_to_raise('depth')}",
+            LIMIT,
+        )
+    unknown = [name for name in parsed.names if name not in scope]
     if unknown:
-        known = ", ".join(sorted(scope)) or "none"
-        raise ExpressionError(f'no var named "{unknown[0]}" in {text!r} (known: {known})')
-    return _value(tree.body, scope, text)
+        known = show_names(sorted(scope)) or "none"
+        raise ExpressionError(f'no var named "{unknown[0]}" in {_shown(text)} (known: {known})')
+    if parsed.run is None:
+        parsed.run = _compile(body, text)
+    try:
+        result = parsed.run(scope, magnitude_bounds()[0])
+    except RecursionError:  # only with limit depth raised past what Python's stack takes
+        raise ExpressionError(f"the expression {_shown(text)} nests too deeply to evaluate", LIMIT) from None
+    if type(result) is float and not math.isfinite(result):
+        raise ExpressionError(f"{_shown(text)} is {result}, not a finite number")
+    return result
 
 
-def _value(node, scope, text):
+def _too_many_digits(text, value) -> ExpressionError:
+    return ExpressionError(
+        f"{_shown(text)} is {show_number(value)}, a number of more than {current_limits().digits} digits; "
+        f"{how_to_raise('digits')}",
+        LIMIT,
+    )
+
+
+def _compile(node, text):
+    """`node` as a function of (scope, bound): its value, every integer it makes below `bound`
+    (10**digits). Made once per text: a spec evaluates the same texts many times over."""
     if isinstance(node, ast.Constant) and _is_number(node.value):
-        return node.value
+        value = node.value
+
+        def constant(scope, bound):
+            if type(value) is int and not -bound < value < bound:
+                raise _too_many_digits(text, value)
+            return value
+
+        return constant
     if isinstance(node, ast.Name):
-        return scope[node.id]
+        name = node.id
+
+        def read(scope, bound):
+            value = scope[name]
+            if type(value) is _Index:  # the layer count asks whether a repeat's copies read their index
+                value.reads += 1
+                return int(value)
+            if type(value) is _Failed:
+                raise ExpressionError(f"var {name} has no value: its definition is wrong (reported there)")
+            return value
+
+        return read
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        value = _number(_value(node.operand, scope, text), text)
-        return -value if isinstance(node.op, ast.USub) else value
-    if isinstance(node, ast.BinOp) and (type(node.op) in _BINARY or isinstance(node.op, ast.Div)):
-        left, right = _number(_value(node.left, scope, text), text), _number(_value(node.right, scope, text), text)
-        if right == 0 and isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)):
-            raise ExpressionError(f"division by zero in {text!r}")
-        if isinstance(node.op, ast.Div):  # exact: 64 / 2 is the size 32, 65 / 2 is 32.5 (not a size)
-            quotient = left / right
-            return int(quotient) if isinstance(left, int) and isinstance(right, int) and left % right == 0 else quotient
-        return _BINARY[type(node.op)](left, right)
+        operand, negative = _compile(node.operand, text), isinstance(node.op, ast.USub)
+
+        def unary(scope, bound):
+            value = _number(operand(scope, bound), text)
+            return -value if negative else value
+
+        return unary
+    if isinstance(node, ast.BinOp) and _arithmetic(node.op):
+        steps = []  # a + b - c ...: the left operand of each is the one before, compiled into a loop
+        while isinstance(node, ast.BinOp) and _arithmetic(node.op):
+            steps.append((type(node.op), node.right))
+            node = node.left
+        return _chain(_compile(node, text), [(op, _compile(right, text)) for op, right in reversed(steps)], text)
     if (
         isinstance(node, ast.Call)
         and isinstance(node.func, ast.Name)
         and node.func.id in _FUNCTIONS
         and not node.keywords
     ):
-        if node.func.id == "sum":  # of a list: the one function whose argument is not a number
-            items = _value(node.args[0], scope, text) if len(node.args) == 1 else None
+        return _call(node.func.id, [_compile(a, text) for a in node.args], text)
+    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):  # depths[:s], depths[1:3]
+        items, step = _compile(node.value, text), node.slice.step
+        lower, upper = (None if b is None else _compile(b, text) for b in (node.slice.lower, node.slice.upper))
+
+        def sliced(scope, bound):
+            found = items(scope, bound)
+            if not isinstance(found, list) or step is not None:
+                raise ExpressionError(f"only a list var can be sliced, as list[start:stop], in {_shown(text)}")
+            bounds = [None if b is None else b(scope, bound) for b in (lower, upper)]
+            if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
+                raise ExpressionError(f"a slice's bounds are integers, in {_shown(text)}")
+            return found[bounds[0] : bounds[1]]
+
+        return sliced
+    if isinstance(node, ast.Subscript):
+        items, at = _compile(node.value, text), _compile(node.slice, text)
+
+        def indexed(scope, bound):
+            found, index = items(scope, bound), at(scope, bound)
+            if not isinstance(found, list) or not isinstance(index, int) or isinstance(index, bool):
+                raise ExpressionError(f"only a list var can be indexed, by an integer, in {_shown(text)}")
+            if not -len(found) <= index < len(found):
+                raise ExpressionError(
+                    f"index {show_number(index)} is out of range for a list of {len(found)} in {_shown(text)}"
+                )
+            return found[index]
+
+        return indexed
+
+    def unsupported(scope, bound):
+        raise ExpressionError(
+            f"{_shown(text)} is not a simple arithmetic expression (numbers, + - * / // %, vars, list[index] and "
+            f"the functions {', '.join(_FUNCTIONS)})"
+        )
+
+    return unsupported
+
+
+def _arithmetic(op) -> bool:
+    return type(op) in _BINARY or isinstance(op, ast.Div)
+
+
+def _chain(first, steps: list, text):
+    def chain(scope, bound):
+        value = first(scope, bound)
+        for op, right in steps:
+            value = _apply(op, value, right(scope, bound), text, bound)
+        return value
+
+    return chain
+
+
+def _apply(op: type, a, b, text, bound: int):
+    a, b = _number(a, text), _number(b, text)
+    if b == 0 and op in (ast.Div, ast.FloorDiv, ast.Mod):
+        raise ExpressionError(f"division by zero in {_shown(text)}")
+    if op is ast.Mult and type(a) is int and type(b) is int:  # refused before the product is made
+        if a.bit_length() + b.bit_length() - 1 > bound.bit_length():
+            raise ExpressionError(
+                f"{_shown(text)} multiplies {show_number(a)} by {show_number(b)}, a number of more "
+                f"than {current_limits().digits} digits; {how_to_raise('digits')}",
+                LIMIT,
+            )
+    try:
+        if op is not ast.Div:
+            result = _BINARY[op](a, b)
+        elif type(a) is int and type(b) is int:  # `/` is exact: 64 / 2 is the size 32, 65 / 2 is 32.5
+            quotient, remainder = divmod(a, b)
+            result = quotient if remainder == 0 else a / b  # int / int is correctly rounded
+        else:
+            result = a / b
+    except (OverflowError, ValueError, ZeroDivisionError):
+        raise ExpressionError(f"{_shown(text)} goes out of the range of numbers") from None
+    if type(result) is int and not -bound < result < bound:
+        raise _too_many_digits(text, result)
+    return result
+
+
+def _call(name: str, args: list, text):
+    if name == "sum":  # of a list: the one function whose argument is not a number
+
+        def total(scope, bound):
+            items = args[0](scope, bound) if len(args) == 1 else None
             if not isinstance(items, list):
-                raise ExpressionError(f"sum() takes one list, e.g. sum(depths) or sum(depths[:i]), in {text!r}")
-            return sum(_number(item, text) for item in items)
-        function, fewest, most = _FUNCTIONS[node.func.id]
-        args = [_number(_value(a, scope, text), text) for a in node.args]
-        if not fewest <= len(args) <= (most or len(args)):
+                raise ExpressionError(f"sum() takes one list, e.g. sum(depths) or sum(depths[:i]), in {_shown(text)}")
+            result = sum(_number(item, text) for item in items)
+            if type(result) is int and not -bound < result < bound:
+                raise _too_many_digits(text, result)
+            return result
+
+        return total
+    function, fewest, most = _FUNCTIONS[name]
+
+    def called(scope, bound):
+        values = [_number(a(scope, bound), text) for a in args]
+        if not fewest <= len(values) <= (most or len(values)):
             plural = "s" if fewest > 1 else ""
             wanted = (
                 f"at least {fewest} argument{plural}"
@@ -221,37 +520,23 @@ def _value(node, scope, text):
                 if most == fewest
                 else f"{fewest} to {most} arguments"
             )
-            raise ExpressionError(f"{node.func.id}() takes {wanted}, got {len(args)}, in {text!r}")
-        if node.func.id == "round" and len(args) == 2 and not isinstance(args[1], int):
-            raise ExpressionError(f"round()'s digits must be a whole number in {text!r}")
+            raise ExpressionError(f"{name}() takes {wanted}, got {len(values)}, in {_shown(text)}")
+        if name == "round" and len(values) == 2 and not isinstance(values[1], int):
+            raise ExpressionError(f"round()'s digits must be a whole number in {_shown(text)}")
         try:
-            return function(*args)
+            result = function(*values)
         except (OverflowError, ValueError):  # int(inf), int(nan): a spec's arithmetic went out of range
-            raise ExpressionError(f"{node.func.id}() of a value out of range in {text!r}") from None
-    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):  # depths[:s], depths[1:3]
-        items = _value(node.value, scope, text)
-        if not isinstance(items, list) or node.slice.step is not None:
-            raise ExpressionError(f"only a list var can be sliced, as list[start:stop], in {text!r}")
-        bounds = [None if b is None else _value(b, scope, text) for b in (node.slice.lower, node.slice.upper)]
-        if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
-            raise ExpressionError(f"a slice's bounds are integers, in {text!r}")
-        return items[bounds[0] : bounds[1]]
-    if isinstance(node, ast.Subscript):
-        items, index = _value(node.value, scope, text), _value(node.slice, scope, text)
-        if not isinstance(items, list) or not isinstance(index, int) or isinstance(index, bool):
-            raise ExpressionError(f"only a list var can be indexed, by an integer, in {text!r}")
-        if not -len(items) <= index < len(items):
-            raise ExpressionError(f"index {index} is out of range for a list of {len(items)} in {text!r}")
-        return items[index]
-    raise ExpressionError(
-        f"{text!r} is not a simple arithmetic expression (numbers, + - * / // %, vars, list[index] and "
-        f"the functions {', '.join(_FUNCTIONS)})"
-    )
+            raise ExpressionError(f"{name}() of a value out of range in {_shown(text)}") from None
+        if type(result) is int and not -bound < result < bound:
+            raise _too_many_digits(text, result)
+        return result
+
+    return called
 
 
 def _number(value, text):
     if not _is_number(value):
-        raise ExpressionError(f"arithmetic on a non-number in {text!r}")
+        raise ExpressionError(f"arithmetic on a non-number in {_shown(text)}")
     return value
 
 
@@ -277,6 +562,17 @@ class _Expander:
         self.using: list[str] = []  # block uses being expanded, to catch recursion
         self.standin_ids: set[int] = set()
         self.standins: set[tuple] = set()
+        # The layer count (limit layers): every entry of a list that nothing has counted yet is
+        # measured before it is made (measure: counts, no layers), so a spec that would make too
+        # many is refused at the entry that crosses the limit, having made none of them.
+        limits = current_limits()
+        self.max_layers, self.max_depth = limits.layers, limits.depth
+        self.bound = magnitude_bounds()[0]  # 10**digits: every number is below it in magnitude
+        self.count = 0  # layers made so far (an empty copy of a repeat counts as one)
+        self.counted = 0  # > 0 while making an entry already measured
+        self.overflowed = False
+        self.measuring: list[str] = []  # block uses being measured, to catch recursion there too
+        self.memo: dict[tuple, tuple] = {}  # (list or block use, scope) -> (layers, what keeps the key alive)
 
     def standin(self, own: dict) -> dict:
         """An identity in place of a layer already reported wrong, so the other layers are still checked;
@@ -295,7 +591,7 @@ class _Expander:
         parts, var_parts, patches = self.merged(self.root, [])
         if parts is None:
             return Expanded(self.root.path, None, self.origins)
-        scope = self.variables(var_parts, overrides)
+        scope = _Scope(self.variables(var_parts, overrides), {})
         data: dict[str, Any] = {}
         for key, part in parts.items():
             self.origins[(key,)] = part.origin
@@ -325,15 +621,15 @@ class _Expander:
         data = doc.data
         if not isinstance(data, dict):
             message = "a spec is a mapping with archspec, name, input and layers"
-            self.errors.append(Diagnostic(message, BAD_VALUE, doc.locate(())))
+            self.errors.append(Diagnostic(message, BAD_VALUE, doc.locate(()), trace))  # trace: who extended it
             return None, None, None
         parts, var_parts, patches = {}, {}, []
         if "extends" in data:
-            base = self.load_base(doc, data["extends"], chain)
+            base = self.load_base(doc, data["extends"], chain, trace)
             if base is None:
                 return None, None, None  # without its base the spec is incomplete: report only that
             extended = ((doc.locate(("extends",)), f"in {base.path}, extended here"), *trace)
-            parts, var_parts, patches = self.merged(base, chain + [str(Path(doc.path).resolve())], extended)
+            parts, var_parts, patches = self.merged(base, chain + [_real_path(doc.path)], extended)
             if parts is None:
                 return None, None, None
         for key, value in data.items():
@@ -348,26 +644,36 @@ class _Expander:
                 parts[key] = _Part(value, origin)
         return parts, var_parts, patches
 
-    def load_base(self, doc: Document, target: Any, chain: list[str]) -> Document | None:
+    def load_base(self, doc: Document, target: Any, chain: list[str], trace: tuple[Note, ...] = ()) -> Document | None:
+        """The base spec `extends:` names; None, with the problem reported at that line (and, for
+        a problem inside the base, noted there: "extended here"), when there is none to merge."""
+        from .limits import current, how_to_raise
+        from .load import shown as printable
+
         origin = Origin(doc, ("extends",))
         if not isinstance(target, str) or not target:
             self.error("extends takes the path of a base spec, relative to this file", BAD_EXTENDS, origin)
             return None
         shown = os.path.normpath(Path(doc.path).parent / target)  # as a person would write it
-        path = Path(shown).resolve()
-        here = str(Path(doc.path).resolve())
-        if str(path) in chain + [here]:
-            cycle = " -> ".join(Path(p).name for p in chain + [here, str(path)])
+        path, here = _real_path(shown), _real_path(doc.path)
+        if path in chain + [here]:
+            cycle = " -> ".join(Path(p).name for p in chain + [here, path])
             self.error(f"extends makes a cycle: {cycle}", BAD_EXTENDS, origin)
             return None
-        if not path.is_file():
-            self.error(f"extends: no such file {shown}", BAD_EXTENDS, origin)
+        traced = Origin(doc, ("extends",), tuple(reversed(trace)))  # a base's extends: name who extended it
+        if len(chain) + 2 > current().depth:  # the specs above this one, this one and its base
+            longer = f"more than {current().depth:,} specs long ({how_to_raise('depth')})"
+            self.error(f"extends: the chain of bases is {longer}", BAD_EXTENDS, traced)
             return None
         try:
             return load_file(shown)
-        except SpecError as exc:
-            self.errors.extend(exc.diagnostics)
-            return None
+        except UnreadableFile as exc:  # missing, a directory, a FIFO, a name the system refuses...
+            message = f"extends: no such file {printable(shown)}" if exc.missing else f"extends: {exc}"
+            self.error(message, BAD_EXTENDS, traced)
+        except SpecError as exc:  # a file, but no spec: too large, not UTF-8 text, not YAML
+            note = (doc.locate(("extends",)), f"in {printable(shown)}, extended here")
+            self.errors.extend(Diagnostic(d.message, d.code, d.loc, (*d.notes, note, *trace)) for d in exc.diagnostics)
+        return None
 
     # ---- vars
 
@@ -379,7 +685,7 @@ class _Expander:
         for name, definition in value.items():
             if not _is_identifier(name):
                 self.error(
-                    f"a var name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    f"a var name must be an ASCII identifier and not a Python keyword, not {show_value(name)}",
                     BAD_VAR,
                     origin,
                     (name,),
@@ -392,48 +698,83 @@ class _Expander:
     def variables(self, var_parts: dict[str, _Part], overrides: dict[str, Any]) -> dict[str, Any]:
         unknown = [name for name in overrides if name not in var_parts]
         if unknown:
-            known = ", ".join(sorted(var_parts)) or "none"
+            known = show_names(sorted(var_parts)) or "none"
             raise UsageError(
-                f'no var named "{unknown[0]}" to override{did_you_mean(unknown[0], var_parts)} (known vars: {known})'
+                f'no var named "{shorten(unknown[0])}" to override{did_you_mean(unknown[0], var_parts)} '
+                f"(known vars: {known})"
             )
         for name, value in overrides.items():
             declared = var_parts[name].value
             if isinstance(declared, list) != isinstance(value, list):
                 raise UsageError(_override_mismatch(name, declared, value))
+        raw = {name: overrides.get(name, part.value) for name, part in var_parts.items()}
         values: dict[str, Any] = {}
-        pending: list[str] = []
+        scope = _LazyScope(var_parts, values.__getitem__)  # knows every var; holds those evaluated
 
-        def value_of(name: str):
-            if name in values:
-                return values[name]
-            part = var_parts[name]
-            if name in pending:
-                self.error(
-                    f"var {name} is defined in terms of itself ({' -> '.join(pending + [name])})", BAD_VAR, part.origin
-                )
-                values[name] = 0
-                return 0
-            pending.append(name)
-            raw = overrides.get(name, part.value)
-            lazy = _LazyScope(var_parts, value_of)
-            values[name] = self.values(raw, part.origin, (), lazy)
-            pending.pop()
-            return values[name]
+        def uses(name: str):
+            return iter(dict.fromkeys(used for used in names_in(raw[name]) if used in var_parts))
 
-        for name in var_parts:
-            value_of(name)
-        return values
+        # Each var after the vars it uses, in any order written: a depth-first walk with a stack of
+        # its own, so a chain of thousands of vars takes no Python recursion.
+        done: set[str] = set()
+        failed: set[str] = set()  # vars whose definition is wrong
+        for root in var_parts:
+            if root in done:
+                continue
+            path, stack = [root], [uses(root)]
+            while stack:
+                for used in stack[-1]:
+                    if used in done:
+                        continue
+                    if used in path:
+                        cycle = path[path.index(used) :] + [used]
+                        chain = " -> ".join(cycle) if len(cycle) <= MAX_CYCLE else _long_chain(cycle)
+                        self.error(
+                            f"var {used} is defined in terms of itself ({chain})", BAD_VAR, var_parts[used].origin
+                        )
+                        values.setdefault(used, 0)
+                        continue
+                    path.append(used)
+                    stack.append(uses(used))
+                    break
+                else:
+                    stack.pop()
+                    name = path.pop()
+                    errors = len(self.errors)
+                    if any(used in failed for used in uses(name)):  # reported there: not again at each var using it
+                        self.errors, kept = [], self.errors
+                        self.values(raw[name], var_parts[name].origin, (), scope)
+                        self.errors = kept
+                        failed.add(name)
+                    else:
+                        values[name] = self.values(raw[name], var_parts[name].origin, (), scope)
+                        if len(self.errors) > errors:
+                            failed.add(name)
+                    if name in failed:  # its uses say so, rather than show its text as the value
+                        values[name] = _Failed(name)
+                    done.add(name)
+        return {name: values[name] for name in var_parts}
 
     def values(self, value: Any, origin: Origin, rest: tuple, scope) -> Any:
-        """`value` with every expression string in it evaluated."""
+        """`value` with every expression string in it evaluated; every number in it bounded."""
         if isinstance(value, str):
             try:
                 return evaluate(value, scope)
             except ExpressionError as exc:
-                self.error(str(exc), BAD_EXPRESSION, origin, rest)
+                self.error(str(exc), exc.code, origin, rest)
                 return value
         if isinstance(value, list):
             return [self.values(v, origin, rest + (i,), scope) for i, v in enumerate(value)]
+        if type(value) is int and -self.bound < value < self.bound:
+            return value
+        if _is_number(value) and too_big(value) and (type(value) is int or math.isfinite(value)):
+            digits = current_limits().digits
+            what = (
+                f"{show_number(value)} is a number of more than {digits} digits"
+                if type(value) is int
+                else f"{value:.3g} is beyond 10**{digits}"
+            )
+            self.error(f"{what}; {how_to_raise('digits')}", LIMIT, origin, rest)
         return value
 
     # ---- blocks
@@ -446,7 +787,7 @@ class _Expander:
             where = Origin(origin.doc, origin.ypath + (name,), origin.trace)
             if not _is_identifier(name):
                 self.error(
-                    f"a block name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    f"a block name must be an ASCII identifier and not a Python keyword, not {show_value(name)}",
                     BAD_BLOCK,
                     where,
                     key=True,
@@ -460,7 +801,7 @@ class _Expander:
             ):
                 self.error(f"block {name} needs a non-empty list of layers", BAD_BLOCK, where)
             elif set(definition) - {"params", "layers", "description"}:
-                extra = sorted(set(definition) - {"params", "layers", "description"}, key=str)[0]
+                extra = _key(sorted(set(definition) - {"params", "layers", "description"}, key=_key)[0])
                 self.error(
                     f'unknown field "{extra}" in block {name}; a block has params and layers',
                     BAD_BLOCK,
@@ -487,7 +828,7 @@ class _Expander:
             where = Origin(definition.origin.doc, definition.origin.ypath + ("params", name), definition.origin.trace)
             if not _is_identifier(name):
                 self.error(
-                    f"a parameter name must be an ASCII identifier and not a Python keyword, not {name!r}",
+                    f"a parameter name must be an ASCII identifier and not a Python keyword, not {show_value(name)}",
                     BAD_BLOCK,
                     where,
                     key=True,
@@ -508,26 +849,24 @@ class _Expander:
                 result[name] = (None, spec, where)  # a default; its type is the default's
         return result
 
-    def use_block(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
-        definition = self.blocks[kind]
-        if kind in self.using:
-            cycle = " -> ".join(self.using[self.using.index(kind) :] + [kind])
-            self.error(f"block {kind} uses itself ({cycle})", BLOCK_RECURSION, origin)
-            return self.standin({})
-        params = self.params(kind, definition)
+    def block_scope(self, kind: str, fields: dict, origin: Origin, scope):
+        """(parameters, own fields, the scope of the body) of a use of block `kind`: the spec's vars,
+        then the block's parameters. The scope is None when the use is wrong (reported: the body
+        would only repeat the argument errors)."""
+        params = self.params(kind, self.blocks[kind])
         arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
         errors_before = len(self.errors)
         for unknown in [k for k in fields if k not in params]:
             self.error(
-                f'block {kind} has no parameter "{unknown}"{did_you_mean(unknown, params)}'
-                f" (parameters: {', '.join(params) or 'none'})",
+                f'block {kind} has no parameter "{_key(unknown)}"{did_you_mean(unknown, params)}'
+                f" (parameters: {show_names(params) or 'none'})",
                 BAD_ARGUMENT,
                 arg_origin,
                 (unknown,),
                 key=True,
             )
-        body_scope = dict(scope)  # the spec's vars, then the block's parameters
+        body_scope = _Scope(scope, {})
         for name, (kind_type, default, where) in params.items():
             if name in fields:
                 value = self.values(fields[name], arg_origin, (name,), scope)
@@ -541,46 +880,86 @@ class _Expander:
                 value_origin, rest = where, ()
             if kind_type is not None and not _has_type(value, kind_type):
                 self.error(
-                    f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {value!r}',
+                    f'argument "{name}" of block {kind} must be {kind_type.__name__}, got {show_value(value)}',
                     BAD_ARGUMENT,
                     value_origin,
                     rest,
                 )
             body_scope[name] = value
-        if len(self.errors) > errors_before:  # the body would only repeat the argument errors
+        return params, own, None if len(self.errors) > errors_before else body_scope
+
+    def use_block(self, kind: str, fields: dict, path: tuple, origin: Origin, scope, level: int) -> dict:
+        definition = self.blocks[kind]
+        if kind in self.using:
+            cycle = " -> ".join(self.using[self.using.index(kind) :] + [kind])
+            self.error(f"block {kind} uses itself ({cycle})", BLOCK_RECURSION, origin)
+            return self.standin({})
+        params, own, body_scope = self.block_scope(kind, fields, origin, scope)
+        if body_scope is None:
             return self.standin(own)
+        one_residual = _one_residual(definition.value["layers"])  # the block is that residual: no group around it
+        if not one_residual and level >= self.max_depth:
+            self.too_deep(origin)
+            return self.standin(own)
+        arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
         layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))
         self.using.append(kind)
-        if _one_residual(definition.value["layers"]):  # the block is that residual: no group around it
+        if one_residual:
             item_origin = Origin(layers_origin.doc, layers_origin.ypath + (0,), layers_origin.trace)
             ((residual, _, _),) = self.layer(
-                definition.value["layers"][0], item_origin, path[:-1], path[-1], body_scope
+                definition.value["layers"][0], item_origin, path[:-1], path[-1], body_scope, level
             )
             self.using.pop()
+            if id(residual) in self.standin_ids:  # refused (too deep): a stand-in, not a use of the block
+                return self.standin(own)
             self.origins[path + ("residual",)] = Origin(
                 item_origin.doc, item_origin.ypath + ("residual",), item_origin.trace
             )
             self.block_uses[path] = kind
             self.block_args[path] = tuple((name, body_scope[name]) for name in params)
             return {**residual, **own}
-        layers = self.layer_list(definition.value["layers"], path + ("group", "layers"), layers_origin, body_scope)
+        layers = self.layer_list(
+            definition.value["layers"], path + ("group", "layers"), layers_origin, body_scope, level + 1
+        )
         self.using.pop()
         self.origins[path + ("group",)] = arg_origin
         self.block_uses[path] = kind
         self.block_args[path] = tuple((name, body_scope[name]) for name in params)
         return {"kind": "group", **own, "layers": layers}
 
+    def too_deep(self, origin: Origin) -> None:
+        self.error(
+            f"layers nest more than {self.max_depth:,} deep here (groups, residual bodies and block uses "
+            f"inside one another); {how_to_raise('depth')}",
+            LIMIT,
+            origin,
+        )
+
     # ---- layers
 
-    def layer_list(self, items: Any, path: tuple, origin: Origin, scope) -> list:
+    def layer_list(self, items: Any, path: tuple, origin: Origin, scope, level: int = 1) -> list:
+        """The layers of a list of entries, `level` lists deep (the spec's layers are level 1)."""
         if not isinstance(items, list):
             return items  # validation reports it
         self.origins[path] = origin
         out: list = []
         for j, item in enumerate(items):
             item_origin = Origin(origin.doc, origin.ypath + (j,), origin.trace)
-            for layer, layer_origin, kind_written in self.layer(item, item_origin, path, len(out), scope):
+            refused = self.refused(item, item_origin, scope, level)
+            if refused is not None:  # too many layers: one stand-in, and none of them made
+                at = path + (len(out),)
+                self.origins[at] = item_origin
+                self.standins.add(at)
+                out.append(refused)
+                self.count += 1
+                continue
+            self.counted += 1
+            try:
+                made = self.layer(item, item_origin, path, len(out), scope, level)
+            finally:
+                self.counted -= 1
+            for layer, layer_origin, kind_written in made:
                 at = path + (len(out),)
                 self.origins[at] = layer_origin
                 if kind_written is not None:
@@ -589,32 +968,51 @@ class _Expander:
                 if id(layer) in self.standin_ids:
                     self.standins.add(at)
                 out.append(layer)
+            self.count += len(made)
         return out
 
-    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope):
+    def refused(self, item: Any, origin: Origin, scope, level: int) -> dict | None:
+        """A stand-in for an entry that would take the spec past limit layers (reported), or None.
+
+        An entry is measured once, where no enclosing entry has been (the spec's own layers, an
+        override's): measuring counts what making it would make, with no layers made."""
+        if self.overflowed:
+            return self.standin({})
+        if self.count > self.max_layers:  # only if measuring and making ever disagree
+            self.overflowed = True
+            self.error(f"the spec makes more than {self.max_layers:,} layers; {how_to_raise('layers')}", LIMIT, origin)
+            return self.standin({})
+        if self.counted:
+            return None
+        need = self.measure(item, origin, scope, level)
+        if self.count + need <= self.max_layers:
+            return None
+        where, what = _site(item, origin, self.blocks)
+        if need > self.max_layers:
+            message = f"{what} makes more than {self.max_layers:,} layers"
+        else:
+            message = (
+                f"{what} makes {need:,} layer{'s' if need != 1 else ''}, which with the {self.count:,} before it "
+                f"are more than {self.max_layers:,}"
+            )
+        self.error(f"{message}; {how_to_raise('layers')}", LIMIT, where)
+        return self.standin({})
+
+    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int):
         """The layers one entry expands to: (tagged data, origin, kind key as written)."""
         if isinstance(item, str):
             item = {item: None}
         if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
             message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
             if isinstance(item, dict) and len(item) > 1:
-                keys = ", ".join(map(str, item))
+                keys = show_names(map(_key, item))
                 message += f"; this entry has {len(item)} keys ({keys}): indent the fields under the kind"
             self.error(message, LAYER_FORM, origin)
             return [(self.standin({}), origin, None)]
         kind, value = next(iter(item.items()))
         if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
-            return self.flat_repeat(value, origin, path, index, scope)
-        fields = self.fields(kind, value, origin)
-        fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
-        repeat = self.values(fields.pop("repeat", 1), fields_origin, ("repeat",), scope)
-        first = fields.pop("first", None)
-        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 0):
-            self.error(f"repeat must be an integer >= 0, got {repeat!r}", BAD_VALUE, fields_origin, ("repeat",))
-            repeat = 1
-        if first is not None and not isinstance(first, dict):
-            self.error("first is a mapping of fields for the first copy", BAD_VALUE, fields_origin, ("first",))
-            first = None
+            return self.flat_repeat(value, origin, path, index, scope, level)
+        fields, repeat, first = self.repeat_of(kind, value, origin, scope)
         repeated = isinstance(value, dict) and "repeat" in value
         results = []
         for copy in range(repeat):
@@ -623,36 +1021,62 @@ class _Expander:
             if repeat > 1 and "name" in fields and copy_fields.get("name") == fields["name"]:
                 copy_fields["name"] = f"{fields['name']}{copy + 1}"
             at = path + (index + copy,)
-            results.append((self.one_layer(kind, copy_fields, at, origin, copy_scope), origin, kind))
+            results.append((self.one_layer(kind, copy_fields, at, origin, copy_scope, level), origin, kind))
         return results
 
-    def flat_repeat(self, value: Any, origin: Origin, path: tuple, index: int, scope):
+    def repeat_of(self, kind: str, value: Any, origin: Origin, scope):
+        """(fields, copies, fields of the first copy) of a layer entry."""
+        fields = self.fields(kind, value, origin)
+        fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+        repeat = self.values(fields.pop("repeat", 1), fields_origin, ("repeat",), scope)
+        first = fields.pop("first", None)
+        if not (isinstance(repeat, int) and not isinstance(repeat, bool) and repeat >= 0):
+            self.error(
+                f"repeat must be an integer >= 0, got {show_value(repeat)}", BAD_VALUE, fields_origin, ("repeat",)
+            )
+            repeat = 1
+        if first is not None and not isinstance(first, dict):
+            self.error("first is a mapping of fields for the first copy", BAD_VALUE, fields_origin, ("first",))
+            first = None
+        return fields, repeat, first
+
+    def flat_repeat(self, value: Any, origin: Origin, path: tuple, index: int, scope, level: int):
         """`- repeat: {times: n, layers: [...]}`: the layers n times over, spliced into the list they
         are in, so they are numbered on with their neighbours (VGG's features.0, features.1, ...).
         The var `index` (default i) is the copy's index; repeats nest, each with its own index."""
+        form = self.flat_form(value, origin, scope)
+        if form is None:
+            return [(self.standin({}), origin, None)]
+        times, name, items_origin = form
+        results = []
+        for copy in range(times):
+            copy_scope = _Scope(scope, {name: copy})
+            before = len(results)
+            for j, item in enumerate(value["layers"]):
+                item_origin = Origin(items_origin.doc, items_origin.ypath + (j,), items_origin.trace)
+                results += self.layer(item, item_origin, path, index + len(results), copy_scope, level)
+            if len(results) == before:  # an empty copy counts as one layer: n of them take time too
+                self.count += 1
+        return results
+
+    def flat_form(self, value: Any, origin: Origin, scope):
+        """(times, index name, where its layers are) of a flat repeat; None if it is malformed (reported)."""
         where = Origin(origin.doc, origin.ypath + ("repeat",), origin.trace)
         form = "repeat takes {times: n, layers: [...]} (and index: a var name for the copy's index, default i)"
         if not isinstance(value, dict) or not isinstance(value.get("layers"), list) or "times" not in value:
             self.error(form, LAYER_FORM, where)
-            return [(self.standin({}), origin, None)]
-        for extra in sorted(set(value) - {"times", "layers", "index"}, key=str):
-            self.error(f'unknown field "{extra}" of repeat; {form}', UNKNOWN_FIELD, where, (extra,), key=True)
+            return None
+        for extra in sorted(set(value) - {"times", "layers", "index"}, key=_key):
+            self.error(f'unknown field "{_key(extra)}" of repeat; {form}', UNKNOWN_FIELD, where, (extra,), key=True)
         times = self.values(value["times"], where, ("times",), scope)
         if not (isinstance(times, int) and not isinstance(times, bool) and times >= 0):
-            self.error(f"repeat's times must be an integer >= 0, got {times!r}", BAD_VALUE, where, ("times",))
+            self.error(f"repeat's times must be an integer >= 0, got {show_value(times)}", BAD_VALUE, where, ("times",))
             times = 1
         name = value.get("index", "i")
         if not _is_identifier(name):
-            self.error(f"repeat's index must be a var name, got {name!r}", BAD_VALUE, where, ("index",))
+            self.error(f"repeat's index must be a var name, got {show_value(name)}", BAD_VALUE, where, ("index",))
             name = "i"
-        items_origin = Origin(origin.doc, where.ypath + ("layers",), origin.trace)
-        results = []
-        for copy in range(times):
-            copy_scope = _Scope(scope, {name: copy})
-            for j, item in enumerate(value["layers"]):
-                item_origin = Origin(items_origin.doc, items_origin.ypath + (j,), items_origin.trace)
-                results += self.layer(item, item_origin, path, index + len(results), copy_scope)
-        return results
+        return times, name, Origin(origin.doc, where.ypath + ("layers",), origin.trace)
 
     def fields(self, kind: str, value: Any, origin: Origin) -> dict:
         if value is None:
@@ -672,20 +1096,153 @@ class _Expander:
             self.error(message, LAYER_FORM, Origin(origin.doc, origin.ypath + (kind,), origin.trace))
         return {}
 
-    def one_layer(self, kind: str, fields: dict, path: tuple, origin: Origin, scope) -> dict:
+    def one_layer(self, kind: str, fields: dict, path: tuple, origin: Origin, scope, level: int) -> dict:
         if kind in self.blocks and kind not in registry.KINDS:
-            return self.use_block(kind, fields, path, origin, scope)
+            return self.use_block(kind, fields, path, origin, scope, level)
+        if level >= self.max_depth and any(k in CONTAINER_FIELDS and isinstance(v, list) for k, v in fields.items()):
+            self.too_deep(origin)
+            return self.standin({k: v for k, v in fields.items() if k == "name"})
         fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         out = {"kind": kind}
         for key, value in fields.items():
             if key in CONTAINER_FIELDS and isinstance(value, list):
                 child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
-                out[key] = self.layer_list(value, path + (kind, key), child_origin, scope)
+                out[key] = self.layer_list(value, path + (kind, key), child_origin, scope, level + 1)
             elif key in ("name", "from", "merge"):
                 out[key] = value
             else:
                 out[key] = self.values(value, fields_origin, (key,), scope)
+        if kind == "dense_block":  # its layers are made by the shape stage, and count as well
+            self.count += _count_of(out.get("num_layers"))
         return out
+
+    # ---- measuring: the layers an entry would make, without making them
+
+    def measure(self, item: Any, origin: Origin, scope, level: int) -> int:
+        """How many layers the list entry `item` makes (at most limit layers + 1): layer()'s rules,
+        with no layers made and its errors left for layer() to report. Lists and block uses met
+        again in the same scope are measured once, and a repeat whose copies do not read their
+        index is measured by one copy, so neither anchors fanning out nor blocks doubling each
+        other, nor a repeat of a billion, take more than a few steps."""
+        errors, self.errors = self.errors, []
+        try:
+            return self._measure(item, origin, scope, level)
+        except RecursionError:  # only with limit depth raised past what Python's stack takes
+            return self.max_layers + 1
+        finally:
+            self.errors = errors
+
+    def _measure(self, item: Any, origin: Origin, scope, level: int) -> int:
+        cap = self.max_layers + 1
+        if isinstance(item, str):
+            item = {item: None}
+        if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+            return 1
+        kind, value = next(iter(item.items()))
+        if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
+            form = self.flat_form(value, origin, scope)
+            if form is None:
+                return 1
+            times, name, _ = form
+
+            def copy_of(copy: int, copy_scope) -> int:
+                return max(1, self.measure_list(value["layers"], origin, copy_scope, level))
+
+            return self.copies(times, scope, name, copy_of)
+        fields, repeat, first = self.repeat_of(kind, value, origin, scope)
+        if repeat >= cap:  # each copy is at least one layer
+            return cap
+        if repeat == 1:  # most layers: no copies to weigh (and two Python frames fewer a level deep)
+            return self.measure_layer(kind, {**fields, **(first or {})}, origin, scope, level)
+
+        def layer_of(copy: int, copy_scope) -> int:
+            copy_fields = {**fields, **(first if copy == 0 and first else {})}
+            return self.measure_layer(kind, copy_fields, origin, copy_scope, level)
+
+        return self.copies(repeat, scope, "i" if isinstance(value, dict) and "repeat" in value else None, layer_of)
+
+    def copies(self, times: int, scope, index: str | None, measure_copy) -> int:
+        """The layers of `times` copies, the var `index` (if any) holding the copy's number."""
+        cap = self.max_layers + 1
+        if times >= cap:
+            return cap
+        counters: list[_Index] = []
+
+        def scope_of(copy: int):
+            if index is None:
+                return scope
+            counters.append(_Index(copy))
+            return _Scope(scope, {index: counters[-1]})
+
+        total = made = 0
+        for copy in range(times):
+            if copy == 2 and (index is None or counters[1].reads == 0):
+                # Copies after the first have the same fields, and the second never read its index:
+                # every later copy makes as many layers as the second.
+                return min(total + (times - 2) * made, cap)
+            made = measure_copy(copy, scope_of(copy))
+            total += made
+            if total >= cap:
+                return cap
+        return total
+
+    def measure_list(self, items: Any, origin: Origin, scope, level: int) -> int:
+        if not isinstance(items, list):
+            return 0
+        key = ("list", id(items), scope.serial, level)
+        found = self.memo.get(key)
+        if found is not None:
+            return found[0]
+        cap, total = self.max_layers + 1, 0
+        for item in items:
+            total += self._measure(item, origin, scope, level)
+            if total >= cap:
+                total = cap
+                break
+        self.remember(key, total, items)
+        return total
+
+    def measure_layer(self, kind: str, fields: dict, origin: Origin, scope, level: int) -> int:
+        if kind in self.blocks and kind not in registry.KINDS:
+            return self.measure_use(kind, fields, origin, scope, level)
+        lists = [v for k, v in fields.items() if k in CONTAINER_FIELDS and isinstance(v, list)]
+        if lists and level >= self.max_depth:
+            return 1  # refused as too deep: a stand-in
+        total = 1
+        for items in lists:
+            total += self.measure_list(items, origin, scope, level + 1)
+        if kind == "dense_block":
+            total += _count_of(self.values(fields.get("num_layers"), origin, (), scope))
+        return min(total, self.max_layers + 1)
+
+    def measure_use(self, kind: str, fields: dict, origin: Origin, scope, level: int) -> int:
+        if kind in self.measuring or kind in self.using:
+            return 1  # a recursion: a stand-in
+        key = ("use", kind, scope.serial, level, _frozen(fields))
+        found = self.memo.get(key)
+        if found is not None:
+            return found[0]
+        _, _, body_scope = self.block_scope(kind, dict(fields), origin, scope)
+        layers = self.blocks[kind].value["layers"]
+        if body_scope is None:
+            total = 1
+        elif _one_residual(layers):
+            self.measuring.append(kind)
+            total = self._measure(layers[0], origin, body_scope, level)
+            self.measuring.pop()
+        elif level >= self.max_depth:
+            total = 1
+        else:
+            self.measuring.append(kind)
+            total = min(1 + self.measure_list(layers, origin, body_scope, level + 1), self.max_layers + 1)
+            self.measuring.pop()
+        self.remember(key, total, None)
+        return total
+
+    def remember(self, key: tuple, total: int, keep) -> None:
+        if len(self.memo) > 200_000:  # a bound on the memory it takes; measuring stays correct
+            self.memo.clear()
+        self.memo[key] = (total, keep)
 
     # ---- override: patches of named parts
 
@@ -697,9 +1254,8 @@ class _Expander:
         for target, changes in patch.value.items():
             where = Origin(patch.origin.doc, patch.origin.ypath + (target,))
             if target not in named:
-                self.error(
-                    f'override: no layer named "{target}"{did_you_mean(target, named)}', BAD_OVERRIDE, where, key=True
-                )
+                message = f'override: no layer named "{_key(target)}"{did_you_mean(target, named)}'
+                self.error(message, BAD_OVERRIDE, where, key=True)
                 continue
             if not isinstance(changes, dict):
                 self.error(f"override of {target} is a mapping of fields to change", BAD_OVERRIDE, where)
@@ -720,7 +1276,8 @@ class _Expander:
                 self.origins[path + (layer["kind"], key)] = at
                 if key in CONTAINER_FIELDS and isinstance(value, list):  # new layers: expanded like any
                     self.forget(path + (layer["kind"], key))
-                    layer[key] = self.layer_list(value, path + (layer["kind"], key), at, scope)
+                    level = sum(isinstance(part, int) for part in path) + 1  # of the lists holding the layer
+                    layer[key] = self.layer_list(value, path + (layer["kind"], key), at, scope, level)
                 else:
                     layer[key] = self.values(value, where, (key,), scope)
 
@@ -733,10 +1290,15 @@ class _Expander:
 
 
 class _Scope(dict):
-    """A scope of names: local values over an enclosing scope."""
+    """A scope of names: local values over an enclosing scope. Its serial number tells scopes apart
+    for as long as the expansion runs (an id can be reused once a scope is gone)."""
 
     def __init__(self, outer, local: dict):
         super().__init__({**dict(outer.items()), **local})
+        self.serial = next(_SERIALS)
+
+
+_SERIALS = itertools.count()
 
 
 class _LazyScope:
@@ -761,6 +1323,14 @@ class _LazyScope:
 _REQUIRED = object()
 
 
+MAX_CYCLE = 12  # vars shown in a cycle's message
+
+
+def _long_chain(cycle: list[str]) -> str:
+    skipped = len(cycle) - MAX_CYCLE
+    return " -> ".join([*cycle[: MAX_CYCLE - 4], f"({skipped:,} more)", *cycle[-4:]])
+
+
 def _override_mismatch(name: str, declared, value) -> str:
     """Why `--set name=value` does not fit the spec's var: a list for a number or the reverse."""
     if isinstance(declared, list):
@@ -770,6 +1340,56 @@ def _override_mismatch(name: str, declared, value) -> str:
             f'give a list, e.g. --set "{name}=[{example}]"'
         )
     return f"--set {name}: {name} is a single value in the spec, not a list"
+
+
+def _real_path(path: str) -> str:
+    """The path with symbolic links resolved, to find cycles; as given where it cannot be (a loop, a NUL byte)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return os.path.abspath(path) if "\0" not in path else path
+
+
+def _key(key) -> str:
+    """A mapping key as a message shows it: a string as it is, anything else (from a dict given as
+    such: a number of any size) bounded."""
+    return key if isinstance(key, str) else show_value(key)
+
+
+def _count_of(value) -> int:
+    """A dense block's num_layers as the layer count takes it (a wrong one is validation's to report)."""
+    return value if type(value) is int and value > 0 else 0
+
+
+def _frozen(value, depth: int = 0):
+    """`value` (YAML data) as a key of a dict."""
+    if isinstance(value, dict):
+        return ("{", *((k, _frozen(v, depth + 1)) for k, v in value.items())) if depth < 8 else id(value)
+    if isinstance(value, list):
+        return ("[", *(_frozen(v, depth + 1) for v in value)) if depth < 8 else id(value)
+    try:
+        hash(value)
+    except TypeError:
+        return id(value)
+    return (type(value).__name__, value)
+
+
+def _site(item: Any, origin: Origin, blocks: dict) -> tuple[Origin, str]:
+    """Where an entry that makes too many layers is shown, and what to call it: at its repeat count
+    if it is repeated."""
+    if isinstance(item, str):
+        item = {item: None}
+    if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+        return origin, "this entry"
+    kind, value = next(iter(item.items()))
+    at = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+    if kind == "repeat" and kind not in registry.KINDS and kind not in blocks:
+        return Origin(origin.doc, at.ypath + ("times",), origin.trace), "this repeat"
+    if isinstance(value, dict) and "repeat" in value:
+        return Origin(origin.doc, at.ypath + ("repeat",), origin.trace), f"this {shorten(kind)}, repeated,"
+    if kind in blocks and kind not in registry.KINDS:
+        return origin, f"this use of block {shorten(kind)}"
+    return origin, f"this {shorten(kind)}"
 
 
 def _is_identifier(name) -> bool:

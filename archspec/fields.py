@@ -15,6 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 from pydantic_core import PydanticCustomError
 
 from . import registry
+from .errors import show_value
+from .limits import current as current_limits
 
 # Attribute names of torch.nn.Module, Sequential and ModuleDict, plus our own: a layer with one
 # of these names would shadow a method of the module that holds it.
@@ -40,8 +42,36 @@ def _fail(message: str, value: Any):
 
 
 def _show(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    """A value in a message: at most 40 characters, whatever it is (errors.show_value)."""
+    return show_value(value)
+
+
+# ---------------------------------------------------------------- magnitudes
+
+_BOUNDS: list = [None, 0, 0.0]  # (digits, 10**digits, the same as a float) of the limits in force
+
+
+def magnitude_bounds() -> tuple[int, float]:
+    """(int bound, float bound): every number a spec holds or computes is below them in magnitude
+    (limit digits: 10**60 by default, far beyond any tensor)."""
+    digits = current_limits().digits
+    if _BOUNDS[0] != digits:
+        _BOUNDS[:] = [digits, 10**digits, float(10**digits) if digits <= 308 else math.inf]
+    return _BOUNDS[1], _BOUNDS[2]
+
+
+def too_big(value: Any) -> bool:
+    """Whether a number is at or beyond the bound of limit digits (or not finite)."""
+    if type(value) is int:
+        bound = magnitude_bounds()[0]
+        return not -bound < value < bound
+    if type(value) is float:
+        return not math.isfinite(value) or abs(value) >= magnitude_bounds()[1]
+    return False
+
+
+def _digits_message() -> str:
+    return f"beyond the limit on the size of numbers ({current_limits().digits} digits)"
 
 
 def _is_int(value: Any) -> bool:
@@ -68,6 +98,8 @@ def _int_at_least(low: int):
     def check(value: Any) -> int:
         if not _is_int(value) or value < low:
             _fail(f"expected an integer >= {low}", value)
+        if too_big(value):
+            _fail(f"expected an integer >= {low}, {_digits_message()}", value)
         return value
 
     return check
@@ -77,11 +109,15 @@ def _ints_at_least(low: int):
     """An int, or a list of 1 to 3 ints (one per spatial dim); kept as int or tuple."""
 
     def check(value: Any):
-        if _is_int(value) and value >= low:
+        if _is_int(value) and value >= low and not too_big(value):
             return value
         if isinstance(value, list) and 1 <= len(value) <= 3 and all(_is_int(v) and v >= low for v in value):
-            return tuple(value)
-        _fail(f"expected an integer >= {low} or a list of 1 to 3 of them", value)
+            if not any(too_big(v) for v in value):
+                return tuple(value)
+        big = too_big(value) or (isinstance(value, list) and any(too_big(v) for v in value))
+        _fail(
+            f"expected an integer >= {low} or a list of 1 to 3 of them{', ' + _digits_message() if big else ''}", value
+        )
 
     return check
 
@@ -98,6 +134,8 @@ def _padding(value: Any):
 def _number(*, low: float | None = None, high: float | None = None, low_open: bool = False):
     def check(value: Any) -> float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if ok and too_big(value):
+            _fail(f"expected a number {_digits_message()}", value)
         ok = ok and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
         if not ok:
             bounds = []
@@ -130,12 +168,23 @@ def _numbers(*, positive: bool):
 def _input_shape(value: Any) -> tuple[int, ...]:
     if not (isinstance(value, list) and 2 <= len(value) <= 4 and all(_is_int(v) and v >= 1 for v in value)):
         _fail("expected [channels, then 1 to 3 spatial sizes], all integers >= 1", value)
+    if any(too_big(v) for v in value):
+        _fail(f"expected [channels, then 1 to 3 spatial sizes], {_digits_message()}", value)
     return tuple(value)
 
 
 Name = Annotated[str, PlainValidator(_name)]
 PosInt = Annotated[int, PlainValidator(_int_at_least(1))]
-Int = Annotated[int, PlainValidator(lambda v: v if _is_int(v) else _fail("expected an integer", v))]
+Int = Annotated[
+    int,
+    PlainValidator(
+        lambda v: (
+            v
+            if _is_int(v) and not too_big(v)
+            else _fail("expected an integer" + (f", {_digits_message()}" if _is_int(v) else ""), v)
+        )
+    ),
+]
 Sizes = Annotated[Any, PlainValidator(_ints_at_least(1))]
 NonNegSizes = Annotated[Any, PlainValidator(_ints_at_least(0))]
 Padding = Annotated[Any, PlainValidator(_padding)]

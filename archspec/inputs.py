@@ -131,6 +131,7 @@ def _period(known: Windows, dim: int) -> int:
             period *= max(window.stride, 1)
             if window.scale is not None:
                 period *= max(round(window.scale), round(1 / window.scale), 1)
+            period = min(period, MAX_TRIAL)  # all a caller uses: a product of a million strides is not made
     return period
 
 
@@ -197,7 +198,10 @@ class _Trial:
             return _same  # keeps every size (a 3x3 conv with padding 1)
 
         def sized(state):
-            out = window.out(state[0])
+            try:
+                out = window.out(state[0])
+            except OverflowError:  # a scale so large the size is no number: refused, as PyTorch would
+                raise _Refused from None
             if out < 1:
                 raise _Refused
             return (out, state[1])

@@ -10,14 +10,18 @@ pydantic objects: a node's `args` are its validated fields, read-only.
 
 from __future__ import annotations
 
+import contextlib
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal
 
 from . import registry
-from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, Diagnostic, Location, SpecError, did_you_mean
+from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
 from .fields import LAYER_FIELDS
+from .limits import current as current_limits
+from .limits import how_to_raise
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -42,6 +46,7 @@ class Op:
     notes: tuple = ()  # the block uses this layer was expanded through
     exports: tuple[str, ...] = ()  # always () for a single layer; see Block
     standin: bool = False  # an identity in place of a wrong layer (reported already): its output is unknown
+    inplace: bool = False  # an activation that overwrites its input (archspec.inplace decides, after shapes)
     in_shape: Shape | None = None
     out_shape: Shape | None = None
     params: int = 0
@@ -61,6 +66,8 @@ class Block:
     shortcut_name: str = "shortcut"
     shortcut: Block | None = None
     activation: str | None = None
+    inplace_add: bool = False  # residual: the add writes onto the body's output (archspec.inplace decides)
+    inplace_activation: bool = False  # residual: the activation after the add works in place
     stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
     args: Mapping = field(default_factory=lambda: NO_ARGS)  # a built-in block's validated fields
     expanded: bool = True  # False: a built-in block whose layers the shape stage has yet to make
@@ -113,6 +120,23 @@ def walk(node: Node):
             yield from walk(node.shortcut)
 
 
+@contextlib.contextmanager
+def deep_stack():
+    """Room on Python's stack for layers nested limit depth deep: each level of nesting takes a few
+    frames in each stage (expansion, resolution, shapes, costs), more than Python's default 1,000
+    leaves at 100 levels under a caller's own frames. Raised for the duration only, and never past
+    10,000 frames; past that, a stage reports the nesting as an error rather than recurse."""
+    wanted, before = min(1_000 + 15 * current_limits().depth, 10_000), sys.getrecursionlimit()
+    if wanted <= before:
+        yield
+        return
+    sys.setrecursionlimit(wanted)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
+
+
 # ---------------------------------------------------------------- resolve
 
 
@@ -121,14 +145,23 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Mod
     are the paths of layers put in place of wrong ones: their outputs are unknown."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
-    children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
+    try:
+        with deep_stack():
+            children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
+    except RecursionError:  # only with limit depth raised past what Python's stack takes
+        message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
+        raise SpecError([*errors, Diagnostic(message, LIMIT, root_loc)]) from None
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
     return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)))
 
 
-def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=(), standins=frozenset()):
+def _resolve_list(
+    layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=(), standins=frozenset(), level: int = 1
+):
+    """The nodes of a list of layers `level` lists deep (expansion bounds that by limit depth; a
+    schema.Spec given as such is bounded here)."""
     nodes = []
     seen: dict[str, Location] = {}
     built: dict[str, Node] = {}
@@ -173,7 +206,18 @@ def _resolve_list(layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, 
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
-        node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins)
+        if level >= current_limits().depth and layer.kind in _STRUCTURES:
+            errors.append(
+                Diagnostic(
+                    f"layers nest more than {current_limits().depth:,} deep here; {how_to_raise('depth')}",
+                    LIMIT,
+                    loc,
+                    doc.notes(path),
+                )
+            )
+            node = Op("identity", name, qualified, loc, standin=True)
+        else:
+            node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins, level)
         if path in standins:
             node = replace(node, standin=True)
         if path in doc.block_uses:
@@ -214,10 +258,10 @@ def _exporting(block: Block, paths: list[str]) -> Block:
     return replace(block, children=children, exports=tuple(paths))
 
 
-def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins) -> Node:
+def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Node:
     kind = registry.kind(layer.kind)
     if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
-        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins)
+        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins, level)
     args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
@@ -240,18 +284,18 @@ def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
     return Op(kind, name, path, loc, MappingProxyType({**registry.defaults(kind), **given}))
 
 
-def _group(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block:
-    children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors, standins=standins)
+def _group(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Block:
+    children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors, (), standins, level + 1)
     return Block("group", name, path, loc, "sequential", children)
 
 
-def _residual(layer, yaml_path, name, path, loc, doc, errors, standins) -> Block:
+def _residual(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Block:
     reserved = (layer.shortcut_name,)
-    body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved, standins)
+    body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved, standins, level + 1)
     if isinstance(layer.shortcut, list):
         short_path = f"{path}.{layer.shortcut_name}"
         shortcut_children = _resolve_list(
-            layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors, standins=standins
+            layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors, (), standins, level + 1
         )
         where = doc.locate(yaml_path + ("shortcut",))
         shortcut = Block("shortcut", layer.shortcut_name, short_path, where, "sequential", shortcut_children)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from .errors import YAML_DOCUMENTS, YAML_DUPLICATE_KEY, YAML_SYNTAX, YAML_TAG, Diagnostic, Location, SpecError
+from .errors import (
+    LIMIT,
+    YAML_DOCUMENTS,
+    YAML_DUPLICATE_KEY,
+    YAML_SYNTAX,
+    YAML_TAG,
+    Diagnostic,
+    Location,
+    SpecError,
+    UsageError,
+)
+from .limits import current, how_to_raise, show_size
 
 try:
     _Loader = yaml.CSafeLoader
@@ -22,6 +36,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:null",
 }
 _SEQ = "tag:yaml.org,2002:seq"
+_INT = "tag:yaml.org,2002:int"
 _MAP = "tag:yaml.org,2002:map"
 
 YamlPath = tuple  # keys and indices from the document root
@@ -47,23 +62,109 @@ class Document:
         return self.values.get((), Location(self.path, 1, 1))
 
 
-MAX_DEPTH = 100  # nesting of YAML collections
-MAX_NODES = 1_000_000  # after alias expansion: a "billion laughs" file stops here
+class UnreadableFile(UsageError):
+    """A spec path that names no regular file archspec can read (missing, a directory, a FIFO, a
+    device, a name the system refuses). The CLI's usage error for its argument (exit 2); for an
+    `extends:`, expand reports it at that line."""
+
+    def __init__(self, path: str, problem: str, missing: bool = False):
+        super().__init__(problem)
+        self.path, self.missing = path, missing
+
+
+_KINDS = {  # what a path names instead of a regular file
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+def shown(path: str | os.PathLike) -> str:
+    """A path as an error message shows it: control characters escaped, a very long one shortened."""
+    text = os.fsdecode(path) if not isinstance(path, str) else path
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return text if len(text) <= 300 else f"{text[:180]}...{text[-100:]} ({len(text):,} characters)"
 
 
 def load_file(path: str | Path) -> Document:
+    """The spec at `path`: a regular file no larger than limit spec_bytes, read without ever blocking
+    (a FIFO or a device is refused, not opened for reading). UnreadableFile (a UsageError) when the
+    path names nothing readable; SpecError, located at the file, when what it holds is no spec."""
+    data = read_spec_bytes(path)
     try:
-        text = Path(path).read_bytes().decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = Location(str(path), 1, 1)
         raise SpecError([Diagnostic(f"the file is not UTF-8 text (byte {exc.start})", YAML_SYNTAX, where)]) from None
     return load_text(text, str(path))
 
 
+def read_spec_bytes(path: str | Path) -> bytes:
+    name = os.fspath(path)
+    if isinstance(name, bytes):
+        name = os.fsdecode(name)
+    if "\0" in name:
+        raise UnreadableFile(name, f"cannot read {shown(name)}: a path cannot hold a NUL byte")
+    try:
+        _regular(name, os.stat(name))  # before opening: a device is never opened at all
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise _unreadable(name, exc) from None
+    try:
+        info = os.fstat(fd)  # what was opened, should the path have changed since the stat
+        _regular(name, info)
+        limit = current().spec_bytes
+        if info.st_size > limit:
+            _too_large(name, info.st_size)
+        chunks, size = [], 0
+        while size <= limit:  # at most limit + 1 bytes, should the file grow while it is read
+            chunk = os.read(fd, min(1 << 20, limit + 1 - size))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > limit:
+            _too_large(name, size)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise _unreadable(name, exc) from None
+    finally:
+        os.close(fd)
+
+
+def _regular(name: str, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
+        raise UnreadableFile(name, f"{shown(name)} is {kind}, not a spec file")
+
+
+def _unreadable(name: str, exc: OSError) -> UnreadableFile:
+    if exc.errno == errno.ENOENT:
+        return UnreadableFile(name, f"no such file: {shown(name)}", missing=True)
+    if exc.errno == errno.EISDIR:
+        return UnreadableFile(name, f"{shown(name)} is a directory, not a spec file")
+    return UnreadableFile(name, f"cannot read {shown(name)}: {exc.strerror or exc}")
+
+
+def _too_large(name: str, size: int) -> None:
+    message = f"the file is {show_size(size)}, more than a spec may be ({how_to_raise('spec_bytes')})"
+    raise SpecError([Diagnostic(message, LIMIT, Location(name, 1, 1))])
+
+
 def load_text(text: str, path: str = "<string>") -> Document:
     doc = Document(path, None)
     try:
-        nodes = list(yaml.compose_all(text, Loader=_Loader))
+        _check_nesting(text, path)
+        nodes = []
+        for node in yaml.compose_all(text, Loader=_Loader):
+            nodes.append(node)
+            if len(nodes) > 1:
+                break  # one document too many is enough to say so
+    except RecursionError:  # the pure-Python composer, without libyaml: its recursion, not ours
+        message = "invalid YAML: nested too deep for the YAML reader"
+        raise SpecError([Diagnostic(message, LIMIT, Location(path, 1, 1))]) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = _location(path, mark) if mark else None
@@ -75,11 +176,83 @@ def load_text(text: str, path: str = "<string>") -> Document:
         where = _location(path, nodes[1].start_mark) if len(nodes) > 1 else Location(path, 1, 1)
         what = f"{len(nodes)} YAML documents" if nodes else "no YAML document"
         raise SpecError([Diagnostic(f"a spec is one YAML document; found {what}", YAML_DOCUMENTS, where)])
+    if "*" in text:  # aliases, perhaps: count what they expand to before expanding anything
+        _check_expansion(nodes[0], path)
     errors: list[Diagnostic] = []
     doc.data = _Converter(doc, errors).convert(nodes[0], ())
     if errors:
         raise SpecError(errors)
     return doc
+
+
+COMPOSABLE = 5_000  # nesting libyaml's composer takes: it recurses in C (at ~30,000 levels the stack overflows)
+_SURELY_SHALLOW = 1_000  # a bound at most this: composing is safe, and the converter enforces limit depth
+
+
+def _check_nesting(text: str, path: str) -> None:
+    """Refuse nesting deeper than limit depth before composing, which recurses once per level.
+
+    A cheap bound first: block collections nest at most one level per column of a line's indentation
+    and `- `, `? `, `: ` indicators (two where a sequence sits at its key's indentation), flow
+    collections one per bracket. Only a text whose bound is high (many brackets: a large spec) is
+    walked event by event, without recursion, before it is composed.
+    """
+    brackets = text.count("[") + text.count("{")
+    lines = text.splitlines()
+    if brackets + 2 * max(map(len, lines), default=0) + 4 <= _SURELY_SHALLOW:
+        return
+    if brackets + max((len(line) - len(line.lstrip(" \t-?:")) for line in lines), default=0) + 4 <= _SURELY_SHALLOW:
+        return
+    limit = min(current().depth + 1, COMPOSABLE)  # + 1: the converter counts a node's ancestors
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        kind = type(event)
+        if kind is yaml.SequenceStartEvent or kind is yaml.MappingStartEvent:
+            depth += 1
+            if depth > limit:
+                deeper = f"nested more than {limit - 1:,} deep ({how_to_raise('depth')})"
+                if limit == COMPOSABLE:
+                    deeper = f"nested more than {COMPOSABLE:,} deep, as deep as the YAML reader goes"
+                where = _location(path, event.start_mark)
+                raise SpecError([Diagnostic(f"the document is {deeper}", LIMIT, where)])
+        elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
+            depth -= 1
+
+
+def _check_expansion(root, path: str) -> None:
+    """Refuse a document whose aliases expand to more than limit yaml_nodes nodes (a "billion
+    laughs": a few lines of anchors, each aliased four times in the next, make 10^8 nodes), from the
+    composed graph, counting each distinct node once. Reported where the expansion concentrates:
+    the deepest node whose expansion alone is over the limit."""
+    limit = current().yaml_nodes
+    sizes: dict[int, int] = {}
+    stack = [(root, False)]
+    while stack:  # post-order without recursion; a node on the way down counts 1 (an alias cycle)
+        node, done = stack.pop()
+        if done:
+            sizes[id(node)] = min(1 + sum(sizes.get(id(child), 1) for child in _children(node)), limit + 1)
+        elif id(node) not in sizes:
+            sizes[id(node)] = 1
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
+    if sizes[id(root)] <= limit:
+        return
+    node = root
+    while True:
+        bigger = next((child for child in _children(node) if sizes.get(id(child), 1) > limit), None)
+        if bigger is None or bigger is node:
+            break
+        node = bigger
+    message = f"the document is more than {limit:,} nodes once aliases are expanded ({how_to_raise('yaml_nodes')})"
+    raise SpecError([Diagnostic(message, LIMIT, _location(path, node.start_mark))])
+
+
+def _children(node) -> list:
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [item for pair in node.value for item in pair]
+    return []
 
 
 def _location(path: str, mark) -> Location:
@@ -95,21 +268,27 @@ class _Converter:
         self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
         self.active: set[int] = set()
         self.count = 0
+        limits = current()
+        self.max_depth, self.max_nodes, self.max_digits = limits.depth, limits.yaml_nodes, limits.digits
 
     def convert(self, node, path: YamlPath):
         self.doc.values.setdefault(path, _location(self.doc.path, node.start_mark))
         self.count += 1
-        if len(self.active) > MAX_DEPTH or self.count > MAX_NODES:
-            limit = (
-                f"nested more than {MAX_DEPTH} deep"
-                if len(self.active) > MAX_DEPTH
-                else (f"more than {MAX_NODES:,} nodes once aliases are expanded")
-            )
-            raise SpecError([Diagnostic(f"the document is {limit}", YAML_SYNTAX, self.doc.values[path])])
+        if len(self.active) > self.max_depth or self.count > self.max_nodes:
+            if len(self.active) > self.max_depth:
+                limit = f"nested more than {self.max_depth:,} deep ({how_to_raise('depth')})"
+            else:
+                limit = f"more than {self.max_nodes:,} nodes once aliases are expanded ({how_to_raise('yaml_nodes')})"
+            raise SpecError([Diagnostic(f"the document is {limit}", LIMIT, self.doc.values[path])])
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)
             return None
         if isinstance(node, yaml.ScalarNode) and node.tag in _PLAIN_TAGS:
+            if node.tag == _INT and len(node.value) > self.max_digits + 3:  # Python reads at most 4,300 digits
+                written = f"{node.value[:4]}...{node.value[-4:]} ({sum(c.isdigit() for c in node.value):,} digits)"
+                message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
+                self._error(node, message, LIMIT)
+                return None
             return self.scalars.construct_object(node, deep=True)
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             self.active.add(id(node))

@@ -6,20 +6,30 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import expand, ir, load, schema, shapes
+from . import expand, inplace, ir, load, schema, shapes
 from .errors import SpecError, in_file_order
+from .limits import Limits, applied
 
 SpecSource = Any  # a path, YAML text, or already parsed data (dict or schema.Spec)
 
 
 def analyze(
-    source: SpecSource, overrides: dict[str, Any] | None = None, input_shape: tuple[int, ...] | None = None
+    source: SpecSource,
+    overrides: dict[str, Any] | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    limits: Limits | None = None,
 ) -> ir.Model:
     """The shaped IR of a spec; raises SpecError with every problem found.
 
     `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have);
-    `input_shape` (channels, *spatial) replaces the spec's input, to try another size.
+    `input_shape` (channels, *spatial) replaces the spec's input, to try another size; `limits`
+    bound the work (archspec.Limits; the defaults, or those of an enclosing `limits.applied`).
     """
+    with applied(limits):
+        return _analyze(source, overrides, input_shape)
+
+
+def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: tuple[int, ...] | None) -> ir.Model:
     doc = read(source)
     errors: list = []
     if isinstance(source, schema.Spec) and input_shape is None:
@@ -33,7 +43,7 @@ def analyze(
         if spec is None:
             raise SpecError(in_file_order(errors))
     try:  # with wrong layers stood in for, every layer that does not depend on them is still checked
-        model = shapes.infer(ir.resolve(spec, located, standins))
+        model = inplace.decide(shapes.infer(ir.resolve(spec, located, standins)))
     except SpecError as exc:
         errors += exc.diagnostics
     if errors:
@@ -56,4 +66,14 @@ def read(source: SpecSource) -> load.Document:
 
 
 def _looks_like_path(text: str) -> bool:
-    return text.endswith((".yaml", ".yml")) or Path(text).is_file()
+    """One line of text is a path if it names a .yaml file or an existing file; a flow mapping
+    (`{archspec: 1, ...}`) is YAML text, and a name the system refuses (a component over 255 bytes,
+    a NUL byte) is no file."""
+    if text.lstrip().startswith("{"):
+        return False
+    if text.endswith((".yaml", ".yml")):
+        return True
+    try:
+        return Path(text).is_file()
+    except (OSError, ValueError):
+        return False

@@ -136,6 +136,10 @@ class Activation:
 
     name: str
     function: str | None  # "torch.relu", "F.hardswish"; None: the identity
+    inplace: str | None = None  # the function that takes `inplace=True` ("F.relu"); None: no in-place form
+    # (layer fields, auto) -> why a layer of these fields is not applied in place, or None. `auto`:
+    # archspec is deciding by itself (a kind may be in place only when the user asks for it).
+    inplace_refusal: Callable | None = None
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ from .errors import (
     BAD_VALUE,
     BLOCK_RECURSION,
     LAYER_FORM,
+    LIMIT,
     MISSING_FIELD,
     UNKNOWN_FIELD,
     UNKNOWN_KIND,
@@ -45,6 +46,7 @@ from .errors import (
     SpecError,
     did_you_mean,
     in_file_order,
+    show_value,
 )
 from .errors import (
     FORMAT_VERSION as FORMAT_VERSION_CODE,
@@ -192,7 +194,7 @@ def validate(expanded: Expanded) -> Spec:
 
 # Expansion errors whose layer was replaced by a stand-in, or whose value fails validation below;
 # after any other (a missing base, a bad override, a bad repeat) the spec's structure is unsure.
-_STANDIN_CODES = {BAD_EXPRESSION, LAYER_FORM, BAD_ARGUMENT, BLOCK_RECURSION}
+_STANDIN_CODES = {BAD_EXPRESSION, LAYER_FORM, BAD_ARGUMENT, BLOCK_RECURSION, LIMIT}
 
 
 def validate_partially(expanded: Expanded) -> tuple[Spec | None, list[Diagnostic], frozenset]:
@@ -330,7 +332,9 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
 
 
 def _quote(value) -> str:
-    return '"' + str(value).encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
+    if not isinstance(value, str):  # a key of a dict given as such: a number of any size, say
+        return show_value(value)
+    return '"' + value.encode("unicode_escape").decode("ascii").replace('"', '\\"') + '"'
 
 
 def _owner(loc: tuple) -> str | None:

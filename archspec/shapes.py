@@ -10,20 +10,26 @@ once, at the layer that causes it, and all independent errors come out in one ru
 from __future__ import annotations
 
 import math
+import threading
 
 from . import registry
 from .errors import (
     BRANCH_MISMATCH,
     CHANNEL_MISMATCH,
     CONCAT_MISMATCH,
+    LIMIT,
     OUTPUT_SIZE,
     RANK,
     Code,
     Diagnostic,
     SpecError,
     in_file_order,
+    show_number,
 )
-from .ir import INPUT, Block, Model, Node, Op, Shape, op, replace
+from .fields import magnitude_bounds
+from .ir import INPUT, Block, Model, Node, Op, Shape, deep_stack, op, replace
+from .limits import current as current_limits
+from .limits import how_to_raise
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 CONV_FORMULA = "floor((in + 2p - d(k-1) - 1)/s) + 1"
@@ -45,10 +51,21 @@ def fmt_shape(shape: Shape | None) -> str:
 
 def infer(model: Model) -> Model:
     errors: list[Diagnostic] = []
-    body = _infer(model.body, model.input_shape, errors)
+    outer, _bound.value = getattr(_bound, "value", None), magnitude_bounds()[0]
+    try:
+        with deep_stack():
+            body = _infer(model.body, model.input_shape, errors)
+    except RecursionError:  # only with limit depth raised past what Python's stack takes
+        message = f"the model nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
+        raise SpecError([*errors, Diagnostic(message, LIMIT, model.body.loc)]) from None
+    finally:
+        _bound.value = outer
     if errors:
         raise SpecError(in_file_order(errors))
     return replace(model, body=body)
+
+
+_bound = threading.local()  # 10**digits while infer runs: looked up once, not at every layer
 
 
 def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
@@ -60,8 +77,9 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         if isinstance(node, Op):
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
-            return _counted(kind, replace(node, in_shape=shape, out_shape=out, params=params))
+            return _bounded(_counted(kind, replace(node, in_shape=shape, out_shape=out, params=params)))
         if not node.expanded:
+            _admit(node)
             node = registry.block_kind(node.kind).expand(node, shape)
         return _FLOWS[node.flow](node, shape, errors)
     except ShapeError as exc:
@@ -71,6 +89,33 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
             out, params = exc.result
             return _counted(registry.layer_kind(node.kind), replace(node, in_shape=shape, out_shape=out, params=params))
         return replace(node, in_shape=shape)
+
+
+def _bounded(op: Op) -> Op:
+    """`op`, if its output sizes, parameters and multiply-adds are below 10**digits (limit digits):
+    every later figure (a flatten's features, a block's totals, a table) then stays small."""
+    bound = _bound.value
+    if op.params < bound and op.macs < bound and all(size < bound for size in op.out_shape):
+        return op
+    digits = current_limits().digits
+    if any(size >= bound for size in op.out_shape):
+        sizes = ", ".join(show_number(size) for size in op.out_shape)
+        what, code = f"its output ({sizes}) has a size of more than {digits} digits", OUTPUT_SIZE
+    else:
+        count = op.params if op.params >= bound else op.macs
+        which = "parameters" if op.params >= bound else "multiply-adds"
+        what, code = f"its {which} ({show_number(count)}) are a number of more than {digits} digits", LIMIT
+    raise ShapeError(f"{what}; {how_to_raise('digits')}", code)
+
+
+def _admit(block: Block) -> None:
+    """A built-in block whose layers would take the model past limit layers is refused before they are made
+    (expansion counts a dense block's num_layers the same way; this guards a schema.Spec given as such)."""
+    count, limit = block.args.get("num_layers"), current_limits().layers
+    if type(count) is int and count > limit:
+        raise ShapeError(
+            f"num_layers = {show_number(count)} is more than {limit:,} layers; {how_to_raise('layers')}", LIMIT
+        )
 
 
 def _counted(kind: registry.LayerKind, op: Op) -> Op:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from . import registry
 from .ir import INPUT, Block, Model, Node, Op
@@ -75,10 +77,21 @@ class SpecModel(Sequence):
 
 
 class Residual(nn.Module):
-    """body(x) + shortcut(x), then an optional activation; body layers are direct children."""
+    """body(x) + shortcut(x), then an optional activation; body layers are direct children.
+
+    `inplace_add`: the add writes onto the body's output (`out += identity`, as torchvision's ResNet
+    blocks); `inplace_activation`: the activation overwrites the sum. archspec.inplace decides both.
+    """
 
     def __init__(
-        self, body: OrderedDict, wiring: Wiring, shortcut_name: str, shortcut: nn.Module | None, activation: str | None
+        self,
+        body: OrderedDict,
+        wiring: Wiring,
+        shortcut_name: str,
+        shortcut: nn.Module | None,
+        activation: str | None,
+        inplace_add: bool = False,
+        inplace_activation: bool = False,
     ):
         super().__init__()
         for name, module in body.items():
@@ -90,21 +103,85 @@ class Residual(nn.Module):
         self._wiring = wiring
         self._shortcut = shortcut_name if shortcut is not None else None
         self._activation = function(registry.ACTIVATIONS[activation].function) if activation else None
+        if inplace_activation and self._activation is not None:
+            self._activation = functools.partial(function(registry.ACTIVATIONS[activation].inplace), inplace=True)
+        self._inplace_add = inplace_add
 
     def forward(self, x):
         identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
         x = self._wiring.run(((name, self.get_submodule(name)) for name in self._body), x)
-        x = x + identity
+        if self._inplace_add:
+            x += identity
+        else:
+            x = x + identity
         return self._activation(x) if self._activation is not None else x
 
 
+class KeepBuffers:
+    """The recompute context of a checkpointed bottleneck: its modules' buffers (the norms' running
+    statistics and num_batches_tracked) come out as the forward left them. The forward updated them
+    already; the recompute updates copies, thrown away. (torchvision's memory_efficient updates them
+    twice per step.)"""
+
+    def __init__(self, *modules: nn.Module):
+        self.modules = modules
+
+    def __enter__(self):
+        self.kept = [(m, name, buffer) for m in self.modules for name, buffer in m.named_buffers(recurse=False)]
+        for module, name, buffer in self.kept:
+            setattr(module, name, buffer.clone())
+
+    def __exit__(self, *exc):
+        for module, name, buffer in self.kept:
+            setattr(module, name, buffer)
+
+
+class DenseLayer(nn.Sequential):
+    """One layer of a dense block: given the concatenation of the block input and every earlier
+    output, a plain sequence. Given the list of them instead (the block's memory-efficient path),
+    its first three modules (norm, relu, conv: torchvision's `bn_function`) and the concatenation are
+    checkpointed (torch.utils.checkpoint, non-reentrant): recomputed in backward instead of kept, as
+    torchvision's _DenseLayer(memory_efficient=True), and the rest follow.
+    """
+
+    BOTTLENECK = 3  # norm, relu, conv (norm1 relu1 conv1 with bn_size)
+
+    def __init__(self, layers: OrderedDict, memory_efficient: bool = False):
+        super().__init__(layers)
+        self.memory_efficient = memory_efficient
+
+    def bn_function(self, *inputs: torch.Tensor) -> torch.Tensor:
+        x = torch.cat(inputs, 1)
+        for module in list(self._modules.values())[: self.BOTTLENECK]:
+            x = module(x)
+        return x
+
+    def recompute_context(self):
+        """checkpoint's context_fn: nothing around the forward, KeepBuffers around the recompute."""
+        return KeepBuffers(), KeepBuffers(*list(self._modules.values())[: self.BOTTLENECK])
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            return super().forward(x)
+        x = checkpoint(self.bn_function, *x, use_reentrant=False, context_fn=self.recompute_context)
+        for module in list(self._modules.values())[self.BOTTLENECK :]:
+            x = module(x)
+        return x
+
+
 class DenseBlock(nn.ModuleDict):
-    """Each layer sees the concatenation of the block input and every earlier layer's output."""
+    """Each layer sees the concatenation of the block input and every earlier layer's output.
+
+    A memory-efficient layer is handed the list instead, while any of it requires grad (training, or
+    eval with gradients): it concatenates inside its checkpoint. No-grad runs take the plain path."""
 
     def forward(self, x):
         features = [x]
         for layer in self.values():
-            features.append(layer(torch.cat(features, 1)))
+            if layer.memory_efficient and any(tensor.requires_grad for tensor in features):
+                features.append(layer(features))
+            else:
+                features.append(layer(torch.cat(features, 1)))
         return torch.cat(features, 1)
 
 
@@ -155,6 +232,9 @@ class StochasticDepth(nn.Module):
 
 
 def build_model(model: Model) -> SpecModel:
+    from .memory import check_fits
+
+    check_fits(model)  # SpecError with the figures, before the allocator fails (or the OOM killer strikes)
     return SpecModel(_children(model.body), Wiring(model.body.children), model.input_shape, model.name)
 
 
@@ -170,7 +250,15 @@ def _children(block: Block) -> OrderedDict:
 
 def _residual(block: Block) -> nn.Module:
     shortcut = build(block.shortcut) if block.shortcut is not None else None
-    return Residual(_children(block), Wiring(block.children), block.shortcut_name, shortcut, block.activation)
+    return Residual(
+        _children(block),
+        Wiring(block.children),
+        block.shortcut_name,
+        shortcut,
+        block.activation,
+        block.inplace_add,
+        block.inplace_activation,
+    )
 
 
 _BLOCKS = {
@@ -180,7 +268,12 @@ _BLOCKS = {
         else nn.Sequential(_children(block))
     ),
     "residual": _residual,
-    "dense": lambda block: DenseBlock(_children(block)),
+    "dense": lambda block: DenseBlock(
+        OrderedDict(
+            (layer.name, DenseLayer(_children(layer), block.args.get("memory_efficient", False)))
+            for layer in block.children
+        )
+    ),
 }
 
 

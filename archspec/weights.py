@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
 
 from .diff import compatible
 from .errors import WeightsError
+from .limits import current, how_to_raise, show_size
 
 SHOWN = 5  # keys listed per kind of mismatch before "and N more"
 
@@ -16,36 +16,99 @@ SHOWN = 5  # keys listed per kind of mismatch before "and N more"
 def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True):
     """Load `path` (a torch.save'd state_dict) into `module`. Strictly (WeightsError if they differ
     at all), returning None; or, with strict=False, every tensor that fits by key, shape and dtype,
-    returning the diff.Diff of what was transferred and what was not."""
+    returning the diff.Diff of what was transferred and what was not. Every failure, of reading the
+    file or of loading it, is a WeightsError that names the file."""
     state = read_state_dict(path)
     if not strict:
         from .diff import load_partially
 
-        return load_partially(module, state)
+        try:
+            return load_partially(module, state)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            raise WeightsError(f"cannot load {path} into the model: {_first_line(exc)}") from None
     problems = mismatches(module.state_dict(), state)
     if problems:
         raise WeightsError(f"{path} does not fit the model: " + "; ".join(problems))
-    module.load_state_dict(state, strict=True)
+    try:
+        module.load_state_dict(state, strict=True)
+    except (RuntimeError, ValueError, TypeError) as exc:
+        raise WeightsError(f"cannot load {path} into the model: {_first_line(exc)}") from None
     return None
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    file = Path(path)
-    if not file.is_file():
-        raise WeightsError(f"no such weights file: {path}")
+    """The state_dict in `path`: a dict of dense tensors by string key (a training checkpoint's
+    "state_dict" entry too). The file must be a regular file whose tensors, once inflated, fit in
+    limit weights_bytes (checked from the archive's metadata, before torch.load reads anything)."""
+    _check_size(path)
     try:
         # weights_only: a weights file is data; unpickling anything else could run code.
-        state = torch.load(file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # the file's content is the user's: whatever it makes torch raise, say so
         raise WeightsError(
-            f"cannot read {path} as a state_dict (torch.load with weights_only=True): {first_line}"
+            f"cannot read {path} as a state_dict (torch.load with weights_only=True): {_first_line(exc)}"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint
-    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+    if not isinstance(state, dict):
         raise WeightsError(f"{path} holds a {type(state).__name__}, not a state_dict of tensors")
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise WeightsError(f"{path} has a key {key!r} ({type(key).__name__}); a state_dict's keys are strings")
+        if not isinstance(value, torch.Tensor):
+            raise WeightsError(f"{path} holds a {type(value).__name__} at {key}, not a tensor")
+        if value.layout != torch.strided or value.is_quantized or value.device.type != "cpu":
+            what = str(value.layout).removeprefix("torch.") if value.layout != torch.strided else None
+            what = what or ("quantized" if value.is_quantized else f"{value.device.type} device")
+            raise WeightsError(f"{path} holds a {what} tensor at {key}; a model's weights are dense tensors")
     return state
+
+
+def _check_size(path: str | Path) -> None:
+    """WeightsError for a path that is no regular file, or whose tensors would take more than limit
+    weights_bytes once read: a zip archive (torch.save's format) by the sizes its directory gives
+    (a few MB of deflated zeros can inflate to gigabytes), any other file by its own size."""
+    import os
+    import stat
+    import zipfile
+
+    try:
+        info = os.stat(path)
+    except TypeError:
+        raise WeightsError(f"weights is the path of a state_dict file, not a {type(path).__name__}") from None
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "strerror", None) or str(exc)
+        if isinstance(exc, FileNotFoundError):
+            raise WeightsError(f"no such weights file: {path}") from None
+        raise WeightsError(f"cannot read weights file {path}: {reason}") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise WeightsError(f"{path} is not a regular file; a weights file is one torch.save wrote")
+    limit = current().weights_bytes
+    size = info.st_size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            size = sum(entry.file_size for entry in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
+        pass  # not a zip archive (torch's legacy format): torch.load reads it as it is
+    if size > limit:
+        raise WeightsError(
+            f"{path} holds {show_size(size)} once read, more than weights may take ({how_to_raise('weights_bytes')})"
+        )
+    from .memory import available_memory
+
+    memory = current().memory
+    available = memory if memory is not None else available_memory(torch.device("cpu"))
+    if available is not None and size > available:
+        if memory is None:
+            room = f"but {show_size(available)} is available on this machine ({how_to_raise('memory')})"
+        else:
+            room = f"more than {how_to_raise('memory')}"
+        raise WeightsError(f"{path} holds {show_size(size)} once read, {room}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]) -> list[str]:

@@ -17,7 +17,7 @@ import torch
 # its hard-swish inputs partly inside (-3, 3) and its squeeze-excitation gates unsaturated, so
 # swapping hardswish for ReLU or hardsigmoid for sigmoid changes the output by 5% to 500%.
 # EfficientNet: where unit scales leave squeeze-excitation nearly without effect (b2, b5, b7) or
-# the output in the hundreds (b4).
+# the output in the hundreds (b4); V2-S's output is in the tens at unit scale.
 GAINS = {
     "mobilenet_v2": 4.0,
     "mobilenet_v3_large": 1.2,
@@ -26,6 +26,7 @@ GAINS = {
     "efficientnet_b4": 0.75,
     "efficientnet_b5": 1.5,
     "efficientnet_b7": 1.5,
+    "efficientnet_v2_s": 0.75,
 }
 
 

@@ -20,6 +20,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
@@ -447,7 +448,7 @@ def expression_texts(draw, depth=3):
     return draw(st.sampled_from([form, function])).format(left, right)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(expression_texts())
 def test_every_expression_the_evaluator_takes_matches_the_pattern(text):
     try:

@@ -9,6 +9,8 @@ stage at each size, and the diagram. The located errors are at the end.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from test_costs import _measurable, _measured, _predicted
@@ -382,14 +384,13 @@ def test_a_misspelt_input_suggests_it_and_a_group_has_no_layer_named_input():
     ]
 
 
-def test_no_spec_names_a_layer_input():
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).resolve().parent.parent / "specs").glob("*.yaml")), ids=lambda p: p.stem
+)
+def test_no_spec_names_a_layer_input(path):
     """`input` became reserved: no spec of the zoo used it as a layer name."""
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parent.parent
-    for path in sorted((root / "specs").glob("*.yaml")):
-        model = analyze(path)
-        assert not any(node.name == "input" for node in walk(model.body)), path
+    model = analyze(path)
+    assert not any(node.name == "input" for node in walk(model.body)), path
 
 
 def test_top_level_layers_named_like_the_emitted_locals():

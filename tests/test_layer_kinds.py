@@ -47,6 +47,7 @@ ACTIVATIONS = ["relu", {"leaky_relu": 0.2}, "sigmoid", "tanh", "gelu", "silu", "
 RESIDUAL_ACTIVATIONS = tuple(registry.ACTIVATIONS)
 
 # fmt: off
+INPLACE = ["relu", "relu6", "leaky_relu", "elu", "hardtanh", "hardswish", "hardsigmoid", "silu", "mish"]
 CASES = [
     # ------------------------------------------------------------------ conv
     case("conv1d-stride-dilation", spec([3, 20], {"conv": {"out": 4, "kernel": 3, "stride": 2, "padding": 1, "dilation": 2}})),
@@ -254,6 +255,10 @@ CASES = [
         "num_layers": 2, "growth": 3, "bn_size": 2, "dropout": 0.2, "bias": True}})),
     case("dense_block-dropout-1d", spec([3, 6], {"dense_block": {"num_layers": 2, "growth": 2, "dropout": 0.5}})),
     case("dense_block-3d", spec([2, 3, 4, 4], {"dense_block": {"num_layers": 2, "growth": 2, "bn_size": 1}})),
+    case("activations-inplace", spec([3, 4, 4], *[{k: {"inplace": False}} for k in INPLACE],
+         *[layer for k in INPLACE for layer in ({"conv": {"out": 3, "kernel": 1}}, {k: {"inplace": True}})])),
+    case("dense_block-memory_efficient", spec([4, 5, 5], {"dense_block": {
+        "num_layers": 2, "growth": 2, "bn_size": 2, "memory_efficient": True}})),
     case("transition-out", spec([6, 6, 7], {"transition": 4})),
     case("transition-compression-bias", spec([6, 6, 6], {"transition": {"compression": 0.5, "bias": True}})),
     case("transition-compression-odd", spec([7, 5, 4], {"transition": {"compression": 0.3}})),
@@ -540,7 +545,7 @@ NEW_KIND_ERRORS = {  # input ([C]: flattened), the wrong layer, code, what the m
     "hardtanh-order": ([3, 4], "hardtanh: {min: 1, max: 1}", "bad-value", "max (1) must be greater than min (1)"),
     "softplus-beta": ([3, 4], "softplus: 0", "bad-value", "expected a number > 0"),
     "prelu-inplace": ([3, 4], "prelu: {inplace: true}", "unknown-field", '"inplace"'),
-    "relu6-field": ([3, 4], "relu6: {inplace: true}", "unknown-field", '"inplace"'),
+    "relu6-inplace-on-input": ([3, 4], "relu6: {inplace: true}", "bad-value", "it is the model's input"),
     "dropout-channel-typo": ([3, 4], "dropout: {channel: true}", "unknown-field", 'did you mean "channels"'),
 }  # fmt: skip
 

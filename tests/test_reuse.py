@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import examples
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
@@ -51,7 +52,7 @@ def expressions(draw, depth=3):
     return (f"({left} {op} {right})", value)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(expressions())
 def test_evaluator_computes_integer_arithmetic_like_python(case):
     text, expected = case
@@ -98,7 +99,7 @@ def torchvision_make_divisible(v: float, divisor: int, min_value: int | None = N
     return new_v
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(
     st.floats(0.01, 5000, allow_nan=False),
     st.integers(1, 64),

@@ -60,7 +60,7 @@ def test_the_zoo_list_is_whole_and_what_is_missing_is_known():
     the count is asserted so that adding a spec (or losing one) shows here."""
     assert len(TORCHVISION) == 68
     missing = [name for name in TORCHVISION if name not in ZOO]
-    assert len(ZOO) == 46, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
+    assert len(ZOO) == 49, f"specs for {len(ZOO)} of 68; still missing: {', '.join(missing)}"
 
 
 @pytest.mark.parametrize("name", ZOO)
@@ -89,6 +89,7 @@ SWAPS = {
     "mobilenet_v3_large": [(torch.nn.Hardswish, torch.nn.ReLU), (torch.nn.Hardsigmoid, torch.nn.Sigmoid)],
     "mobilenet_v3_small": [(torch.nn.Hardswish, torch.nn.ReLU), (torch.nn.Hardsigmoid, torch.nn.Sigmoid)],
     **{f"efficientnet_b{n}": [(torch.nn.SiLU, torch.nn.ReLU)] for n in range(8)},
+    **{f"efficientnet_v2_{size}": [(torch.nn.SiLU, torch.nn.ReLU)] for size in "sml"},
 }
 
 

@@ -8,6 +8,7 @@ expanded layers by position.
 from __future__ import annotations
 
 from fractions import Fraction as Exact
+from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from pydantic import model_validator
@@ -154,6 +155,9 @@ class DenseBlock(Layer):
     bn_size: PosInt | None = None  # set: torchvision's BN-ReLU-Conv1x1-BN-ReLU-Conv3x3 layer
     dropout: Probability = 0.0
     bias: Bool = False
+    # torchvision's memory_efficient: while gradients are needed, each layer's concatenation and its
+    # first norm-relu-conv are recomputed in backward instead of kept (torch.utils.checkpoint)
+    memory_efficient: Bool = False
 
 
 def _dense_block(block: Block, shape) -> Block:
@@ -188,8 +192,33 @@ def _dense_block_arguments(b: Block) -> Call:
         bn_size=a["bn_size"],
         dropout=a["dropout"],
         bias=a["bias"],
-        defaults={"bn_size": None, "dropout": 0.0, "bias": False},
+        memory_efficient=a["memory_efficient"],
+        defaults={"bn_size": None, "dropout": 0.0, "bias": False, "memory_efficient": False},
     )
+
+
+def memory_efficient(model, on: bool | None):
+    """`model` (an ir.Model, or anything whose `body` is the IR) with `memory_efficient: on` on every
+    dense block; None leaves each block's own field. compile_spec's and emit_python's option: it
+    overrides what the spec says."""
+    if on is None:
+        return model
+    body = _memory_efficient(model.body, bool(on))
+    return model if body is model.body else replace(model, body=body)
+
+
+def _memory_efficient(node, on: bool):
+    if not isinstance(node, Block):
+        return node
+    changes = {}
+    children = tuple(_memory_efficient(child, on) for child in node.children)
+    if any(new is not old for new, old in zip(children, node.children)):
+        changes["children"] = children
+    if node.shortcut is not None and (shortcut := _memory_efficient(node.shortcut, on)) is not node.shortcut:
+        changes["shortcut"] = shortcut
+    if node.kind == "dense_block" and node.args.get("memory_efficient") is not on:
+        changes["args"] = MappingProxyType({**node.args, "memory_efficient": on})
+    return replace(node, **changes) if changes else node
 
 
 register(
@@ -201,8 +230,8 @@ register(
         "dense_block.py.jinja",
         "DenseBlock",
         arguments=_dense_block_arguments,
-        variant=lambda b: {"bottleneck": b.args["bn_size"] is not None},
-        helpers=("layer",),
+        variant=lambda b: {"bottleneck": b.args["bn_size"] is not None, "memory_efficient": b.args["memory_efficient"]},
+        helpers=("layer", "keep_buffers"),  # KeepBuffers: memory_efficient's recompute context
     )
 )
 

@@ -13,7 +13,7 @@ from typing import ClassVar, Literal
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, RANK
+from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
 from ..fields import (
     Bool,
     Eps,
@@ -609,7 +609,11 @@ def _upsample_shape(op, shape):
         raise ShapeError(f"scale has {len(scales)} values but the input has {n} spatial dims", RANK)
     sizes = []
     for dim, (size, factor) in enumerate(zip(shape[1:], scales)):
-        out = math.floor(size * float(factor))
+        product = size * float(factor)
+        if not math.isfinite(product):  # a scale near the largest float: no size at all
+            name = SPATIAL_NAMES[n][dim]
+            raise ShapeError(f"output {name} would be floor({size} * {factor:g}), beyond any size", OUTPUT_SIZE)
+        out = math.floor(product)
         if out < 1:
             below_one(dim, n, "floor(in * scale)", f"floor({size} * {factor:g})", out)
         sizes.append(out)

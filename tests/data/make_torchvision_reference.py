@@ -28,7 +28,8 @@ MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "mobilenet_v2", "mnasnet0_5", "mnasnet0_75", "mnasnet1_0", "mnasnet1_3",
           "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
           "inception_v3", "mobilenet_v3_large", "mobilenet_v3_small",
-          "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7"]  # fmt: skip
+          "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+          "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]  # fmt: skip
 # The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
 ARGUMENTS = {
     "googlenet": {"aux_logits": False, "init_weights": True},

@@ -1,0 +1,207 @@
+"""In place where it is safe, decided once, statically, for both backends.
+
+`decide(model)` runs after the shape stage (built-in blocks are expanded by then) and sets
+`Op.inplace` on activations and `Block.inplace_add` / `Block.inplace_activation` on residual
+blocks; the live builder (nn.ReLU(inplace=True), `x += identity`) and the emitter read those fields,
+so they never decide anything themselves. torchvision does the same: ReLU(inplace=True) after its
+norms and `out += identity` in its ResNet blocks.
+
+An activation may overwrite its input tensor T when
+
+- its kind has an in-place form (registry.Activation.inplace) and its fields allow it (a negative
+  leaky_relu slope does not: PyTorch has no in-place backward for it);
+- T is the fresh output of a layer whose backward does not need that output and whose output is
+  not a view of its input: conv, conv_transpose, linear and the norms (PRODUCERS), a merge of
+  several `from:` layers (add, concat and mul allocate their result), a residual block without an
+  activation (its add allocates, or writes onto such a fresh output), or a sequence ending in one
+  of these;
+- nobody else reads T: not the next layer as well as a `from:`, not a sequence's exports, and never
+  the model's input or a residual body's input (its shortcut reads it too).
+
+Anything else (an activation's output, a view such as flatten or chunk, identity and dropout, which
+in eval return their input, pooling, a dense block, a plugin's kind) counts as unsafe: correct
+first, fast where it is certain. A residual block adds in place (`out += identity`) when its body's
+output is such a fresh tensor, and applies its activation in place after the add, whose result
+nobody else holds. `inplace: false` on a layer always wins; `inplace: true` where it is not safe
+is a located error that says why. Auto never picks elu (its in-place backward computes the
+gradient from the output, equal to the out-of-place one only to the last bits).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from . import registry
+from .errors import BAD_VALUE, Diagnostic, SpecError, in_file_order
+from .ir import INPUT, Block, Model, Node, Op, replace
+
+# Layer kinds whose output is a new tensor that their own backward does not read.
+PRODUCERS = frozenset({"conv", "conv_transpose", "linear", "batchnorm", "layernorm", "groupnorm", "instance_norm"})
+UNKNOWN = "its input stands in for a wrong layer"  # reported already: no second error about it
+MERGES = frozenset({"concat", "add", "mul"})  # merges whose result is a new tensor (a plugin's might be a view)
+
+
+def decide(model: Model) -> Model:
+    """`model` with the in-place decisions made; raises SpecError where `inplace: true` is unsafe."""
+    errors: list[Diagnostic] = []
+    body = _sequence(model.body, "it is the model's input, which the caller still holds", errors)
+    if errors:
+        raise SpecError(in_file_order(errors))
+    return model if body is model.body else replace(model, body=body)
+
+
+def without(model: Model) -> Model:
+    """`model` with nothing in place: what archspec built before it decided (tests and benchmarks
+    compare the two; `build_model(without(analyze(spec)))` is the out-of-place module)."""
+
+    def off(node: Node) -> Node:
+        if isinstance(node, Op):
+            return replace(node, inplace=False) if node.inplace else node
+        shortcut = off(node.shortcut) if node.shortcut is not None else None
+        children = tuple(off(child) for child in node.children)
+        return replace(node, children=children, shortcut=shortcut, inplace_add=False, inplace_activation=False)
+
+    return replace(model, body=off(model.body))
+
+
+def activation_inplace(name: str | None, args=None, auto: bool = True) -> str | None:
+    """Why the activation `name` with fields `args` (its defaults: a residual's) is not applied in
+    place on a tensor that may be overwritten, or None when it is."""
+    entry = registry.ACTIVATIONS.get(name) if name else None
+    if entry is None or entry.inplace is None:
+        return f"{name} has no in-place form"
+    if args is None:
+        args = registry.defaults(name)
+    return entry.inplace_refusal(args, auto) if entry.inplace_refusal is not None else None
+
+
+def _sequence(block: Block, entering: str | None, errors) -> Block:
+    """Decide inside a sequential block (or a residual's body: `block.children`). `entering`: why the
+    tensor the sequence receives may not be overwritten (None: it is fresh and only this reads it)."""
+    children = block.children
+    readers = _readers(children, block.exports)
+    unsafe: dict[str, str | None] = {}  # layer name -> why its output may not be overwritten, None if it may
+    unsafe[INPUT] = entering if readers[INPUT] <= 1 else "the input of this sequence is read by more than one layer"
+    decided = []
+    for i, child in enumerate(children):
+        why = _input_unsafe(child, i, children, unsafe, readers)
+        if isinstance(child, Op):
+            child = _op(child, why, errors)
+        else:
+            child = _block(child, why, errors)
+        decided.append(child)
+        unsafe[child.name] = _output_unsafe(child)
+    if all(a is b for a, b in zip(decided, children)):
+        return block
+    return replace(block, children=tuple(decided))
+
+
+def _readers(children: tuple[Node, ...], exports: tuple[str, ...]) -> Counter:
+    """How many consumers read each tensor of a sequence: its layers' outputs by name, and INPUT."""
+    readers: Counter = Counter()
+    by_name = {child.name: child for child in children}
+
+    def read(reference: str) -> None:
+        head, _, rest = reference.partition(".")
+        if not rest or _aliases_output(by_name.get(head), rest):  # an inner output that is the layer's own
+            readers[head] += 1
+
+    for i, child in enumerate(children):
+        if child.inputs:
+            for source in child.inputs:
+                read(source)
+        else:
+            readers[children[i - 1].name if i else INPUT] += 1
+    if children:
+        readers[children[-1].name] += 1  # the sequence's output, read by whatever follows it
+    for path in exports:
+        read(path)
+    return readers
+
+
+def _aliases_output(node: Node | None, path: str) -> bool:
+    """Whether the inner layer at `path` (relative to `node`) may hand out `node`'s own output."""
+    for part in path.split("."):
+        if not isinstance(node, Block) or not node.children:
+            return True  # unknown: count it as a reader
+        if node.flow != "sequential" or node.children[-1].name != part:
+            return False
+        node = node.children[-1]
+    return True
+
+
+def _input_unsafe(child: Node, i: int, children, unsafe: dict, readers: Counter) -> str | None:
+    """Why the tensor `child` receives may not be overwritten by it, or None."""
+    if len(child.inputs) > 1:
+        return None if child.merge in MERGES else f"it is the result of the merge {child.merge}"
+    source = child.inputs[0] if child.inputs else children[i - 1].name if i else INPUT
+    if "." in source:
+        return f"it is the output of {source}, reached into with from:"
+    why = unsafe.get(source, f"it is the output of {source}")
+    if why is None and readers[source] > 1:
+        where = "the input of this sequence" if source == INPUT else f"the output of {source}"
+        return f"it is {where}, which another layer reads too"
+    return why
+
+
+def _op(op: Op, why: str | None, errors) -> Op:
+    if "inplace" not in op.args:
+        return op  # not a kind that can work in place
+    asked = op.args["inplace"]
+    if asked is False:
+        return op
+    why = why or activation_inplace(op.kind, op.args, auto=asked is None)
+    if why is None:
+        return replace(op, inplace=True)
+    if asked and why != UNKNOWN:
+        message = f"layer {op.path} ({op.kind}): inplace: true is not safe here: {why}"
+        errors.append(Diagnostic(message, BAD_VALUE, op.loc, op.notes))
+    return op
+
+
+def _block(block: Block, why: str | None, errors) -> Block:
+    if block.flow == "sequential":
+        return _sequence(block, why, errors)
+    if block.flow == "dense":  # each layer's input is made by the block (kept as unsafe: its own business)
+        children = tuple(_sequence(c, "it is a dense layer's input", errors) for c in block.children)
+        return block if all(a is b for a, b in zip(children, block.children)) else replace(block, children=children)
+    # residual: the shortcut reads the input as well, so neither branch may overwrite it
+    shared = "it is the input of a residual block, which its shortcut reads too"
+    body = _sequence(replace(block, flow="sequential", exports=()), shared, errors)
+    changes = {}
+    if body is not block and body.children is not block.children:
+        changes["children"] = body.children
+    if block.shortcut is not None:
+        shortcut = _sequence(block.shortcut, shared, errors)
+        if shortcut is not block.shortcut:
+            changes["shortcut"] = shortcut
+    last = body.children[-1] if body.children else None
+    if last is not None and _output_unsafe(last) is None:
+        changes["inplace_add"] = True
+    if block.activation and registry.ACTIVATIONS[block.activation].function is not None:
+        if activation_inplace(block.activation) is None:
+            changes["inplace_activation"] = True
+    return replace(block, **changes) if changes else block
+
+
+def _output_unsafe(node: Node) -> str | None:
+    """Why the output of `node` may not be overwritten by the layer after it, or None."""
+    if isinstance(node, Op):
+        if node.standin:
+            return UNKNOWN
+        if node.kind in PRODUCERS:
+            return None
+        return f"it is the output of {node.path} ({node.kind}), which its backward may need or which may share memory"
+    if node.flow == "residual":
+        if node.activation and registry.ACTIVATIONS[node.activation].function is not None:
+            return f"it is the output of {node.path}'s {node.activation}"
+        return None  # the add's result: new, or the body's fresh output written in place
+    if node.flow == "sequential" and node.children:
+        last = node.children[-1]
+        if any(path.partition(".")[0] == last.name for path in node.exports):
+            return f"it is the output of {last.path}, which later layers read too"
+        return _output_unsafe(last)
+    return f"it is the output of {node.path} ({node.kind})"
+
+
+__all__ = ["MERGES", "PRODUCERS", "activation_inplace", "decide", "without"]
