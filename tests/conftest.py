@@ -1,4 +1,8 @@
+import contextlib
+import faulthandler
 import os
+import signal
+import time
 
 import pytest
 
@@ -50,6 +54,29 @@ def examples(n: int) -> int:
     """A hypothesis test's max_examples: `n` in the full suite (CI), a tenth of it (at least 10) in
     the quick loop. Examples that failed before are replayed first either way (.hypothesis/)."""
     return max(10, n // 10) if QUICK else n
+
+
+@contextlib.contextmanager
+def time_limit(seconds: float, what: str = "the block"):
+    """Fail a block that runs longer than `seconds`. SIGALRM stops Python-level loops; a hang inside
+    one C call (big-integer arithmetic) is caught by the faulthandler watchdog instead, which ends the
+    process with a traceback rather than letting CI run into its own limit."""
+
+    def expire(signum, frame):
+        raise TimeoutError(f"{what} ran longer than {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    faulthandler.dump_traceback_later(seconds * 6, exit=True)
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        faulthandler.cancel_dump_traceback_later()
+    elapsed = time.perf_counter() - start
+    assert elapsed < seconds, f"{what} took {elapsed:.1f} s"
 
 
 def pytest_collection_modifyitems(items):

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import faulthandler
 import io
 import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import pytest
 import yaml
+from conftest import examples, time_limit
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +40,7 @@ SEEDS = [
 SECONDS = 20  # per input and entry point; the slowest seed takes well under a second
 EXAMPLES = int(os.environ.get("ARCHSPEC_FUZZ_EXAMPLES", "0")) or None
 FUZZ = settings(
-    max_examples=EXAMPLES or 60,
+    max_examples=EXAMPLES or examples(60),  # conftest.examples: fewer in the quick loop
     derandomize=EXAMPLES is None,  # CI: the same inputs on every run; a long run explores
     deadline=None,
     database=None,
@@ -138,6 +136,9 @@ def mutated(draw):
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
+YAML_CHARACTERS = ":-[]{}&*!|>'\"#%@`, \n\t0123456789ax"
+
+
 @st.composite
 def corrupted(draw):
     """A seed spec's text with characters inserted, deleted or repeated at random."""
@@ -146,7 +147,8 @@ def corrupted(draw):
         position = draw(st.integers(0, len(text)))
         action = draw(st.sampled_from(["insert", "delete", "repeat_line", "indent"]))
         if action == "insert":
-            text = text[:position] + draw(st.text(alphabet=":-[]{}&*!|>'\"#%@`, \n\t0123456789ax", max_size=6)) + text[position:]
+            inserted = draw(st.text(alphabet=YAML_CHARACTERS, max_size=6))
+            text = text[:position] + inserted + text[position:]
         elif action == "delete":
             text = text[:position] + text[position + draw(st.integers(1, 40)) :]
         elif action == "repeat_line":
@@ -160,60 +162,61 @@ def corrupted(draw):
     return text
 
 
+HEAD = "archspec: 1\nname: hostile\ninput: [3, 32, 32]\n"
+
+
+def fanout(n: int) -> str:
+    """Blocks that each use the next twice: 2**n layers in n lines."""
+    uses = "".join(f"  b{i}:\n    layers:\n      - b{i + 1}\n      - b{i + 1}\n" for i in range(n))
+    return HEAD + "blocks:\n" + uses + f"  b{n}:\n    layers: [relu]\nlayers:\n  - b0\n"
+
+
+def nested(n: int) -> str:
+    """Groups in groups, n deep (three YAML levels each)."""
+    return HEAD + "layers:\n  - " + "{group: {layers: [" * n + "relu" + "]}}" * n + "\n"
+
+
+def squaring(n: int) -> str:
+    """Each var the square of the one before: 2**(2**n)."""
+    squares = "".join(f"  v{i}: v{i - 1} * v{i - 1}\n" for i in range(1, n))
+    return HEAD + "vars:\n  v0: 2\n" + squares + f"layers:\n  - linear: v{n - 1}\n"
+
+
+def reversed_vars(n: int) -> str:
+    """n vars, each defined by the next one."""
+    chain = "".join(f"  v{i}: v{i + 1} + 1\n" for i in range(n))
+    return HEAD + "vars:\n" + chain + f"  v{n}: 1\nlayers:\n  - linear: v0\n"
+
+
+def aliases(n: int) -> str:
+    """Each anchored list holds the one before twice: 2**n relus once the aliases are expanded."""
+    lists = "".join(f"  - &a{i} [*a{i - 1}, *a{i - 1}]\n" for i in range(1, n))
+    return "archspec: 1\nname: a\ninput: [3, 8, 8]\nlayers:\n  - &a0 [relu, relu]\n" + lists
+
+
 @st.composite
 def hostile(draw):
     """Specs built to cost too much: fan-out, deep nesting, long or huge arithmetic, huge shapes. Sizes
     are either modest or far past the limits (a 100,000-layer spec is legitimate, and slow to build)."""
     n = draw(st.sampled_from([2, 10, 40, 200, 1000, 5000]))
     huge = draw(st.sampled_from([2, 100, 10**7, 10**9, 10**12, 10**30]))
-    head = "archspec: 1\nname: hostile\ninput: [3, 32, 32]\n"
+    conv = "layers:\n  - conv: {out: 8, kernel: 3}\n"
     forms = {
-        "fanout": head
-        + "blocks:\n"
-        + "".join(f"  b{i}:\n    layers:\n      - b{i + 1}\n      - b{i + 1}\n" for i in range(min(n, 60)))
-        + f"  b{min(n, 60)}:\n    layers: [relu]\nlayers:\n  - b0\n",
-        "repeat": head + f"layers:\n  - conv: {{out: 4, kernel: 1, repeat: {huge}}}\n",
-        "dense": head + f"layers:\n  - dense_block: {{num_layers: {huge}, growth: 4}}\n",
-        "nested": head + "layers:\n" + "  " * 0 + "- group: {layers: [" * min(n, 400) + "relu" + "]}" * min(n, 400) + "\n",
-        "expression": head + f"layers:\n  - linear: {'+'.join(['1'] * n)}\n",
-        "power": head + "vars:\n  a: 2\n" + "".join(f"  v{i}: {'a' if i == 0 else f'v{i - 1}'} * {'a' if i == 0 else f'v{i - 1}'}\n" for i in range(min(n, 80))) + f"layers:\n  - linear: v{min(n, 80) - 1}\n",
-        "reversed_vars": head + "vars:\n" + "".join(f"  v{i}: v{i + 1} + 1\n" for i in range(n)) + f"  v{n}: 1\nlayers:\n  - linear: v0\n",
-        "big_input": f"archspec: 1\nname: big\ninput: [3, {10 ** min(n, 4000)}, {huge}]\nlayers:\n  - conv: {{out: 8, kernel: 3}}\n",
-        "upsample": head + "layers:\n  - upsample: 1.0e308\n",
-        "aliases": "archspec: 1\nname: a\ninput: [3, 8, 8]\nlayers:\n  - &a [relu, relu]\n"
-        + "".join(f"  - &a{i} [*{'a' if i == 0 else f'a{i - 1}'}, *{'a' if i == 0 else f'a{i - 1}'}]\n" for i in range(min(n, 30))),
+        "fanout": lambda: fanout(min(n, 60)),
+        "repeat": lambda: HEAD + f"layers:\n  - conv: {{out: 4, kernel: 1, repeat: {huge}}}\n",
+        "dense": lambda: HEAD + f"layers:\n  - dense_block: {{num_layers: {huge}, growth: 4}}\n",
+        "nested": lambda: nested(min(n, 400)),
+        "expression": lambda: HEAD + f"layers:\n  - linear: {'+'.join(['1'] * n)}\n",
+        "power": lambda: squaring(min(n, 80)),
+        "reversed_vars": lambda: reversed_vars(n),
+        "big_input": lambda: f"archspec: 1\nname: big\ninput: [3, {10 ** min(n, 4000)}, {huge}]\n" + conv,
+        "upsample": lambda: HEAD + "layers:\n  - upsample: 1.0e308\n",
+        "aliases": lambda: aliases(min(n, 31)),
     }
-    return forms[draw(st.sampled_from(sorted(forms)))]
+    return forms[draw(st.sampled_from(sorted(forms)))]()
 
 
 # ---------------------------------------------------------------- the oracle
-
-
-class _TooSlow(Exception):
-    pass
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float, what: str):
-    """Fail an entry point that runs longer than `seconds`. SIGALRM stops Python-level loops; a hang
-    inside one C call (big-integer arithmetic) is caught by the faulthandler watchdog instead, which
-    ends the process with a traceback rather than letting CI run into its own limit."""
-
-    def expire(signum, frame):
-        raise _TooSlow(f"{what} ran longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    faulthandler.dump_traceback_later(seconds * 6, exit=True)
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-        faulthandler.cancel_dump_traceback_later()
-    elapsed = time.perf_counter() - start
-    assert elapsed < seconds, f"{what} took {elapsed:.1f} s"
 
 
 def assert_clean(error: SpecError) -> None:
@@ -284,7 +287,7 @@ def test_corrupted_yaml_ends_cleanly(folder, text):
     fuzz_one(folder, text)
 
 
-@settings(FUZZ, max_examples=EXAMPLES or 30)
+@settings(FUZZ, max_examples=EXAMPLES or examples(30))
 @given(text=hostile())
 def test_hostile_specs_end_cleanly_and_quickly(folder, text):
     fuzz_one(folder, text)

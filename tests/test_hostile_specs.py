@@ -17,17 +17,15 @@ every hostile file in a process with a memory limit, and checks that nothing pri
 
 from __future__ import annotations
 
-import contextlib
 import re
 import resource
-import signal
 import subprocess
 import sys
-import time
 from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from conftest import time_limit
 
 from archspec import Limits, SpecError, analyze, measure
 from archspec.errors import LIMIT, did_you_mean, digits, show_number, show_value
@@ -41,22 +39,9 @@ ERROR_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): error: (?P<
 BOUND = 20.0  # seconds any case may take here, on a slow shared machine; each takes well under one
 
 
-@contextlib.contextmanager
 def within(seconds: float = BOUND):
-    """Fails the test if the block takes longer than `seconds`, and stops it if it hangs (in Python code)."""
-
-    def stop(signum, frame):
-        raise TimeoutError(f"took more than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    start = time.perf_counter()
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-    assert time.perf_counter() - start < seconds
+    """Fails the test if the block takes longer than `seconds`, and stops it if it hangs."""
+    return time_limit(seconds)
 
 
 def refused(source, limits: Limits | None = None, **kwargs) -> list:
