@@ -16,7 +16,6 @@ Nothing here imports torch.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import NamedTuple
 
@@ -30,13 +29,13 @@ DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 INT64_BYTES = 8
 
 
-@dataclass(frozen=True)
-class Field:
+class Field(NamedTuple):
     """The receptive field of one output position of a layer, one entry per spatial dim.
 
     `size`: input positions seen; `jump`: input positions between neighbouring outputs;
     `padding`: how far the first output's field starts before the input (effective padding).
-    `whole`: every output sees the whole input (after a global pool or a flatten)."""
+    `whole`: every output sees the whole input (after a global pool or a flatten). (A NamedTuple,
+    like every record a check makes per layer: a frozen dataclass is several times slower to make.)"""
 
     size: tuple[int | Fraction, ...]  # Fractions only after resizing by a ratio that is not whole
     jump: tuple[int | Fraction, ...]
@@ -59,8 +58,7 @@ def _number(value: Fraction) -> str:
 
 
 class Layer(NamedTuple):
-    """One row of the cost table: a layer or block, by its state_dict path. (A NamedTuple: a check
-    makes one per layer, and a frozen dataclass is several times slower to make.)"""
+    """One row of the cost table: a layer or block, by its state_dict path."""
 
     path: str
     kind: str
@@ -74,8 +72,7 @@ class Layer(NamedTuple):
     field: Field | None
 
 
-@dataclass(frozen=True)
-class Costs:
+class Costs(NamedTuple):
     """Every layer's row, and the totals torchinfo prints, for one sample unless `batch` says otherwise."""
 
     model: str
@@ -92,7 +89,7 @@ class Costs:
     input_bytes: int  # per sample
     activation_bytes: int  # per sample
     input_sizes: tuple[Sizes, ...] = ()  # per spatial dim, the sizes the model accepts (inputs.py)
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = ()
 
     @property
     def flops(self) -> int:
@@ -122,6 +119,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
+    nodes = list(walk(model.body))
     layers = tuple(
         Layer(
             node.path,
@@ -135,10 +133,9 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
             totals[node.path],
             fields.get(node.path),
         )
-        for node in walk(model.body)
+        for node in nodes
         if node.path
     )
-    ops = [node for node in walk(model.body) if isinstance(node, Op)]
     return Costs(
         model.name,
         model.input_shape,
@@ -150,7 +147,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
         sum(layer.trainable for layer in layers if layer.depth == 1),
         model.body.macs,
         model.body.params * item,
-        sum(_buffer_bytes(op, item) for op in ops),
+        sum(_buffer_bytes(node, item) for node in nodes if isinstance(node, Op)),
         math.prod(model.input_shape) * item,
         totals[""],
         valid_sizes(model, known),

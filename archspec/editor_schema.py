@@ -84,7 +84,8 @@ EXPRESSION_PATTERN = _expression_pattern(_NAME)  # over any names: vars, block p
 PLAIN_NAMES = ["i", *sorted(expand._FUNCTIONS)]
 PLAIN_EXPRESSION_PATTERN = _expression_pattern("|".join(sorted(PLAIN_NAMES, key=len, reverse=True)))
 IDENTIFIER_PATTERN = rf"^{_NAME}$"  # var, block and parameter names (expand._is_identifier)
-LAYER_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*$"  # fields._name
+# fields._name, with the {expression} parts expand fills in (`block{s + 1}-{i}`)
+LAYER_NAME_PATTERN = r"^[A-Za-z](?:[A-Za-z0-9_-]|\{[^{}]+\})*$"
 
 
 def _except(words, pattern: str) -> str:
@@ -92,8 +93,8 @@ def _except(words, pattern: str) -> str:
     return f"^(?!(?:{'|'.join(re.escape(w) for w in sorted(words))})$){pattern[1:]}"
 
 
-REFERENCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z][A-Za-z0-9_]*)*$"  # fields._reference
-OVERRIDE_PATTERN = r"^[A-Za-z0-9_]+(?:\.[A-Za-z0-9_]+)*$"  # qualified names, unnamed layers by index
+REFERENCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)*$"  # fields._reference
+OVERRIDE_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$"  # qualified names, unnamed layers by index
 # PyYAML (YAML 1.1) reads these as booleans; yaml-language-server (YAML 1.2) as strings.
 YAML11_BOOLEANS = [w for word in ("yes", "no", "on", "off") for w in (word, word.capitalize(), word.upper())]
 
@@ -175,8 +176,8 @@ def _name_schema(expr: dict) -> dict:
     return {
         "type": "string",
         "pattern": _except({*keyword.kwlist, *fields.RESERVED_NAMES}, LAYER_NAME_PATTERN),
-        "patternErrorMessage": "a name is an ASCII identifier starting with a letter, not a Python keyword nor an "
-        "attribute of torch.nn.Module (forward, train, ...)",
+        "patternErrorMessage": "a name is ASCII letters, digits, _ and - starting with a letter, not a Python "
+        "keyword nor an attribute of torch.nn.Module (forward, train, ...)",
     }
 
 
@@ -197,8 +198,9 @@ def _types() -> dict[Callable, tuple[str, str, bool, Callable[[dict], dict]]]:
         (
             F.Name,
             "name",
-            "a name: an ASCII identifier starting with a letter, not a Python keyword nor an "
-            "attribute of torch.nn.Module; it becomes the module's name and state_dict prefix",
+            "a name: ASCII letters, digits, _ and - starting with a letter, not a Python keyword nor an "
+            "attribute of torch.nn.Module; it becomes the module's name and state_dict prefix. "
+            "{expression} parts are filled in: block{s + 1}-{i}",
             False,
             _name_schema,
         ),
@@ -232,6 +234,15 @@ def _types() -> dict[Callable, tuple[str, str, bool, Callable[[dict], dict]]]:
             "a number > 0, or a list of integers >= 1, one per spatial dim",
             True,
             lambda e: _typed({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _per_dim(1, e)]}, e),
+        ),
+        (
+            F.Permutation,
+            "permutation",
+            "the batched tensor's dims in their new order: 0 (the batch) first, then the others",
+            True,
+            lambda e: _typed(
+                {"type": "array", "minItems": 2, "maxItems": 5, "prefixItems": [{"const": 0}], "items": _int(0)}, e
+            ),
         ),
         (F.Means, "means", "a list of numbers, one per channel", True, _numbers()),
         (F.Stds, "stds", "a list of numbers > 0, one per channel", True, _numbers(exclusiveMinimum=0)),

@@ -18,6 +18,7 @@ from __future__ import annotations
 import builtins
 import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ class Locals:
 
     def __call__(self, reference: str) -> str:
         if reference not in self.of:
-            self.of[reference] = self.names.claim(reference.replace(".", "__"))
+            self.of[reference] = self.names.claim(reference.replace(".", "__").replace("-", "_"))
         return self.of[reference]
 
 
@@ -175,7 +176,7 @@ def statement(prefix: str, expr, indent: int, suffix: str = "") -> list[str]:
 
 
 def pascal_case(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.replace(".", "_").split("_") if part)
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[._-]", name) if part)
 
 
 def _attribute(owner: str, name: str) -> str:
@@ -217,6 +218,10 @@ class _Context:
         return found
 
 
+def _is_parameter(node: Node) -> bool:
+    return isinstance(node, Op) and registry.layer_kind(node.kind).parameter
+
+
 def _relative(node: Node, root: Node) -> str:
     if node.path == root.path:
         return ""
@@ -248,7 +253,8 @@ class _Emitter:
     uses_functional: bool = False
     classifier: Op | None = None
     uses_of: dict[str, list[Block]] = field(default_factory=dict)  # user block kind -> its uses
-    user_classes: dict[str, tuple | None] = field(default_factory=dict)
+    user_classes: dict[tuple, tuple | None] = field(default_factory=dict)  # (kind, structure) -> its plan
+    structures: dict[int, tuple] = field(default_factory=dict)  # id of a use -> _structure(use)
     used: list[set[str]] = field(default_factory=lambda: [set()])  # names the class being written takes
 
     # ---- values: a literal, or the name in scope whose value it is in every use
@@ -321,21 +327,29 @@ class _Emitter:
         return name
 
     def user_class(self, block: Block):
-        """(class name, [(parameter, emitted name)]) shared by every use of a user block, or None
-        when its uses differ in structure, or in a value no parameter explains."""
-        if block.kind not in self.user_classes:
-            uses = self.uses_of[block.kind]
+        """(class name, [(parameter, emitted name)]) shared by the uses of a user block that have
+        this use's structure, or None when they differ in a value no parameter explains. Uses of
+        another structure (a RegNet stage's first block, which projects its input) get a class of
+        their own."""
+        key = (block.kind, self.structure(block))
+        if key not in self.user_classes:
+            uses = [use for use in self.uses_of[block.kind] if self.structure(use) == key[1]]
             plan = None
-            if all(_structure(use) == _structure(uses[0]) for use in uses):
-                saved = (list(self.classes), self.uses_functional, set(self.helper_classes))
-                known = (dict(self.user_classes), dict(self.builtin_names))  # classes written meanwhile
-                try:
-                    plan = self.write_user_class(block.kind, uses)
-                except _Unexpressible:
-                    self.classes, self.uses_functional, self.helper_classes = saved  # all it added, undone
-                    self.user_classes, self.builtin_names = known  # and the plans that named those classes
-            self.user_classes[block.kind] = plan
-        return self.user_classes[block.kind]
+            saved = (list(self.classes), self.uses_functional, set(self.helper_classes), set(self.names.taken))
+            known = (dict(self.user_classes), dict(self.builtin_names))  # classes written meanwhile
+            try:
+                plan = self.write_user_class(block.kind, uses)
+            except _Unexpressible:
+                # all it added undone, the class names it claimed included
+                self.classes, self.uses_functional, self.helper_classes, self.names.taken = saved
+                self.user_classes, self.builtin_names = known  # and the plans that named those classes
+            self.user_classes[key] = plan
+        return self.user_classes[key]
+
+    def structure(self, use: Block) -> tuple:
+        if id(use) not in self.structures:
+            self.structures[id(use)] = tuple(_structure(use))
+        return self.structures[id(use)]
 
     def write_user_class(self, kind: str, uses: list[Block]):
         emitted = Names()  # the parameters' names in source: a block parameter may be called `self` or `nn`
@@ -387,7 +401,8 @@ class _Emitter:
             if not self.is_functional(child):
                 init += self.construct(child, "self", 8)
         if block.shortcut is not None:
-            init += self.construct(block.shortcut, "self", 8)
+            shortcut = self.construct(block.shortcut, "self", 8)
+            init = shortcut + init if block.args.get("shortcut_first") else init + shortcut
         forward = []
         local = Locals("x", "out", "identity")
         if block.shortcut is not None:
@@ -402,7 +417,7 @@ class _Emitter:
             doc = f"The sequence {block.kind if block.block_args is not None else block.path}; also returns "
             doc += f"{', '.join(block.exports)} for later layers"
         elif block.flow == "residual":
-            self.same(block, "inplace_add", "inplace_activation")
+            self.same(block, "inplace_add", "inplace_activation", "args")
             identity = "identity" if block.shortcut is not None else "x"
             added = f"{current} + {identity}"
             if block.inplace_add:  # onto the body's fresh output, as torchvision's `out += identity`
@@ -427,6 +442,8 @@ class _Emitter:
 
     def construct(self, node: Node, owner: str, indent: int) -> list[str]:
         target = _attribute(owner, node.name)
+        if _is_parameter(node):
+            return self.parameter(owner, node, indent)
         if isinstance(node, Op):
             return self.assign(owner, node.name, *self.op_call(node), indent)
         if registry.is_block(node.kind):
@@ -437,7 +454,11 @@ class _Emitter:
             remake = lambda block: [_argument(block, name) for name, _ in signature]
             arguments = self.values(remake(node), node, remake, channels={0})  # its own in_channels first
             return self.assign(owner, node.name, class_name, arguments, indent)
-        if node.flow == "residual" or node.exports or any(c.inputs or c.exports for c in node.children):
+        if (
+            node.flow == "residual"
+            or node.exports
+            or any(c.inputs or c.exports or _is_parameter(c) for c in node.children)
+        ):
             class_name, taken = self.block_class(node)
             return self.assign(owner, node.name, class_name, taken, indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
@@ -449,9 +470,24 @@ class _Emitter:
             return lines
         raise NotImplementedError(f"Unsupported node kind {node.kind!r} (flow {node.flow!r})")
 
+    def parameter(self, owner: str, op: Op, indent: int) -> list[str]:
+        """`owner.name = nn.Parameter(torch.full((C, 1, 1), value))`: a bare parameter (layer_scale)."""
+
+        def remake(peer: Op) -> list:
+            size, value = registry.layer_kind(peer.kind).build(peer).args
+            return [*size, value]
+
+        *size, value = self.values(remake(op), op, remake, channels={0})
+        made = ("nn.Parameter", [("torch.full", [f"({', '.join(size)}{',' if len(size) == 1 else ''})", value])])
+        if op.name.isidentifier():
+            return statement(f"{owner}.{op.name} = ", made, indent)
+        return statement("", (f"{owner}.register_parameter", [f'"{op.name}"', made]), indent)
+
     def is_inline(self, node: Node, index: int) -> bool:
         """An index-named layer or built-in block: written inline in `nn.Sequential(...)`."""
-        return node.name == str(index) and (isinstance(node, Op) or registry.is_block(node.kind))
+        return node.name == str(index) and (
+            (isinstance(node, Op) and not _is_parameter(node)) or registry.is_block(node.kind)
+        )
 
     def inline(self, node: Node):
         return self.op_call(node) if isinstance(node, Op) else self.builtin_call(node)
@@ -467,7 +503,9 @@ class _Emitter:
         if not call.func.startswith("nn.") and call.func not in self.helper_classes:
             self.helper_classes.add(call.func)
             if kind.template is not None:
-                self.classes.insert(0, _ClassSource(call.func, self.env.get_template(kind.template).render()))
+                text = self.env.get_template(kind.template).render()
+                self.uses_functional |= "F." in text
+                self.classes.insert(0, _ClassSource(call.func, text))
             elif kind.source is not None:
                 self.classes.insert(0, _ClassSource(call.func, kind.source))
             else:
@@ -540,6 +578,8 @@ class _Emitter:
                 text = registry.layer_kind(node.kind).functional.format(x=x, n=len(node.in_shape) - 1)
             self.uses_functional |= text.startswith("F.")
             return text
+        if _is_parameter(node):
+            return f"{_attribute('self', node.name)} * {x}"
         return f"{_attribute('self', node.name)}({x})"
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Location:
+class Location(NamedTuple):
+    """Where in which file. (A NamedTuple: loading a spec records one per YAML node.)"""
+
     path: str
     line: int  # 1-based
     col: int  # 1-based

@@ -856,6 +856,8 @@ class _Expander:
         params = self.params(kind, self.blocks[kind])
         arg_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
         own = {k: fields.pop(k) for k in ("name", "from", "merge") if k in fields}
+        if "name" in own:
+            own["name"] = self.name_of(own["name"], arg_origin, scope)
         errors_before = len(self.errors)
         for unknown in [k for k in fields if k not in params]:
             self.error(
@@ -1018,7 +1020,8 @@ class _Expander:
         for copy in range(repeat):
             copy_fields = {**fields, **(first if copy == 0 and first else {})}
             copy_scope = _Scope(scope, {"i": copy}) if repeated else scope
-            if repeat > 1 and "name" in fields and copy_fields.get("name") == fields["name"]:
+            numbered = repeat > 1 and "name" in fields and not _is_template(fields["name"])  # a template names each
+            if numbered and copy_fields.get("name") == fields["name"]:
                 copy_fields["name"] = f"{fields['name']}{copy + 1}"
             at = path + (index + copy,)
             results.append((self.one_layer(kind, copy_fields, at, origin, copy_scope, level), origin, kind))
@@ -1108,13 +1111,40 @@ class _Expander:
             if key in CONTAINER_FIELDS and isinstance(value, list):
                 child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
                 out[key] = self.layer_list(value, path + (kind, key), child_origin, scope, level + 1)
-            elif key in ("name", "from", "merge"):
+            elif key == "name":
+                out[key] = self.name_of(value, fields_origin, scope)
+            elif key in ("from", "merge"):
                 out[key] = value
             else:
                 out[key] = self.values(value, fields_origin, (key,), scope)
         if kind == "dense_block":  # its layers are made by the shape stage, and count as well
             self.count += _count_of(out.get("num_layers"))
         return out
+
+    def name_of(self, name: Any, origin: Origin, scope) -> Any:
+        """A layer name with its `{expression}` parts filled in (`block{s + 1}-{i}` in a repeat gives
+        block1-0, block1-1, ...). Each part is evaluated like a field and must give an integer >= 0,
+        so a name holds only what validation then checks: letters, digits, _ and -."""
+        if not _is_template(name):
+            return name
+
+        def filled(part: re.Match) -> str:
+            text = part.group(1).strip()
+            value = evaluate(text, scope)
+            if isinstance(value, str):  # what evaluate hands back as text: a number, or a bare unknown name
+                if not (text.isascii() and text.isdecimal()):
+                    known = show_names(sorted(scope)) or "none"
+                    raise ExpressionError(f'no var named "{shorten(text)}" in the name {_shown(name)} (known: {known})')
+                value = int(text)
+            if type(value) is not int or value < 0:
+                raise ExpressionError(f"a name's {{{text}}} must give an integer >= 0, got {show_value(value)}")
+            return str(value)
+
+        try:
+            return _NAME_PART.sub(filled, name)
+        except ExpressionError as exc:
+            self.error(str(exc), exc.code, origin, ("name",))
+            return None  # a stand-in with no name: the layer is still checked
 
     # ---- measuring: the layers an entry would make, without making them
 
@@ -1390,6 +1420,13 @@ def _site(item: Any, origin: Origin, blocks: dict) -> tuple[Origin, str]:
     if kind in blocks and kind not in registry.KINDS:
         return origin, f"this use of block {shorten(kind)}"
     return origin, f"this {shorten(kind)}"
+
+
+_NAME_PART = re.compile(r"\{([^{}]*)\}")
+
+
+def _is_template(name) -> bool:
+    return isinstance(name, str) and _NAME_PART.search(name) is not None
 
 
 def _is_identifier(name) -> bool:

@@ -31,7 +31,9 @@ RESERVED_NAMES = frozenset(
     requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train training
     type update values weights_report xpu zero_grad""".split()
 )
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+# Hyphens too: torchvision names RegNet's blocks `block1-0`. Emitted code reaches such a module by
+# getattr and add_module, never as an identifier.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
 
 
 # ---------------------------------------------------------------- field types
@@ -79,10 +81,10 @@ def _is_int(value: Any) -> bool:
 
 
 def _name(value: Any) -> str:
-    if not isinstance(value, str) or not _IDENTIFIER.fullmatch(value):
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise PydanticCustomError(
             "bad_name",
-            "a name must be a Python identifier of ASCII letters, digits and _ starting with a letter, got {got}",
+            "a name must be ASCII letters, digits, _ and - starting with a letter, got {got}",
             {"got": _show(value)},
         )
     if keyword.iskeyword(value):
@@ -165,6 +167,15 @@ def _numbers(*, positive: bool):
     return check
 
 
+def _permutation(value: Any) -> tuple[int, ...]:
+    """The order of a batched tensor's dims, as torch.permute takes it: the batch (0) stays first."""
+    if not (isinstance(value, list) and 2 <= len(value) <= 5 and all(_is_int(v) for v in value)):
+        _fail("expected a list of 2 to 5 dim indices (the batched tensor's dims in their new order)", value)
+    if sorted(value) != list(range(len(value))) or value[0] != 0:
+        _fail(f"expected 0 first, then 1 to {len(value) - 1} in any order (the batch stays first)", value)
+    return tuple(value)
+
+
 def _input_shape(value: Any) -> tuple[int, ...]:
     if not (isinstance(value, list) and 2 <= len(value) <= 4 and all(_is_int(v) and v >= 1 for v in value)):
         _fail("expected [channels, then 1 to 3 spatial sizes], all integers >= 1", value)
@@ -205,6 +216,7 @@ PosFloatOrSizes = Annotated[
         )
     ),
 ]
+Permutation = Annotated[tuple, PlainValidator(_permutation)]
 Means = Annotated[tuple, PlainValidator(_numbers(positive=False))]
 Stds = Annotated[tuple, PlainValidator(_numbers(positive=True))]
 

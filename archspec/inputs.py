@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from . import registry
 from .ir import INPUT, Block, Model, Node, Op, source_path, walk
@@ -25,8 +25,7 @@ from .shapes import SPATIAL_NAMES, ShapeError
 MAX_TRIAL = 1 << 14  # the largest size tried; beyond it the pattern is taken to go on
 
 
-@dataclass(frozen=True)
-class Sizes:
+class Sizes(NamedTuple):
     """The sizes one spatial dim accepts: `smallest`, then those n with n % period in `residues`,
     up to `largest` (None: no bound)."""
 
@@ -81,7 +80,7 @@ def valid_sizes(model: Model, known: Windows | None = None) -> tuple[Sizes, ...]
     for dim in range(rank):
         twin = next((d for d in range(dim) if _alike(model, known, d, dim)), None)  # square kernels: H as W
         if twin is not None:
-            found.append(replace(found[twin], dim=names[dim]))
+            found.append(found[twin]._replace(dim=names[dim]))
         else:
             found.append(_dim_sizes(model, known, dim, names[dim]))
     return tuple(found)

@@ -1,6 +1,6 @@
 """Stage 3: resolve validated schema objects into a small typed IR.
 
-The IR is plain frozen dataclasses: `Op` for one torch layer, `Block` for anything holding
+The IR is immutable records (NamedTuples): `Op` for one torch layer, `Block` for anything holding
 layers. Every later stage knows three ways data flows through a block: sequential, residual
 (body + shortcut, added) and dense (concatenated). A built-in block (basic_block, dense_block,
 ...) stays one unexpanded Block here; the shape stage expands it through its registry entry once
@@ -13,9 +13,8 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import registry
 from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
@@ -32,15 +31,15 @@ NO_ARGS: Mapping = MappingProxyType({})
 INPUT = "input"  # the `from:` name of the input its sequence received; no layer may take it
 
 
-@dataclass(frozen=True)
-class Op:
+class Op(NamedTuple):
+    """One torch layer. IR nodes are NamedTuples: each stage makes a new node per layer, and a frozen
+    dataclass is several times slower to make and to copy (a check of 100,000 layers makes millions)."""
+
     kind: str
     name: str
     path: str  # qualified name, as in the state_dict
     loc: Location
-    args: Mapping = field(
-        default_factory=lambda: NO_ARGS
-    )  # the validated fields, read-only; what shapes infer lives in the fields below
+    args: Mapping = NO_ARGS  # the validated fields, read-only; what shapes infer lives in the fields below
     inputs: tuple[str, ...] = ()  # earlier siblings (or INPUT) whose outputs feed this layer; () is the previous one
     merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
@@ -53,8 +52,9 @@ class Op:
     macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
 
 
-@dataclass(frozen=True)
-class Block:
+class Block(NamedTuple):
+    """Anything holding layers: a group, a residual block, a built-in block, the model's body."""
+
     kind: str  # what the user wrote (group, residual, dense_block, ...) or dense_layer / shortcut
     name: str
     path: str
@@ -69,7 +69,7 @@ class Block:
     inplace_add: bool = False  # residual: the add writes onto the body's output (archspec.inplace decides)
     inplace_activation: bool = False  # residual: the activation after the add works in place
     stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
-    args: Mapping = field(default_factory=lambda: NO_ARGS)  # a built-in block's validated fields
+    args: Mapping = NO_ARGS  # a built-in block's validated fields
     expanded: bool = True  # False: a built-in block whose layers the shape stage has yet to make
     inputs: tuple[str, ...] = ()
     merge: str | None = None
@@ -86,21 +86,16 @@ Node = Op | Block
 
 
 def replace(node, **changes):
-    """`node` with some fields changed, like dataclasses.replace, without calling __init__ again:
-    the shape stage changes every node once, and dataclasses.replace was a third of its time."""
-    new = object.__new__(type(node))
-    new.__dict__.update(node.__dict__)
-    new.__dict__.update(changes)  # a frozen dataclass forbids setattr, not its __dict__
-    return new
+    """`node` (an Op, Block or Model) with some fields changed."""
+    return node._replace(**changes)
 
 
-@dataclass(frozen=True)
-class Model:
+class Model(NamedTuple):
     name: str
     source: str
     input_shape: Shape
     body: Block
-    vars: Mapping = field(default_factory=dict)  # the spec's vars, as evaluated
+    vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
 
 
 def source_path(siblings: dict[str, str], name: str) -> str:
@@ -112,12 +107,14 @@ def source_path(siblings: dict[str, str], name: str) -> str:
 
 def walk(node: Node):
     """Every node below and including `node`, parents first, in forward order."""
-    yield node
-    if isinstance(node, Block):
-        for child in node.children:
-            yield from walk(child)
-        if node.shortcut is not None:
-            yield from walk(node.shortcut)
+    stack = [node]  # not recursive: a generator per level would pass each node up through every level
+    while stack:
+        node = stack.pop()
+        yield node
+        if isinstance(node, Block):
+            if node.shortcut is not None:
+                stack.append(node.shortcut)
+            stack.extend(reversed(node.children))
 
 
 @contextlib.contextmanager
@@ -166,6 +163,7 @@ def _resolve_list(
     seen: dict[str, Location] = {}
     built: dict[str, Node] = {}
     exports: dict[str, list[str]] = {}  # sibling name -> inner layers a later `from:` reaches into
+    too_deep = level >= current_limits().depth
     for i, layer in enumerate(layers):
         path = yaml_path + (i,)
         name = layer.name or str(i)
@@ -206,7 +204,7 @@ def _resolve_list(
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
-        if level >= current_limits().depth and layer.kind in _STRUCTURES:
+        if too_deep and layer.kind in _STRUCTURES:
             errors.append(
                 Diagnostic(
                     f"layers nest more than {current_limits().depth:,} deep here; {how_to_raise('depth')}",
@@ -218,15 +216,30 @@ def _resolve_list(
             node = Op("identity", name, qualified, loc, standin=True)
         else:
             node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins, level)
+        changes = _wiring(layer, doc.notes(path))
         if path in standins:
-            node = replace(node, standin=True)
-        if path in doc.block_uses:
-            node = replace(node, kind=doc.block_uses[path], block_args=doc.block_args[path])
-        merge = layer.merge or ("concat" if len(layer.sources or ()) > 1 else None)
-        node = replace(node, inputs=layer.sources or (), merge=merge, notes=doc.notes(path))
+            changes["standin"] = True
+        if path in doc.block_uses and isinstance(node, Block):  # not a stand-in for a use that failed
+            changes.update(kind=doc.block_uses[path], block_args=doc.block_args[path])
+        if changes:  # most layers take their input from the layer before and come from no block
+            node = replace(node, **changes)
         nodes.append(node)
         built.setdefault(name, node)
     return tuple(_exporting(node, exports[node.name]) if node.name in exports else node for node in nodes)
+
+
+def _wiring(layer, notes: tuple) -> dict:
+    """The fields of a layer's node that say where its input comes from and how it was made, where
+    they differ from the defaults."""
+    wiring = {}
+    if layer.sources:
+        wiring["inputs"] = layer.sources
+        wiring["merge"] = layer.merge or ("concat" if len(layer.sources) > 1 else None)
+    elif layer.merge:
+        wiring["merge"] = layer.merge
+    if notes:
+        wiring["notes"] = notes
+    return wiring
 
 
 def _unreachable(source: str, built: dict[str, Node]) -> str | None:
@@ -302,7 +315,10 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins, level) -
         mode = "explicit"
     else:
         shortcut, mode = None, layer.shortcut
-    return Block("residual", name, path, loc, "residual", body, mode, layer.shortcut_name, shortcut, layer.activation)
+    args = MappingProxyType({"shortcut_first": True}) if layer.shortcut_first else NO_ARGS
+    return Block(
+        "residual", name, path, loc, "residual", body, mode, layer.shortcut_name, shortcut, layer.activation, args=args
+    )
 
 
 _STRUCTURES = {"group": _group, "residual": _residual}

@@ -53,6 +53,8 @@ class Document:
 
     def locate(self, path: YamlPath, *, key: bool = False) -> Location:
         """The position of `path`, or of its nearest ancestor the file has."""
+        if not self.values:  # data given as such (a dict to analyze()): every path is the document's
+            return Location(self.path, 1, 1)
         path = tuple(path)
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)

@@ -57,6 +57,9 @@ class LayerKind:
     # its output is its input's memory (flatten). Memory estimates read it (costs.py). A kind whose
     # backward keeps more or less by its fields gives (shaped op) -> such a tuple instead.
     saves: tuple[str, ...] | Callable = ("input",)
+    # A bare nn.Parameter, not a module: `build` gives torch.full(shape, value), registered on the
+    # enclosing module under the layer's name (ConvNeXt's `layer_scale` key) and applied as parameter * input.
+    parameter: bool = False
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
@@ -195,11 +198,11 @@ def _lookup(table: dict, name: str, what: str):
 
 
 def kind(name: str) -> Kind:
-    return _lookup(KINDS, name, "node kind")
+    return KINDS.get(name) or _lookup(KINDS, name, "node kind")
 
 
 def layer_kind(name: str) -> LayerKind:
-    found = kind(name)
+    found = KINDS.get(name) or kind(name)
     if not isinstance(found, LayerKind):
         raise NotImplementedError(f"Unsupported node kind {name!r}: it is a {type(found).__name__}, not a layer")
     return found

@@ -51,7 +51,7 @@ from .errors import (
 from .errors import (
     FORMAT_VERSION as FORMAT_VERSION_CODE,
 )
-from .fields import Activation, Layer, Name, _input_shape, _int_at_least, _name, _show
+from .fields import Activation, Bool, Layer, Name, _input_shape, _int_at_least, _name, _show
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -74,6 +74,7 @@ class Residual(Layer):
     shortcut: Literal["auto", "identity"] | list[AnyLayer] = "auto"
     shortcut_name: Name = "shortcut"
     activation: Activation | None = "relu"
+    shortcut_first: Bool = False  # register the shortcut before the body: its keys come first (RegNet's proj, f)
 
 
 registry.register(registry.Structure("group", "a named sequence: its name prefixes its layers' names", Group))
@@ -126,18 +127,20 @@ def spec_model(named: frozenset[str] | None = None) -> type[Spec]:
     return _assembled[key]
 
 
-def _kinds_named(data) -> frozenset[str]:
-    """Every string a `kind` key holds anywhere in `data` (expand.py's tagged layers)."""
-    found, stack = set(), [data]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, dict):
-            kind = node.get("kind")
-            if isinstance(kind, str):
-                found.add(kind)
-            stack.extend(node.values())
-        elif isinstance(node, list):
-            stack.extend(node)
+def _kinds_named(data: dict) -> frozenset[str]:
+    """Every kind the layers of `data` name (expand.py's tagged layers): layers are found only in
+    the spec's `layers` and in the CONTAINER_FIELDS of layers, where the spec model looks for them."""
+    found, lists = set(), [data.get("layers")]
+    while lists:
+        layers = lists.pop()
+        if not isinstance(layers, list):
+            continue
+        for layer in layers:
+            if isinstance(layer, dict):
+                kind = layer.get("kind")
+                if isinstance(kind, str):
+                    found.add(kind)
+                lists.extend(layer[name] for name in CONTAINER_FIELDS if name in layer)
     return frozenset(found)
 
 

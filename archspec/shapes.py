@@ -77,7 +77,7 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         if isinstance(node, Op):
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
-            return _bounded(_counted(kind, replace(node, in_shape=shape, out_shape=out, params=params)))
+            return _bounded(_shaped(kind, node, shape, out, params))
         if not node.expanded:
             _admit(node)
             node = registry.block_kind(node.kind).expand(node, shape)
@@ -87,7 +87,7 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         errors.append(Diagnostic(message, exc.code, node.loc, node.notes))
         if exc.result is not None and isinstance(node, Op):
             out, params = exc.result
-            return _counted(registry.layer_kind(node.kind), replace(node, in_shape=shape, out_shape=out, params=params))
+            return _shaped(registry.layer_kind(node.kind), node, shape, out, params)
         return replace(node, in_shape=shape)
 
 
@@ -118,9 +118,11 @@ def _admit(block: Block) -> None:
         )
 
 
-def _counted(kind: registry.LayerKind, op: Op) -> Op:
-    """`op` with its multiply-adds: the kind's rule, or else torchinfo's for the rest (each parameter once)."""
-    return replace(op, macs=kind.macs(op) if kind.macs else op.params)
+def _shaped(kind: registry.LayerKind, op: Op, shape: Shape, out: Shape, params: int) -> Op:
+    """`op` with its shapes, parameters and multiply-adds: the kind's rule, or else torchinfo's for
+    the rest (each parameter once)."""
+    shaped = replace(op, in_shape=shape, out_shape=out, params=params, macs=params)
+    return replace(shaped, macs=kind.macs(shaped)) if kind.macs else shaped
 
 
 def _describe(node: Node) -> str:
@@ -215,7 +217,13 @@ def _projection(block: Block, shape: Shape, out: Shape) -> Block:
 
 
 def _stride_of(node: Node, dim: int, n: int) -> int:
-    stride_of = isinstance(node, Op) and registry.layer_kind(node.kind).stride
+    """The stride of a layer along `dim`; of a sequence or residual, its layers' strides multiplied
+    (RegNet's body is a group `f` whose middle conv strides)."""
+    if isinstance(node, Block):
+        if node.stride is not None or node.flow == "dense":
+            return node.stride or 1
+        return math.prod(_stride_of(child, dim, n) for child in node.children)
+    stride_of = registry.layer_kind(node.kind).stride
     if not stride_of:
         return 1
     stride = stride_of(node)

@@ -55,15 +55,35 @@ class Wiring:
         return (x, *(saved[path] for path in self.exports)) if self.exports else x
 
 
+def adopt(owner: nn.Module, layers: OrderedDict) -> tuple[str, ...]:
+    """Register each layer on `owner` (a bare parameter as a parameter); their names, in order."""
+    for name, layer in layers.items():
+        if isinstance(layer, nn.Parameter):
+            owner.register_parameter(name, layer)
+        else:
+            owner.add_module(name, layer)
+    return tuple(layers)
+
+
+def steps(owner: nn.Module, names: tuple[str, ...]):
+    """(name, callable) of each layer of `owner` in order; a bare parameter multiplies its input.
+    Looked up on every call, so a parameter replaced by load_state_dict(assign=True) or .to() is the one used."""
+    for name in names:
+        layer = getattr(owner, name)
+        yield name, (functools.partial(torch.mul, layer) if isinstance(layer, nn.Parameter) else layer)
+
+
 class Sequence(nn.Sequential):
-    """nn.Sequential whose layers may take their input from earlier named layers (`from:`)."""
+    """nn.Sequential whose layers may take their input from earlier named layers (`from:`), or be
+    bare parameters (layer_scale)."""
 
     def __init__(self, layers: OrderedDict, wiring: Wiring):
-        super().__init__(layers)
-        self._wiring = wiring  # underscored: never collides with a layer name
+        super().__init__()
+        self._order = adopt(self, layers)  # underscored: never collides with a layer name
+        self._wiring = wiring
 
     def forward(self, x):
-        return self._wiring.run(self.named_children(), x)
+        return self._wiring.run(steps(self, self._order), x)
 
 
 class SpecModel(Sequence):
@@ -92,12 +112,13 @@ class Residual(nn.Module):
         activation: str | None,
         inplace_add: bool = False,
         inplace_activation: bool = False,
+        shortcut_first: bool = False,
     ):
         super().__init__()
-        for name, module in body.items():
-            self.add_module(name, module)
-        if shortcut is not None:
-            self.add_module(shortcut_name, shortcut)
+        layers = [*body.items(), (shortcut_name, shortcut)] if shortcut is not None else [*body.items()]
+        if shortcut_first and shortcut is not None:  # its keys first in the state_dict, as RegNet's proj before f
+            layers = layers[-1:] + layers[:-1]
+        adopt(self, OrderedDict(layers))
         # Underscored, so they never collide with layer names (which start with a letter).
         self._body = tuple(body)
         self._wiring = wiring
@@ -109,7 +130,7 @@ class Residual(nn.Module):
 
     def forward(self, x):
         identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
-        x = self._wiring.run(((name, self.get_submodule(name)) for name in self._body), x)
+        x = self._wiring.run(steps(self, self._body), x)
         if self._inplace_add:
             x += identity
         else:
@@ -196,6 +217,26 @@ class Chunk(nn.Module):
         return x.chunk(self.parts, 1)[self.index]
 
 
+class Permute(nn.Module):
+    """Reorders the dims of its input, as torchvision.ops.Permute: a view."""
+
+    def __init__(self, dims: list[int]):
+        super().__init__()
+        self.dims = dims
+
+    def forward(self, x):
+        return torch.permute(x, self.dims)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer normalisation over the channels at each position, as torchvision's ConvNeXt."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias, self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
 class Normalize(nn.Module):
     """Per-channel (x - mean) / std, like torchvision's transforms.Normalize, as a layer."""
 
@@ -258,14 +299,23 @@ def _residual(block: Block) -> nn.Module:
         block.activation,
         block.inplace_add,
         block.inplace_activation,
+        block.args.get("shortcut_first", False),
+    )
+
+
+def _plain(block: Block) -> bool:
+    """Whether nn.Sequential can run the block: no `from:`, no exports, no bare parameters."""
+    return not block.exports and not any(
+        child.inputs or child.exports or (isinstance(child, Op) and registry.layer_kind(child.kind).parameter)
+        for child in block.children
     )
 
 
 _BLOCKS = {
     "sequential": lambda block: (
-        Sequence(_children(block), Wiring(block.children, block.exports))
-        if block.exports or any(child.inputs or child.exports for child in block.children)
-        else nn.Sequential(_children(block))
+        nn.Sequential(_children(block))
+        if _plain(block)
+        else Sequence(_children(block), Wiring(block.children, block.exports))
     ),
     "residual": _residual,
     "dense": lambda block: DenseBlock(
@@ -280,9 +330,11 @@ _BLOCKS = {
 # ---------------------------------------------------------------- layers
 
 
-def _op(op: Op) -> nn.Module:
+def _op(op: Op) -> nn.Module | nn.Parameter:
     kind = registry.layer_kind(op.kind)
     call = kind.build(op)
+    if kind.parameter:
+        return nn.Parameter(torch.full(*call.args))
     namespace, _, name = call.func.partition(".")
     factory = getattr(nn, name) if namespace == "nn" and name else kind.module()
     return factory(*call.args, **dict(call.kwargs))

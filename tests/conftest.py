@@ -20,7 +20,7 @@ LARGE_NETWORKS = (
     *("resnet18", "resnet34", "resnet50", "resnet101", "resnet152"),
     *("densenet121", "densenet161", "densenet169", "densenet201"),
     *("vgg11", "vgg13", "vgg16", "vgg19", "alexnet", "googlenet", "resnext", "wide_resnet", "squeezenet1_0"),
-    *("mobilenet", "mnasnet", "shufflenet", "inception", "efficientnet"),
+    *("mobilenet", "mnasnet", "shufflenet", "inception", "efficientnet", "regnet", "convnext"),
     "unet]",  # "unet]": not unet_small
 )
 SLOW_TESTS = {

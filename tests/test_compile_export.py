@@ -26,7 +26,8 @@ FORMS = ["live", "emitted"]
 
 # Every block form a spec can take, small: a residual with a projection shortcut whose body ends in
 # dropout and stochastic depth, nested groups whose inner layers are read from outside (`from:` with
-# add, concatenation and product merges), chunks, a channel shuffle, a dense block and a transition.
+# add, concatenation and product merges), chunks, a channel shuffle, a dense block, a transition,
+# and ConvNeXt's channels-last stretch with a bare parameter (layer_scale).
 EVERY_FORM = """
 archspec: 1
 name: every_form
@@ -61,6 +62,17 @@ layers:
   - dense_block: {name: dense, num_layers: 2, growth: 4, bn_size: 2}
   - identity: {name: last, from: [dense, outer.inner.d]}
   - transition: {compression: 0.5}
+  - residual:
+      name: cn
+      shortcut: identity
+      activation: null
+      body:
+        - permute: [0, 2, 3, 1]
+        - layernorm: {dims: 1}
+        - linear: {out: 19, last_dim: true}
+        - permute: [0, 3, 1, 2]
+        - layernorm2d
+        - layer_scale: {name: layer_scale, init: 0.5}
   - global_avgpool
   - flatten
   - linear: 5
@@ -74,10 +86,11 @@ layers:
 FAMILIES = {
     *("resnet18", "resnet50", "densenet121", "alexnet", "vgg11_bn", "squeezenet1_0", "googlenet"),
     *("mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5", "shufflenet_v2_x0_5", "efficientnet_b0"),
+    *("regnet_x_400mf", "regnet_y_400mf", "convnext_tiny"),
 }
 ZOO_VARIANTS = {
     "resnet", "densenet1", "densenet2", "vgg", "squeezenet", "inception", "mobilenet", "mnasnet", "shufflenet",
-    "efficientnet", "resnext", "wide_resnet", "alexnet", "googlenet",
+    "efficientnet", "resnext", "wide_resnet", "alexnet", "googlenet", "regnet", "convnext",
 }  # fmt: skip
 
 

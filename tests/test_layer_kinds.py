@@ -21,7 +21,7 @@ import torch
 
 from archspec import SpecError, analyze, compile_spec, registry, schema
 from archspec.fields import LAYER_FIELDS
-from archspec.ir import walk
+from archspec.ir import Op, walk
 from archspec.expand import expand
 from archspec.pipeline import read
 
@@ -145,6 +145,41 @@ CASES = [
     case("residual-body-ending-in-stochastic_depth", spec([4, 6, 6], {"residual": {"shortcut": "identity", "activation": "identity", "body": [
         {"conv": {"out": 4, "kernel": 3, "padding": 1, "bias": False}}, "batchnorm",
         {"stochastic_depth": {"name": "stochastic_depth", "p": 0.25}}]}})),
+    # ------------------------------------------------------------------ ConvNeXt's parts
+    case("permute-channels-last-and-back", spec([3, 4, 5], {"permute": [0, 2, 3, 1]}, {"permute": {"dims": [0, 3, 1, 2]}})),
+    case("permute-1d-3d", spec([2, 3, 4, 5], {"permute": [0, 4, 1, 3, 2]}, "flatten", {"permute": [0, 1]})),
+    case("linear-last_dim-channels-last", spec([3, 4, 5], {"permute": [0, 2, 3, 1]},
+                                               {"linear": {"out": 7, "last_dim": True, "bias": False}},
+                                               {"linear": {"out": 2, "last_dim": True}}, {"permute": [0, 3, 1, 2]})),
+    case("linear-last_dim-flat", spec([6, 1], "flatten", {"linear": {"out": 4, "last_dim": True}})),
+    case("layernorm2d", spec([3, 4, 5], {"layernorm2d": {"eps": 1e-6}}, {"layernorm2d": {"bias": False}},
+                             {"layernorm2d": {"affine": False}})),
+    case("layer_scale", spec([3, 4, 5], {"layer_scale": {"name": "gamma", "init": 0.5}}, "layer_scale")),
+    case("layer_scale-1d-flat-3d", spec([2, 3, 4, 3], {"layer_scale": 2.0}, "flatten", {"layer_scale": -1})),
+    case("convnext-block", spec([4, 6, 6], {"residual": {"shortcut": "identity", "activation": None, "body": [
+        {"group": {"name": "block", "layers": [
+            {"conv": {"out": 4, "kernel": 7, "padding": 3, "groups": 4}}, {"permute": [0, 2, 3, 1]},
+            {"layernorm": {"dims": 1, "eps": 1e-6}}, {"linear": {"out": 16, "last_dim": True}}, "gelu",
+            {"linear": {"out": 4, "last_dim": True}}, {"permute": [0, 3, 1, 2]}]}},
+        {"layer_scale": {"name": "layer_scale", "init": 0.1}},
+        {"stochastic_depth": {"name": "stochastic_depth", "p": 0.2}}]}})),
+    case("layer_scale-in-a-sequence-with-from", spec([3, 4, 4], {"group": {"name": "g", "layers": [
+        {"conv": {"name": "c", "out": 3, "kernel": 1}}, {"layer_scale": {"name": "s"}},
+        {"identity": {"from": ["c", "s"], "merge": "add"}}]}})),
+    case("residual-shortcut_first", spec([4, 8, 8], {"residual": {"shortcut_name": "proj", "shortcut_first": True, "body": [
+        {"conv": {"name": "f", "out": 6, "kernel": 3, "stride": 2, "padding": 1}}]}})),
+    case("names-with-hyphens-from-templates", yaml_spec("""
+        archspec: 1
+        name: hyphen-names
+        input: [3, 6, 6]
+        layers:
+          - group:
+              name: stage-1
+              layers:
+                - conv: {name: "conv{i}-a", out: 4, kernel: 1, repeat: 2}
+                - relu: {name: act-1}
+                - identity: {name: sum-x, from: [conv0-a, act-1], merge: add}
+        """)),
     # ------------------------------------------------------------------ padding and rearranging
     case("zero_pad-1d", spec([3, 5], {"zero_pad": 2}, {"zero_pad": {"padding": 0, "after": 3}})),
     case("zero_pad-2d-per-dim", spec([3, 4, 5], {"zero_pad": [1, 0]}, {"zero_pad": {"padding": [0, 2], "after": [1, 0]}})),
@@ -370,8 +405,13 @@ def check(source):
     nodes = {node.path: node for node in walk(model.body)}
     modules = dict(module.named_modules())
 
-    # The IR and the module tree correspond one to one, by qualified path ("" is the model itself).
+    # The IR and the module tree correspond one to one, by qualified path ("" is the model itself);
+    # a bare parameter (layer_scale) is a parameter of its parent module at its path instead.
     assert len(nodes) == len(list(walk(model.body))), "two IR nodes share a path"
+    bare = {path for path, node in nodes.items() if isinstance(node, Op) and registry.layer_kind(node.kind).parameter}
+    parameters = dict(module.named_parameters())
+    for path in bare:
+        assert path in parameters and parameters[path].numel() == nodes.pop(path).params, path
     assert set(modules) == set(nodes)
     assert tuple(module.input_shape) == model.input_shape
 
@@ -547,6 +587,13 @@ NEW_KIND_ERRORS = {  # input ([C]: flattened), the wrong layer, code, what the m
     "prelu-inplace": ([3, 4], "prelu: {inplace: true}", "unknown-field", '"inplace"'),
     "relu6-inplace-on-input": ([3, 4], "relu6: {inplace: true}", "bad-value", "it is the model's input"),
     "dropout-channel-typo": ([3, 4], "dropout: {channel: true}", "unknown-field", 'did you mean "channels"'),
+    "permute-rank": ([3, 4, 4], "permute: [0, 2, 1]", "rank", "dims [0, 2, 1] order 3 dims, but the batched input (B, 3, 4, 4) has 4"),
+    "permute-batch-first": ([3, 4, 4], "permute: [1, 0, 2, 3]", "bad-value", "expected 0 first"),
+    "permute-repeated": ([3, 4, 4], "permute: [0, 1, 1, 2]", "bad-value", "expected 0 first, then 1 to 3 in any order"),
+    "layernorm2d-flat": ([3], "layernorm2d", "rank", "layernorm2d normalises the channels of a (C, H, W) input, not a rank-1"),
+    "layernorm2d-1d": ([3, 4], "layernorm2d", "rank", "not a rank-2 one"),
+    "linear-unflat": ([3, 4], "linear: 5", "needs-flatten", "put a flatten before it (it would give 12 features), or set last_dim: true"),
+    "layer_scale-init": ([3, 4], "layer_scale: {init: yes}", "bad-value", "expected a number"),
 }  # fmt: skip
 
 

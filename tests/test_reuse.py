@@ -181,6 +181,45 @@ def test_repeat_names_named_copies_from_one_and_exposes_the_index():
     assert [(c.name, c.out_shape[0]) for c in model.body.children] == [("c1", 4), ("c2", 5), ("c3", 6)]
 
 
+def test_name_templates_name_each_copy_and_hyphens_reach_the_state_dict():
+    """torchvision's RegNet keys: trunk_output.block1.block1-0, block1-1, block2.block2-0, ..."""
+    stage = {"conv": {"name": "block{index}-{i}", "out": 4, "kernel": 1, "repeat": "depth"}}
+    text = spec(
+        {"group": {"name": "trunk", "layers": [
+            {"repeat": {"times": 2, "index": "s", "layers": [{"stage": {"name": "block{s + 1}", "index": "s + 1", "depth": "s + 1"}}]}},
+        ]}},
+        blocks={"stage": {"params": {"index": "int", "depth": "int"}, "layers": [stage]}},
+    )  # fmt: skip
+    model = analyze(text)
+    assert paths(model) == ["trunk", "trunk.block1", "trunk.block1.block1-0", "trunk.block2", "trunk.block2.block2-0",
+                            "trunk.block2.block2-1"]  # fmt: skip
+    keys = list(compile_spec(text).state_dict())
+    assert keys[:2] == ["trunk.block1.block1-0.weight", "trunk.block1.block1-0.bias"] and len(keys) == 6
+
+
+@pytest.mark.parametrize(
+    "name, message, code",
+    [
+        ("b{j}", 'no var named "j" in the name \'b{j}\' (known: ', "bad-expression"),
+        ("b{i / 2}", "a name's {i / 2} must give an integer >= 0, got 0.5", "bad-expression"),
+        ("b{i - 5}", "a name's {i - 5} must give an integer >= 0, got -5", "bad-expression"),
+        ("b{(}", "", "bad-expression"),
+        ("b{i}.x", "a name must be ASCII letters, digits, _ and - starting with a letter, got 'b0.x'", "bad-name"),
+        ("{i}b", "a name must be ASCII letters, digits, _ and - starting with a letter, got '0b'", "bad-name"),
+        ("b{0}-{i}", 'the name "b0" is already used', "duplicate-name"),
+    ],
+)
+def test_name_template_mistakes_are_located_at_the_name(name, message, code):
+    text = f"archspec: 1\nname: t\ninput: [3, 4, 4]\nlayers:\n  - relu\n  - relu:\n      name: \"{name}\"\n      repeat: 2\n"
+    if name == "b{0}-{i}":
+        text = text.replace("{0}-{i}", "{0}")
+    with pytest.raises(SpecError) as caught:
+        analyze(text)
+    diagnostic = caught.value.diagnostics[0]
+    assert diagnostic.code == code and message in diagnostic.message, diagnostic.format()
+    assert diagnostic.loc.line in (6, 7), diagnostic.format()
+
+
 def test_flat_repeat_splices_copies_numbered_with_their_neighbours():
     """VGG's features: stages of conv (+ batchnorm where bn is 1) + relu pairs, then a pool, all
     numbered 0, 1, 2, ... in one sequence, as torchvision numbers them; repeats nest by index name."""

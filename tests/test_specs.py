@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from archspec import analyze, compile_spec
-from archspec.ir import walk
+from archspec import analyze, compile_spec, registry
+from archspec.ir import Op, walk
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -41,8 +41,12 @@ def test_static_shapes_equal_real_shapes(path):
     model = analyze(path)
     module = compile_spec(path).eval()
     real = real_shapes(module, torch.randn(2, *model.input_shape))
-    static = {node.path: node.out_shape for node in walk(model.body) if node.path}
+    nodes = [node for node in walk(model.body) if node.path]
+    bare = [node for node in nodes if isinstance(node, Op) and registry.layer_kind(node.kind).parameter]
+    static = {node.path: node.out_shape for node in nodes if node not in bare}  # layer_scale: no module to hook
     assert real == static
+    parameters = dict(module.named_parameters())
+    assert all(parameters[node.path].numel() == node.params for node in bare)
     assert tuple(module.input_shape) == model.input_shape
 
 

@@ -17,12 +17,14 @@ from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
 from ..fields import (
     Bool,
     Eps,
+    Float,
     Int,
     Layer,
     Means,
     Momentum,
     NonNegSizes,
     Padding,
+    Permutation,
     PosFloatOrSizes,
     PosInt,
     Probability,
@@ -291,6 +293,71 @@ register(
         LayerNorm,
         _layernorm_shape,
         _layernorm_call,
+    )
+)
+
+
+class LayerNorm2d(Layer):
+    kind: Literal["layernorm2d"]
+    eps: Eps = 1e-5
+    affine: Bool = True
+    bias: Bool = True
+
+
+def _layernorm2d_shape(op, shape):
+    if len(shape) != 3:
+        raise ShapeError(f"layernorm2d normalises the channels of a (C, H, W) input, not a rank-{len(shape)} one", RANK)
+    channels = shape[0]
+    return shape, (channels + (channels if op.args["bias"] else 0)) if op.args["affine"] else 0
+
+
+def _layernorm2d_module():
+    from ..torch_builder import LayerNorm2d as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "layernorm2d",
+        "layer normalisation over the channels at each position of a (C, H, W) input (ConvNeXt's LayerNorm2d)",
+        LayerNorm2d,
+        _layernorm2d_shape,
+        lambda op: call(
+            "LayerNorm2d",
+            op.in_shape[0],
+            eps=op.args["eps"],
+            elementwise_affine=op.args["affine"],
+            bias=op.args["bias"],
+            defaults=dict(eps=1e-5, elementwise_affine=True, bias=True),
+        ),
+        module=_layernorm2d_module,
+        template="layernorm2d.py.jinja",
+    )
+)
+
+
+class LayerScale(Layer):
+    primary: ClassVar = "init"
+    kind: Literal["layer_scale"]
+    init: Float = 1e-6
+
+
+def _layer_scale_shape(op, shape):
+    return shape, shape[0]
+
+
+register(
+    LayerKind(
+        "layer_scale",
+        "multiplies each channel by a learnt factor, starting at `init`: a parameter of the enclosing module "
+        "named as the layer (ConvNeXt's layer_scale), not a module of its own",
+        LayerScale,
+        _layer_scale_shape,
+        # one factor per channel, broadcast over the spatial dims: (C, 1, 1) for a (C, H, W) input
+        lambda op: Call("torch.full", ((op.in_shape[0],) + (1,) * (len(op.in_shape) - 1), op.args["init"])),
+        parameter=True,
+        macs=lambda op: 0,  # torchinfo counts no mult-adds for a module's own parameters
     )
 )
 
@@ -902,6 +969,44 @@ register(
 )
 
 
+class Permute(Layer):
+    primary: ClassVar = "dims"
+    kind: Literal["permute"]
+    dims: Permutation
+
+
+def _permute_shape(op, shape):
+    order = op.args["dims"]
+    if len(order) != len(shape) + 1:
+        raise ShapeError(
+            f"dims {list(order)} order {len(order)} dims, but the batched input (B, {', '.join(map(str, shape))}) "
+            f"has {len(shape) + 1}",
+            RANK,
+        )
+    return tuple(shape[d - 1] for d in order[1:]), 0
+
+
+def _permute_module():
+    from ..torch_builder import Permute as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "permute",
+        "reorders the dims of the batched tensor, the batch first (torchvision's Permute: ConvNeXt's "
+        "channels-last [0, 2, 3, 1] and back [0, 3, 1, 2]); a view",
+        Permute,
+        _permute_shape,
+        lambda op: call("Permute", list(op.args["dims"])),
+        saves=("view",),
+        module=_permute_module,
+        template="permute.py.jinja",
+    )
+)
+
+
 def _flatten_shape(op, shape):
     return (math.prod(shape),), 0
 
@@ -928,17 +1033,18 @@ class Linear(Layer):
     kind: Literal["linear"]
     out: PosInt
     bias: Bool = True
+    last_dim: Bool = False  # over the last dim at every position, as after a permute to channels-last
 
 
 def _linear_shape(op, shape):
-    if len(shape) != 1:
+    if len(shape) != 1 and not op.args["last_dim"]:
         raise ShapeError(
             f"linear needs a flat (B, features) input; put a flatten before it (it would give "
-            f"{math.prod(shape)} features)",
+            f"{math.prod(shape)} features), or set last_dim: true to apply it over the last dim",
             NEEDS_FLATTEN,
         )
-    features, out = shape[0], op.args["out"]
-    return (out,), features * out + (out if op.args["bias"] else 0)
+    features, out = shape[-1], op.args["out"]
+    return (*shape[:-1], out), features * out + (out if op.args["bias"] else 0)
 
 
 register(
@@ -947,7 +1053,10 @@ register(
         "fully connected layer; needs a flat input",
         Linear,
         _linear_shape,
-        lambda op: call("nn.Linear", op.in_shape[0], op.args["out"], bias=op.args["bias"], defaults=dict(bias=True)),
+        lambda op: call("nn.Linear", op.in_shape[-1], op.args["out"], bias=op.args["bias"], defaults=dict(bias=True)),
+        # output elements x (in_features + 1 with bias): its parameters at every position. torchinfo
+        # counts a linear on a (B, ..., features) input once per sample (tests/data: linear_3d)
+        macs=lambda op: math.prod(op.out_shape[:-1]) * op.params,
     )
 )
 

@@ -47,7 +47,10 @@ TORCHVISION = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
                "inception_v3", "mobilenet_v3_large", "mobilenet_v3_small",
                "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-               "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]  # fmt: skip
+               "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+          "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
+          "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
+          "convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]  # fmt: skip
 ARGUMENTS = {  # the zoo's configurations
     "googlenet": {"aux_logits": False, "init_weights": True},
     "inception_v3": {"aux_logits": False, "init_weights": True},
@@ -212,13 +215,16 @@ def dumps(obj, indent: int = 0) -> str:
     return json.dumps(obj)
 
 
-def main() -> None:
+def main(only: list[str]) -> None:
+    """Record every model and spec, or with names given (`... make_torchinfo_reference.py convnext_tiny`)
+    those torchvision models and the specs of those names, keeping the other recorded figures."""
     torch.manual_seed(0)
-    models, problems = {}, []
-    for name in TORCHVISION:
+    reference = HERE / "torchinfo-reference.json"
+    models, problems = (json.loads(reference.read_text())["models"] if only else {}), []
+    for name in [name for name in TORCHVISION if not only or name in only]:
         models[name] = record(getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})), INPUTS.get(name, INPUT))
         print(f"{name:24} {models[name]['total_mult_adds']:>15,} MACs {models[name]['total_params']:>12,} params")
-    for path in sorted((ROOT / "specs").glob("*.yaml")):
+    for path in [p for p in sorted((ROOT / "specs").glob("*.yaml")) if not only or p.stem in only]:
         shape = [1, *archspec.analyze(str(path)).input_shape]
         key = f"spec:{path.stem}"
         models[key] = record(compile_spec(str(path)), shape)
@@ -248,7 +254,7 @@ def main() -> None:
         "fields": FIELDS,
         "layer_columns": LAYER_COLUMNS,
         "counting_rules": counting_rules(),
-        "models": models,
+        "models": dict(sorted(models.items(), key=lambda item: _order(item[0]))),
         "rule_probes": probes(),
     }
     (HERE / "torchinfo-reference.json").write_text(dumps(data) + "\n")
@@ -258,5 +264,10 @@ def main() -> None:
     sys.exit(1 if problems else 0)
 
 
+def _order(key: str) -> tuple:
+    """torchvision's models in TORCHVISION's order, then the specs by name: the order of a full run."""
+    return (1, 0, key) if key.startswith("spec:") else (0, TORCHVISION.index(key), key)
+
+
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -1,7 +1,7 @@
 """Record torchvision's state_dict manifests and outputs for the model zoo tests.
 
 Run by hand where torchvision is installed (it is not a test dependency):
-    python tests/data/make_torchvision_reference.py
+    python tests/data/make_torchvision_reference.py [MODEL ...]
 It writes tests/data/torchvision-<model>.json (manifests; the three from ../shared/reference are kept)
 and tests/data/torchvision-outputs.json (outputs on deterministic weights and input).
 """
@@ -29,7 +29,10 @@ MODELS = ["resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
           "shufflenet_v2_x0_5", "shufflenet_v2_x1_0", "shufflenet_v2_x1_5", "shufflenet_v2_x2_0",
           "inception_v3", "mobilenet_v3_large", "mobilenet_v3_small",
           "efficientnet_b0", "efficientnet_b1", "efficientnet_b2", "efficientnet_b3", "efficientnet_b4", "efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
-          "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"]  # fmt: skip
+          "efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l",
+          "regnet_x_400mf", "regnet_x_800mf", "regnet_x_1_6gf", "regnet_x_3_2gf", "regnet_x_8gf", "regnet_x_16gf", "regnet_x_32gf",
+          "regnet_y_400mf", "regnet_y_800mf", "regnet_y_1_6gf", "regnet_y_3_2gf", "regnet_y_8gf", "regnet_y_16gf", "regnet_y_32gf", "regnet_y_128gf",
+          "convnext_tiny", "convnext_small", "convnext_base", "convnext_large"]  # fmt: skip
 # The zoo issue's configurations: the Inception nets without their auxiliary classifiers.
 ARGUMENTS = {
     "googlenet": {"aux_logits": False, "init_weights": True},
@@ -38,9 +41,15 @@ ARGUMENTS = {
 INPUTS = {"inception_v3": (3, 299, 299)}  # the rest: (3, 224, 224)
 
 
-def main() -> None:
-    outputs = {}
-    for name in MODELS:
+def main(only: list[str]) -> None:
+    """Record every model, or with names given (`python make_torchvision_reference.py convnext_tiny`)
+    only those, keeping the other recorded outputs."""
+    outputs_file = HERE / "torchvision-outputs.json"
+    outputs = json.loads(outputs_file.read_text())["outputs"] if only else {}
+    unknown = sorted(set(only) - set(MODELS))
+    if unknown:
+        raise SystemExit(f"not in MODELS: {', '.join(unknown)}")
+    for name in only or MODELS:
         model = getattr(torchvision.models, name)(**ARGUMENTS.get(name, {})).eval()
         manifest_file = HERE / f"torchvision-{name}.json"
         if not manifest_file.exists():
@@ -64,8 +73,9 @@ def main() -> None:
         outputs[name] = [round(v, 6) for v in out.tolist()]
         print(name, float(out.abs().mean()))
     source = f"torchvision {torchvision.__version__}, torch {torch.__version__}"
-    (HERE / "torchvision-outputs.json").write_text(json.dumps({"source": source, "outputs": outputs}) + "\n")
+    ordered = {name: outputs[name] for name in MODELS if name in outputs}
+    outputs_file.write_text(json.dumps({"source": source, "outputs": ordered}) + "\n")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])
