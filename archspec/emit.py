@@ -307,8 +307,11 @@ class _Emitter:
         variant = _variant(block)
         key = (block.kind, nd, tuple(sorted(variant.items())))
         if key not in self.builtin_names:
-            ranks = {k[1] for k in self.builtin_names if k[0] == block.kind}
-            name = self.names.claim(kind.class_name if not ranks or nd in ranks else f"{kind.class_name}{nd}d")
+            ranks = [k[1] for k in self.builtin_names if k[0] == block.kind]
+            wanted = kind.class_name if not ranks or nd in ranks else f"{kind.class_name}{nd}d"
+            if nd in ranks:  # another variant of the same rank: SqueezeExcitation2, not SqueezeExcitation_
+                wanted += str(ranks.count(nd) + 1)
+            name = self.names.claim(wanted)
             helpers = {
                 f"{h}_class": self.names.claim(pascal_case(f"{block.kind.split('_')[0]}_{h}")) for h in kind.helpers
             }

@@ -294,6 +294,12 @@ CASES = [
          *[layer for k in INPLACE for layer in ({"conv": {"out": 3, "kernel": 1}}, {k: {"inplace": True}})])),
     case("dense_block-memory_efficient", spec([4, 5, 5], {"dense_block": {
         "num_layers": 2, "growth": 2, "bn_size": 2, "memory_efficient": True}})),
+    case("squeeze_excite-squeeze", spec([8, 5, 6], {"squeeze_excite": 3})),
+    case("squeeze_excite-ratio-silu-hardsigmoid", spec([8, 5, 5], {"squeeze_excite": {
+        "ratio": 0.25, "activation": "silu", "gate": "hardsigmoid"}})),
+    case("squeeze_excite-ratio-floor-1d", spec([3, 7], {"squeeze_excite": {"ratio": 0.1, "activation": "gelu"}})),
+    case("squeeze_excite-3d-in-residual", spec([4, 3, 4, 4], {"residual": {"body": [
+        {"conv": {"out": 4, "kernel": 3, "padding": 1}}, {"squeeze_excite": {"squeeze": 2, "gate": "hardswish"}}]}})),
     case("transition-out", spec([6, 6, 7], {"transition": 4})),
     case("transition-compression-bias", spec([6, 6, 6], {"transition": {"compression": 0.5, "bias": True}})),
     case("transition-compression-odd", spec([7, 5, 4], {"transition": {"compression": 0.3}})),
@@ -594,6 +600,10 @@ NEW_KIND_ERRORS = {  # input ([C]: flattened), the wrong layer, code, what the m
     "layernorm2d-1d": ([3, 4], "layernorm2d", "rank", "not a rank-2 one"),
     "linear-unflat": ([3, 4], "linear: 5", "needs-flatten", "put a flatten before it (it would give 12 features), or set last_dim: true"),
     "layer_scale-init": ([3, 4], "layer_scale: {init: yes}", "bad-value", "expected a number"),
+    "squeeze_excite-flat": ([3], "squeeze_excite: 2", "channel-mismatch", "needs spatial dims to pool over"),
+    "squeeze_excite-both": ([3, 4], "squeeze_excite: {squeeze: 2, ratio: 0.5}", "bad-value",
+                            "give exactly one of squeeze and ratio"),
+    "squeeze_excite-gate": ([3, 4], "squeeze_excite: {squeeze: 2, gate: softmax}", "bad-value", "sigmoid"),
 }  # fmt: skip
 
 
@@ -679,3 +689,39 @@ def test_channel_shuffle_matches_torchvisions_shufflenet():
     x = torch.randn(2, 12, 3, 4)
     expected = x.view(2, 3, 4, 3, 4).transpose(1, 2).contiguous().view(2, 12, 3, 4)
     torch.testing.assert_close(module(x), expected)
+
+
+class _TorchvisionSqueezeExcitation(torch.nn.Module):
+    """torchvision.ops.SqueezeExcitation (torchvision 0.29), copied: the tests need no torchvision."""
+
+    def __init__(self, input_channels, squeeze_channels, activation, scale_activation):
+        super().__init__()
+        self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc1 = torch.nn.Conv2d(input_channels, squeeze_channels, 1)
+        self.fc2 = torch.nn.Conv2d(squeeze_channels, input_channels, 1)
+        self.activation = activation()
+        self.scale_activation = scale_activation()
+
+    def forward(self, input):
+        scale = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(input)))))
+        return scale * input
+
+
+@pytest.mark.parametrize(
+    ("fields", "squeeze", "activation", "gate"),
+    [
+        ({"squeeze": 4}, 4, torch.nn.ReLU, torch.nn.Sigmoid),
+        ({"ratio": 0.25, "activation": "silu"}, 4, torch.nn.SiLU, torch.nn.Sigmoid),  # EfficientNet's
+        ({"ratio": 0.3, "gate": "hardsigmoid"}, 5, torch.nn.ReLU, torch.nn.Hardsigmoid),  # MobileNetV3's gate
+    ],
+)
+def test_squeeze_excite_is_torchvisions(fields, squeeze, activation, gate):
+    """The same state_dict keys and shapes as torchvision's SqueezeExcitation, and the same outputs on its weights."""
+    expected = _TorchvisionSqueezeExcitation(16, squeeze, activation, gate).eval()
+    model = compile_spec(spec([16, 5, 5], {"squeeze_excite": {"name": "se", **fields}})).eval()
+    theirs = {f"se.{k}": v.shape for k, v in expected.state_dict().items()}
+    assert {k: v.shape for k, v in model.state_dict().items()} == theirs
+    model.load_state_dict({f"se.{k}": v for k, v in expected.state_dict().items()}, strict=True)
+    x = torch.randn(2, 16, 5, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), expected(x), rtol=0, atol=0)

@@ -16,9 +16,10 @@ from pydantic_core import PydanticCustomError
 
 from ..errors import CHANNEL_MISMATCH
 from ..fields import Bool, Fraction, Layer, PosFloat, PosInt, Probability
-from ..ir import Block, op, replace
-from ..registry import BlockKind, Call, call, register
+from ..ir import INPUT, Block, op, replace
+from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, register
 from ..shapes import ShapeError
+from . import activations  # noqa: F401  (registered before squeeze_excite lists them)
 
 ONE = {"stride": 1, "groups": 1}  # the defaults of the ResNet blocks' keyword arguments
 
@@ -341,5 +342,79 @@ register(
             expand_ratio=b.args["expand_ratio"],
             defaults={"stride": 1, "expand_ratio": 6},
         ),
+    )
+)
+
+
+# ---------------------------------------------------------------- squeeze_excite
+
+# The built-in activations (the import above registers them first): the choices of `activation` and
+# `gate`, listed in the editor schema.
+ActivationName = Literal[tuple(ACTIVATIONS)]
+
+
+class SqueezeExcite(Layer):
+    primary: ClassVar = "squeeze"
+    kind: Literal["squeeze_excite"]
+    squeeze: PosInt | None = None  # the channels of the squeezed vector (torchvision's squeeze_channels)
+    ratio: Fraction | None = None  # or: max(1, round(ratio * channels)) of them
+    activation: ActivationName = "relu"  # between fc1 and fc2
+    gate: ActivationName = "sigmoid"  # torchvision's scale_activation
+
+    @model_validator(mode="after")
+    def _squeeze_or_ratio(self):
+        if (self.squeeze is None) == (self.ratio is None):
+            raise PydanticCustomError("bad_value", "give exactly one of squeeze and ratio")
+        return self
+
+
+def _squeezed(args, channels: int) -> int:
+    if args["squeeze"] is not None:
+        return args["squeeze"]
+    return max(1, round(Exact(repr(args["ratio"])) * channels))  # exact, as transition's compression
+
+
+def _squeeze_excite(block: Block, shape) -> Block:
+    """torchvision.ops.SqueezeExcitation: `avgpool fc1 activation fc2 scale_activation`, then the
+    input scaled by the gate's output, channel by channel."""
+    if len(shape) < 2:
+        raise ShapeError(
+            f"squeeze-and-excitation needs spatial dims to pool over; its input is {shape[0]} features",
+            CHANNEL_MISMATCH,
+        )
+    a, layer = block.args, _Layers(block)
+    ops = (
+        layer("global_avgpool", "avgpool"),
+        layer("conv", "fc1", out=_squeezed(a, shape[0]), kernel=1),
+        layer(a["activation"], "activation"),
+        layer("conv", "fc2", out=shape[0], kernel=1),
+        layer(a["gate"], "scale_activation"),
+        layer("identity", "scale")._replace(inputs=("scale_activation", INPUT), merge="mul"),
+    )
+    return replace(block, children=ops, expanded=True)
+
+
+def _module_source(op) -> str:
+    """An activation layer's constructor as emitted source: `nn.ReLU(inplace=True)`, `nn.GELU()`."""
+    made = layer_kind(op.kind).build(op)
+    return f"{made.func}({', '.join([*map(repr, made.args), *(f'{k}={v!r}' for k, v in made.kwargs)])})"
+
+
+def _squeeze_excite_variant(block: Block) -> dict:
+    layers = {child.name: child for child in block.children}
+    return {"activation": _module_source(layers["activation"]), "gate": _module_source(layers["scale_activation"])}
+
+
+register(
+    BlockKind(
+        "squeeze_excite",
+        "squeeze-and-excitation (torchvision's SqueezeExcitation): global average pooling, a 1x1 conv to "
+        "`squeeze` channels, `activation`, a 1x1 conv back, `gate`; the input is scaled by the result",
+        SqueezeExcite,
+        _squeeze_excite,
+        "squeeze_excite.py.jinja",
+        "SqueezeExcitation",
+        arguments=lambda b: call("SqueezeExcitation", b.in_shape[0], b.children[1].args["out"]),
+        variant=_squeeze_excite_variant,
     )
 )
