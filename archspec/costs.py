@@ -203,10 +203,10 @@ class _Memory:
         saves = saves(op) if callable(saves) else saves
         if "view" in saves:
             return x
-        out = self.new(math.prod(op.out_shape), op.path)
+        size = math.prod(op.out_shape)
+        out = self.new(size, op.path)
         x.kept |= "input" in saves
         out.kept |= "output" in saves
-        size = math.prod(op.out_shape)
         extra = (INT64_BYTES * size if "indices" in saves else 0) + (size if "mask" in saves else 0)
         if extra:
             self.extra[op.path] = self.extra.get(op.path, 0) + extra
@@ -350,13 +350,14 @@ class _Composition:
         if any(window.whole for window in found):
             return Field(seen.size, seen.jump, seen.padding, whole=True)
         dims = [_step(w, *dim, n) for w, dim, n in zip(found, zip(seen.size, seen.jump, seen.padding), op.in_shape[1:])]
+        values = [value for dim in dims for value in dim]
         bound = self.bound
-        if not all(type(value) is int and -bound < value < bound for dim in dims for value in dim):
+        if not (all(type(value) is int for value in values) and max(map(abs, values), default=0) < bound):
             dims = [tuple(_tamed(value, bound) for value in dim) for dim in dims]
-        if any(value is None for dim in dims for value in dim):
-            # A field of more than 10**digits positions (strides of 10**50, layer after layer) sees more
-            # than any input has: the whole of it, as after a global pool; its figures would grow without end.
-            return Field(seen.size, seen.jump, seen.padding, whole=True)
+            if any(value is None for dim in dims for value in dim):
+                # A field of more than 10**digits positions (strides of 10**50, layer after layer) sees more
+                # than any input has: the whole of it, as after a global pool; its figures would grow without end.
+                return Field(seen.size, seen.jump, seen.padding, whole=True)
         return Field(*(tuple(part) for part in zip(*dims)))
 
 

@@ -98,24 +98,17 @@ def _sequence(block: Block, entering: str | None, errors) -> Block:
 
 def _readers(children: tuple[Node, ...], exports: tuple[str, ...]) -> Counter:
     """How many consumers read each tensor of a sequence: its layers' outputs by name, and INPUT."""
-    readers: Counter = Counter()
-    by_name = {child.name: child for child in children}
-
-    def read(reference: str) -> None:
-        head, _, rest = reference.partition(".")
-        if not rest or _aliases_output(by_name.get(head), rest):  # an inner output that is the layer's own
-            readers[head] += 1
-
-    for i, child in enumerate(children):
-        if child.inputs:
-            for source in child.inputs:
-                read(source)
-        else:
-            readers[children[i - 1].name if i else INPUT] += 1
+    names = [INPUT, *(child.name for child in children)]  # names[i]: what child i reads without `from:`
+    readers = Counter(names[i] for i, child in enumerate(children) if not child.inputs)
     if children:
         readers[children[-1].name] += 1  # the sequence's output, read by whatever follows it
-    for path in exports:
-        read(path)
+    references = [source for child in children for source in child.inputs] + list(exports)
+    if references:
+        by_name = {child.name: child for child in children}
+        for reference in references:
+            head, _, rest = reference.partition(".")
+            if not rest or _aliases_output(by_name.get(head), rest):  # an inner output that is the layer's own
+                readers[head] += 1
     return readers
 
 
@@ -137,7 +130,7 @@ def _input_unsafe(child: Node, i: int, children, unsafe: dict, readers: Counter)
     source = child.inputs[0] if child.inputs else children[i - 1].name if i else INPUT
     if "." in source:
         return f"it is the output of {source}, reached into with from:"
-    why = unsafe.get(source, f"it is the output of {source}")
+    why = unsafe[source] if source in unsafe else f"it is the output of {source}"
     if why is None and readers[source] > 1:
         where = "the input of this sequence" if source == INPUT else f"the output of {source}"
         return f"it is {where}, which another layer reads too"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,9 +25,28 @@ from .errors import (
 from .limits import current, how_to_raise, show_size
 
 try:
-    _Loader = yaml.CSafeLoader
+    _SafeLoader = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
-    _Loader = yaml.SafeLoader
+    _SafeLoader = yaml.SafeLoader
+
+
+class _Loader(_SafeLoader):
+    """The safe loader, remembering the tag it resolves for each plain scalar: a spec repeats few
+    values (kinds, field names, sizes), and each resolution runs PyYAML's patterns in Python."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self.tags: dict[tuple, str] = {}
+
+    def resolve(self, kind, value, implicit):
+        if kind is not yaml.ScalarNode:
+            return super().resolve(kind, value, implicit)
+        key = (value, implicit)
+        tag = self.tags.get(key)
+        if tag is None:
+            tag = self.tags[key] = super().resolve(kind, value, implicit)
+        return tag
+
 
 _PLAIN_TAGS = {
     "tag:yaml.org,2002:str",
@@ -35,6 +55,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:bool",
     "tag:yaml.org,2002:null",
 }
+_STR = "tag:yaml.org,2002:str"
 _SEQ = "tag:yaml.org,2002:seq"
 _INT = "tag:yaml.org,2002:int"
 _MAP = "tag:yaml.org,2002:map"
@@ -48,8 +69,9 @@ class Document:
 
     path: str
     data: object
-    values: dict[YamlPath, Location] = field(default_factory=dict)
-    keys: dict[YamlPath, Location] = field(default_factory=dict)
+    # (line, column) of every value and key, 1-based; a Location is made only when one is asked for
+    values: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    keys: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
 
     def locate(self, path: YamlPath, *, key: bool = False) -> Location:
         """The position of `path`, or of its nearest ancestor the file has."""
@@ -59,9 +81,9 @@ class Document:
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
             if found:
-                return found
+                return Location(self.path, *found)
             path = path[:-1]
-        return self.values.get((), Location(self.path, 1, 1))
+        return Location(self.path, *self.values.get((), (1, 1)))
 
 
 class UnreadableFile(UsageError):
@@ -178,7 +200,7 @@ def load_text(text: str, path: str = "<string>") -> Document:
         where = _location(path, nodes[1].start_mark) if len(nodes) > 1 else Location(path, 1, 1)
         what = f"{len(nodes)} YAML documents" if nodes else "no YAML document"
         raise SpecError([Diagnostic(f"a spec is one YAML document; found {what}", YAML_DOCUMENTS, where)])
-    if "*" in text:  # aliases, perhaps: count what they expand to before expanding anything
+    if "&" in text and "*" in text:  # anchors and aliases, perhaps: count what they expand to before expanding anything
         _check_expansion(nodes[0], path)
     errors: list[Diagnostic] = []
     doc.data = _Converter(doc, errors).convert(nodes[0], ())
@@ -196,14 +218,16 @@ def _check_nesting(text: str, path: str) -> None:
 
     A cheap bound first: block collections nest at most one level per column of a line's indentation
     and `- `, `? `, `: ` indicators (two where a sequence sits at its key's indentation), flow
-    collections one per bracket. Only a text whose bound is high (many brackets: a large spec) is
-    walked event by event, without recursion, before it is composed.
+    collections one per bracket, or, in a text whose brackets surely are the YAML's, as deep as its
+    brackets do. Only a text whose bound is still high is walked event by event, without recursion,
+    before it is composed.
     """
     brackets = text.count("[") + text.count("{")
     lines = text.splitlines()
     if brackets + 2 * max(map(len, lines), default=0) + 4 <= _SURELY_SHALLOW:
         return
-    if brackets + max((len(line) - len(line.lstrip(" \t-?:")) for line in lines), default=0) + 4 <= _SURELY_SHALLOW:
+    flow = _flow_depth(text) if brackets else 0
+    if flow + max((len(line) - len(line.lstrip(" \t-?:")) for line in lines), default=0) + 4 <= _SURELY_SHALLOW:
         return
     limit = min(current().depth + 1, COMPOSABLE)  # + 1: the converter counts a node's ancestors
     depth = 0
@@ -219,6 +243,30 @@ def _check_nesting(text: str, path: str) -> None:
                 raise SpecError([Diagnostic(f"the document is {deeper}", LIMIT, where)])
         elif kind is yaml.SequenceEndEvent or kind is yaml.MappingEndEvent:
             depth -= 1
+
+
+_COMMENT = r"(?m)(?:^|[ \t])#.*"  # patterns compiled when first needed (by re's cache), not at import
+_BRACKET = r"[][{}]"
+
+
+def _flow_depth(text: str) -> int:
+    """At least as many flow collections ([...], {...}) as are open at once anywhere in `text`.
+
+    Outside comments, a text with no quotes and no tags has no bracket that is not the YAML's, save
+    in plain scalars outside flow collections (`a[b`, `c]`): there a closing bracket closes nothing
+    (the count stays at least 0) and an opening one counts one too many, which only raises the
+    bound. Any other text is bounded by its number of opening brackets."""
+    code = re.sub(_COMMENT, "", text)
+    if "'" in code or '"' in code or "!" in code:  # a bracket may be quoted, or part of a tag
+        return text.count("[") + text.count("{")
+    depth = deepest = 0
+    for bracket in re.findall(_BRACKET, code):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
 
 
 def _check_expansion(root, path: str) -> None:
@@ -257,6 +305,11 @@ def _children(node) -> list:
     return []
 
 
+def _position(node) -> tuple[int, int]:
+    mark = node.start_mark
+    return mark.line + 1, mark.column + 1
+
+
 def _location(path: str, mark) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
@@ -268,20 +321,22 @@ class _Converter:
         self.doc = doc
         self.errors = errors
         self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
+        self.constructors = self.scalars.yaml_constructors
+        self.made: dict[tuple[str, str], object] = {}  # (tag, text) -> the number, bool or null it reads as
         self.active: set[int] = set()
         self.count = 0
         limits = current()
         self.max_depth, self.max_nodes, self.max_digits = limits.depth, limits.yaml_nodes, limits.digits
 
     def convert(self, node, path: YamlPath):
-        self.doc.values.setdefault(path, _location(self.doc.path, node.start_mark))
+        self.doc.values.setdefault(path, _position(node))
         self.count += 1
         if len(self.active) > self.max_depth or self.count > self.max_nodes:
             if len(self.active) > self.max_depth:
                 limit = f"nested more than {self.max_depth:,} deep ({how_to_raise('depth')})"
             else:
                 limit = f"more than {self.max_nodes:,} nodes once aliases are expanded ({how_to_raise('yaml_nodes')})"
-            raise SpecError([Diagnostic(f"the document is {limit}", LIMIT, self.doc.values[path])])
+            raise SpecError([Diagnostic(f"the document is {limit}", LIMIT, self.doc.locate(path))])
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)
             return None
@@ -291,7 +346,7 @@ class _Converter:
                 message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
                 self._error(node, message, LIMIT)
                 return None
-            return self.scalars.construct_object(node, deep=True)
+            return self._scalar(node)
         if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
             self.active.add(id(node))
             items = [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
@@ -315,18 +370,29 @@ class _Converter:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", YAML_TAG)
                 continue
-            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == "tag:yaml.org,2002:str"):
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
                 self._error(key_node, "mapping keys must be plain strings", YAML_TAG)
                 continue
-            key = self.scalars.construct_object(key_node)
+            key = key_node.value
             if key in result:
-                first = self.doc.keys[path + (key,)]
-                message = f'duplicate key "{key}" (first given at {first.line}:{first.col})'
+                line, col = self.doc.keys[path + (key,)]
+                message = f'duplicate key "{key}" (first given at {line}:{col})'
                 self._error(key_node, message, YAML_DUPLICATE_KEY)
                 continue
-            self.doc.keys[path + (key,)] = _location(self.doc.path, key_node.start_mark)
+            self.doc.keys[path + (key,)] = _position(key_node)
             result[key] = self.convert(value_node, path + (key,))
         return result
+
+    def _scalar(self, node):
+        """A plain scalar's value, made by SafeLoader's constructor for its tag (not through
+        construct_object, which also remembers every node it made, for aliases of collections), once
+        for each text: these values are immutable, and a spec repeats few of them."""
+        if node.tag == _STR:
+            return node.value  # what construct_yaml_str gives
+        key = (node.tag, node.value)
+        if key not in self.made:
+            self.made[key] = self.constructors[node.tag](self.scalars, node)
+        return self.made[key]
 
     def _error(self, node, message: str, code: str) -> None:
         self.errors.append(Diagnostic(message, code, _location(self.doc.path, node.start_mark)))

@@ -140,7 +140,9 @@ def _kinds_named(data: dict) -> frozenset[str]:
                 kind = layer.get("kind")
                 if isinstance(kind, str):
                     found.add(kind)
-                lists.extend(layer[name] for name in CONTAINER_FIELDS if name in layer)
+                for name in CONTAINER_FIELDS:
+                    if name in layer:
+                        lists.append(layer[name])
     return frozenset(found)
 
 

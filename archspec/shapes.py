@@ -95,7 +95,7 @@ def _bounded(op: Op) -> Op:
     """`op`, if its output sizes, parameters and multiply-adds are below 10**digits (limit digits):
     every later figure (a flatten's features, a block's totals, a table) then stays small."""
     bound = _bound.value
-    if op.params < bound and op.macs < bound and all(size < bound for size in op.out_shape):
+    if op.params < bound and op.macs < bound and max(op.out_shape, default=0) < bound:
         return op
     digits = current_limits().digits
     if any(size >= bound for size in op.out_shape):

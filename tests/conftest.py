@@ -33,6 +33,22 @@ SLOW_TESTS = {
     "test_random_specs_emit_the_live_module",
     "test_whatever_archspec_accepts_the_schema_accepts",  # hypothesis, 300 random specs
     "test_study_prunes_invalid_configurations_before_building",  # an Optuna study that trains
+    # torch.export and dynamo trace whole graphs, seconds each (a small spec's compile test stays quick)
+    "test_export_equals_eager",
+    "test_compile_fullgraph_equals_eager",
+    "test_compile_fullgraph_equals_eager_in_train_mode",
+    # a Python process per case, or waits for a blocking open to be refused
+    "test_a_weights_path_that_is_no_regular_file_is_refused_without_blocking",
+    "test_a_fifo_is_refused_without_blocking",
+    "test_yaml_nesting_beyond_the_limit_is_refused_before_composing",
+    "test_output_to_dev_stdout_writes_to_stdout",
+    "test_stdout_on_a_full_disk_is_a_clear_error",
+    "test_the_cli_reports_every_hostile_file_without_a_traceback_within_memory",
+    # hostile specs at their full size: each takes a second by design (the limits they probe)
+    "test_hostile_file_is_one_located_error_in_time",
+    "test_vars_in_reverse_order_work_however_many",
+    "test_a_long_cycle_of_vars_is_one_error_with_a_short_message",
+    "test_the_schema_is_a_valid_draft_2020_12_schema",  # jsonschema's meta-validation of the whole schema
 }
 
 QUICK = False  # set by pytest_configure: this run deselects the slow tests
