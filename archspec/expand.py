@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import registry, schema
 from .errors import (
@@ -59,8 +59,7 @@ CONTAINER_FIELDS = schema.CONTAINER_FIELDS
 PARAM_TYPES = {"int": int, "float": float, "bool": bool}
 
 
-@dataclass(frozen=True)
-class Origin:
+class Origin(NamedTuple):  # a NamedTuple: expansion makes several per layer, and a frozen dataclass is slow to make
     doc: Document
     ypath: tuple
     trace: tuple[Note, ...] = ()  # the block uses this node was expanded through, innermost last
@@ -94,6 +93,11 @@ class Expanded:
     def notes(self, path: tuple) -> tuple[Note, ...]:
         return tuple(reversed(self._origin(path)[0].trace))
 
+    def place(self, path: tuple) -> tuple[Location, tuple[Note, ...]]:
+        """locate(path) and notes(path) at once: the IR asks both of every layer."""
+        origin, rest = self._origin(path)
+        return origin.doc.locate(origin.ypath + rest), tuple(reversed(origin.trace))
+
 
 def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
     """The expanded data; its `errors` are reported together with validation's."""
@@ -111,38 +115,74 @@ def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
     return result
 
 
+def _surely_one(item: Any, blocks) -> bool:
+    """Whether the list entry `item` surely makes one layer, read off its form alone: a built-in kind
+    without copies or layers inside (most entries), so there is nothing to measure."""
+    if isinstance(item, str):
+        kind, value = item, None
+    elif type(item) is dict and len(item) == 1:
+        kind, value = next(iter(item.items()))
+    else:
+        return False
+    if kind in blocks or kind in _MANY or kind not in registry.KINDS:
+        return False
+    if isinstance(value, dict):
+        return not any(key in value for key in ("repeat", *CONTAINER_FIELDS))
+    return not isinstance(value, list)  # `group: [...]`: a primary field holding layers
+
+
+_MANY = ("repeat", "dense_block")  # kinds whose count the entry's fields decide
+
+
 def check_plain_data(doc: Document) -> None:
     """SpecError unless `doc.data` is a tree of plain data within limits: nested at most limit depth
     deep, with at most limit yaml_nodes nodes (shared ones counted each time), and holding no
     container inside itself. YAML's loader checks the same of a file; a dict given to analyze() is
     checked here, before anything walks it."""
     limits = current_limits()
-    nodes, on_path = 0, set()
-    stack: list = [(doc.data, 1, ())]  # (node, depth, path); (None, 0, id) leaves a container
-    while stack:
-        node, depth, path = stack.pop()
+    containers = (dict, list, tuple)
+    nodes, on_path = 1, set()
+    # Only containers are pushed, each with its (key, parent entry): a path is spelled out only for
+    # an error. A pushed id with depth 0 leaves that container.
+    stack: list = [(doc.data, 1, None)]
+    problem = limit = place = None
+    while stack and problem is None:
+        entry = stack.pop()
+        node, depth, place = entry
         if depth == 0:
-            on_path.discard(path)
-            continue
-        nodes += 1
-        problem = limit = None
-        if nodes > limits.yaml_nodes:
-            problem, limit = f"has more than {limits.yaml_nodes:,} values", "yaml_nodes"
-        elif isinstance(node, (dict, list, tuple)):
-            if id(node) in on_path:
-                problem = "holds itself (a container inside itself)"
-            elif depth > limits.depth:
-                problem, limit = f"nests more than {limits.depth:,} deep", "depth"
-            else:
-                on_path.add(id(node))
-                stack.append((None, 0, id(node)))
-                items = node.items() if isinstance(node, dict) else enumerate(node)
-                stack.extend((value, depth + 1, (*path, key)) for key, value in items)
-        if problem:
-            at = ".".join(_key(part) if isinstance(part, int) else shorten(_key(part), 20) for part in path[:12])
-            where = f" at {at}{' ...' if len(path) > 12 else ''}" if path else ""
-            message = f"the spec data {problem}{where}" + (f"; {how_to_raise(limit)}" if limit else "")
-            raise SpecError([Diagnostic(message, LIMIT if limit else BAD_VALUE, doc.locate(()))])
+            on_path.discard(node)
+        elif not isinstance(node, containers):
+            pass  # a scalar spec: the stages after this one say what is wrong with it
+        elif id(node) in on_path:
+            problem = "holds itself (a container inside itself)"
+        elif depth > limits.depth:
+            problem, limit = f"nests more than {limits.depth:,} deep", "depth"
+        else:
+            on_path.add(id(node))
+            stack.append((id(node), 0, None))
+            for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+                nodes += 1
+                if nodes > limits.yaml_nodes:
+                    problem, limit, place = f"has more than {limits.yaml_nodes:,} values", "yaml_nodes", (key, entry)
+                    break
+                if isinstance(value, containers):
+                    stack.append((value, depth + 1, (key, entry)))
+    if problem:
+        path = _spelled_path(place)
+        at = ".".join(_key(part) if isinstance(part, int) else shorten(_key(part), 20) for part in path[:12])
+        where = f" at {at}{' ...' if len(path) > 12 else ''}" if path else ""
+        message = f"the spec data {problem}{where}" + (f"; {how_to_raise(limit)}" if limit else "")
+        raise SpecError([Diagnostic(message, LIMIT if limit else BAD_VALUE, doc.locate(()))])
+
+
+def _spelled_path(place) -> tuple:
+    """The keys from the root down to a node, given its (key, parent entry) link."""
+    path = []
+    while place is not None:
+        key, parent = place
+        path.append(key)
+        place = parent[2]
+    return tuple(reversed(path))
 
 
 # ---------------------------------------------------------------- the safe evaluator
@@ -984,7 +1024,7 @@ class _Expander:
             self.overflowed = True
             self.error(f"the spec makes more than {self.max_layers:,} layers; {how_to_raise('layers')}", LIMIT, origin)
             return self.standin({})
-        if self.counted:
+        if self.counted or (self.count < self.max_layers and _surely_one(item, self.blocks)):
             return None
         need = self.measure(item, origin, scope, level)
         if self.count + need <= self.max_layers:

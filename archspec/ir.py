@@ -84,6 +84,16 @@ class Block(NamedTuple):
 
 Node = Op | Block
 
+# An Op ends with what the shape stage infers, so it makes a shaped Op from a slice and four values
+# (once per layer: replace() looks each field up by name)
+_SHAPED = ("in_shape", "out_shape", "params", "macs")
+assert Op._fields[-len(_SHAPED) :] == _SHAPED
+
+
+def shaped_op(op: Op, in_shape: Shape, out_shape: Shape | None, params: int, macs: int) -> Op:
+    """`op` with its shapes, parameter count and multiply-adds."""
+    return tuple.__new__(Op, (*op[: -len(_SHAPED)], in_shape, out_shape, params, macs))
+
 
 def replace(node, **changes):
     """`node` (an Op, Block or Model) with some fields changed: NamedTuple._replace, made faster by
@@ -177,14 +187,12 @@ def _resolve_list(
     for i, layer in enumerate(layers):
         path = yaml_path + (i,)
         name = layer.name or str(i)
-        loc = doc.locate(path)
+        loc, notes = doc.place(path)
         for source in layer.sources or ():
             problem = _unreachable(source, built)
             if problem:
                 errors.append(
-                    Diagnostic(
-                        f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")), doc.notes(path)
-                    )
+                    Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")), notes)
                 )
             elif "." in source:
                 head, _, rest = source.partition(".")
@@ -198,7 +206,7 @@ def _resolve_list(
                     "rename the layer",
                     BAD_NAME,
                     doc.locate(path + (layer.kind, "name")),
-                    doc.notes(path),
+                    notes,
                 )
             )
         elif name in reserved:
@@ -220,13 +228,13 @@ def _resolve_list(
                     f"layers nest more than {current_limits().depth:,} deep here; {how_to_raise('depth')}",
                     LIMIT,
                     loc,
-                    doc.notes(path),
+                    notes,
                 )
             )
             node = Op("identity", name, qualified, loc, standin=True)
         else:
             node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins, level)
-        changes = _wiring(layer, doc.notes(path))
+        changes = _wiring(layer, notes)
         if path in standins:
             changes["standin"] = True
         if path in doc.block_uses and isinstance(node, Block):  # not a stand-in for a use that failed

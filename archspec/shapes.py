@@ -27,7 +27,7 @@ from .errors import (
     show_number,
 )
 from .fields import magnitude_bounds
-from .ir import INPUT, Block, Model, Node, Op, Shape, deep_stack, op, replace
+from .ir import INPUT, Block, Model, Node, Op, Shape, deep_stack, op, replace, shaped_op
 from .limits import current as current_limits
 from .limits import how_to_raise
 
@@ -121,8 +121,8 @@ def _admit(block: Block) -> None:
 def _shaped(kind: registry.LayerKind, op: Op, shape: Shape, out: Shape, params: int) -> Op:
     """`op` with its shapes, parameters and multiply-adds: the kind's rule, or else torchinfo's for
     the rest (each parameter once)."""
-    shaped = replace(op, in_shape=shape, out_shape=out, params=params, macs=params)
-    return replace(shaped, macs=kind.macs(shaped)) if kind.macs else shaped
+    shaped = shaped_op(op, shape, out, params, params)
+    return shaped_op(op, shape, out, params, kind.macs(shaped)) if kind.macs else shaped
 
 
 def _describe(node: Node) -> str:
