@@ -57,7 +57,8 @@ QUICK = False  # set by pytest_configure: this run deselects the slow tests
 def pytest_configure(config):
     global QUICK
     QUICK = "not slow" in (config.getoption("markexpr", "") or "")
-    if QUICK and "OMP_NUM_THREADS" not in os.environ:
+    controller = config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput")
+    if QUICK and "OMP_NUM_THREADS" not in os.environ and not controller:  # xdist's controller runs no tests
         # The quick loop runs small tensors, where torch's intra-op threads gain nothing; on a machine
         # whose cores other processes keep busy, they cost several times the run (each op waits for a
         # thread that is not scheduled). The full suite keeps torch's default.
