@@ -23,7 +23,7 @@ import torch
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from archspec import SpecError, analyze, compile_spec
+from archspec import SpecError, analyze, compile_spec, registry
 from archspec.emit import emit_python
 
 try:
@@ -286,6 +286,20 @@ def test_merge_mul_squeeze_excitation():
         if "merge" in str(error):
             pytest.skip(f"merge: mul is not supported yet: {error}")
         raise
+    assert_emitted_equals_live(source)
+
+
+@pytest.mark.parametrize("activation", sorted(registry.ACTIVATIONS))
+def test_squeeze_excite_with_every_activation_emits_the_live_module(activation):
+    """The emitted SqueezeExcitation writes its activation and gate as constructors of their own
+    (one class per pair): each must build what the live module applies."""
+    source = spec(
+        [6, 4, 4],
+        {"conv": {"out": 6, "kernel": 1}},
+        {"squeeze_excite": {"squeeze": 2, "activation": activation, "gate": activation}},
+        {"squeeze_excite": {"squeeze": 3, "activation": activation}},
+        {"squeeze_excite": {"ratio": 0.5, "gate": activation}},
+    )
     assert_emitted_equals_live(source)
 
 
