@@ -600,7 +600,7 @@ NEW_KIND_ERRORS = {  # input ([C]: flattened), the wrong layer, code, what the m
     "layernorm2d-1d": ([3, 4], "layernorm2d", "rank", "not a rank-2 one"),
     "linear-unflat": ([3, 4], "linear: 5", "needs-flatten", "put a flatten before it (it would give 12 features), or set last_dim: true"),
     "layer_scale-init": ([3, 4], "layer_scale: {init: yes}", "bad-value", "expected a number"),
-    "squeeze_excite-flat": ([3], "squeeze_excite: 2", "channel-mismatch", "needs spatial dims to pool over"),
+    "squeeze_excite-flat": ([3], "squeeze_excite: 2", "rank", "squeeze_excite needs (channels, 1 to 3 spatial dims)"),
     "squeeze_excite-both": ([3, 4], "squeeze_excite: {squeeze: 2, ratio: 0.5}", "bad-value",
                             "give exactly one of squeeze and ratio"),
     "squeeze_excite-gate": ([3, 4], "squeeze_excite: {squeeze: 2, gate: softmax}", "bad-value", "sigmoid"),

@@ -14,7 +14,7 @@ from typing import ClassVar, Literal
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from ..errors import CHANNEL_MISMATCH
+from ..errors import CHANNEL_MISMATCH, RANK
 from ..fields import Bool, Fraction, Layer, PosFloat, PosInt, Probability
 from ..ir import INPUT, Block, op, replace
 from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, register
@@ -379,8 +379,8 @@ def _squeeze_excite(block: Block, shape) -> Block:
     input scaled by the gate's output, channel by channel."""
     if len(shape) < 2:
         raise ShapeError(
-            f"squeeze-and-excitation needs spatial dims to pool over; its input is {shape[0]} features",
-            CHANNEL_MISMATCH,
+            f"squeeze_excite needs (channels, 1 to 3 spatial dims) to pool over, not a rank-{len(shape)} input",
+            RANK,
         )
     a, layer = block.args, _Layers(block)
     ops = (
