@@ -35,7 +35,7 @@ UNTRIGGERABLE: dict[str, str] = {
 KNOWN_UNSORTED: dict[str, str] = {}
 
 # libyaml and PyYAML's pure-Python scanner word syntax errors differently; the goldens hold libyaml's.
-PURE_PYTHON_YAML = load._Loader is not getattr(yaml, "CSafeLoader", None)
+PURE_PYTHON_YAML = not issubclass(load._Loader, getattr(yaml, "CSafeLoader", ()))
 
 ERROR_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): error: .* \[(?P<code>[a-z-]+)\]$")
 
