@@ -315,7 +315,10 @@ class _Emitter:
             helpers = {
                 f"{h}_class": self.names.claim(pascal_case(f"{block.kind.split('_')[0]}_{h}")) for h in kind.helpers
             }
-            context = {"name": name, "nd": nd, **variant, **helpers}
+            switches = {
+                key: flat(call_source(value)) if isinstance(value, Call) else value for key, value in variant.items()
+            }
+            context = {"name": name, "nd": nd, **switches, **helpers}
             self.classes.append(_ClassSource(name, self.env.get_template(kind.template).render(context)))
             self.builtin_names[key] = name
         return self.builtin_names[key]

@@ -120,7 +120,9 @@ class BlockKind:
     template: str  # the jinja template of its emitted class
     class_name: str
     arguments: Callable  # (shaped block) -> Call: the constructor call of the emitted class
-    variant: Callable = lambda block: {}  # template switches: uses that differ here get their own class
+    # (shaped block) -> template switches: uses that differ here get their own class. A Call among
+    # them reaches the template as its constructor's source (`nn.SiLU(inplace=True)`).
+    variant: Callable = lambda block: {}
     helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
 
 

@@ -394,15 +394,14 @@ def _squeeze_excite(block: Block, shape) -> Block:
     return replace(block, children=ops, expanded=True)
 
 
-def _module_source(op) -> str:
-    """An activation layer's constructor as emitted source: `nn.ReLU(inplace=True)`, `nn.GELU()`."""
-    made = layer_kind(op.kind).build(op)
-    return f"{made.func}({', '.join([*map(repr, made.args), *(f'{k}={v!r}' for k, v in made.kwargs)])})"
-
-
 def _squeeze_excite_variant(block: Block) -> dict:
+    """Its activation and gate as the constructor calls the live layers have: the emitter writes
+    each into the class (`nn.SiLU(inplace=True)`), so uses that differ get a class each."""
     layers = {child.name: child for child in block.children}
-    return {"activation": _module_source(layers["activation"]), "gate": _module_source(layers["scale_activation"])}
+    return {name: layer_kind(layers[layer].kind).build(layers[layer]) for name, layer in _SE_ACTIVATIONS}
+
+
+_SE_ACTIVATIONS = (("activation", "activation"), ("gate", "scale_activation"))  # template name, layer
 
 
 register(
