@@ -443,6 +443,7 @@ def layer(draw, shape, depth):
     c, h, w = shape
     named = draw(st.integers(0, 2)) == 0
     options = ["conv", "conv", "batchnorm", "activation", "user", "dense_block", "basic_block", "bottleneck"]
+    options += ["squeeze_excite", "inverted_residual"]
     if min(h, w) >= 2:
         options += ["maxpool", "transition"]
     if depth <= 3:  # the top-level sequence is depth 1: up to three nested groups / residuals
@@ -473,6 +474,17 @@ def layer(draw, shape, depth):
         if draw(st.integers(0, 4)) == 0:
             fields["_repeat"] = 2
         return kind, fields, shape, {}, named
+    if choice == "squeeze_excite":
+        fields = {"squeeze": draw(st.integers(1, 4))} if draw(st.booleans()) else {"ratio": 0.5}
+        if draw(st.booleans()):
+            fields["activation"] = draw(st.sampled_from(sorted(registry.ACTIVATIONS)))
+        if draw(st.booleans()):
+            fields["gate"] = draw(st.sampled_from(["sigmoid", "hardsigmoid"]))
+        return "squeeze_excite", fields, shape, {}, named
+    if choice == "inverted_residual":
+        out, stride = draw(st.integers(1, 8)), draw(st.sampled_from([1, 2]))
+        fields = {"out": out, "stride": stride, "expand_ratio": draw(st.sampled_from([1, 2, 6]))}
+        return "inverted_residual", fields, (out, strided(h, stride), strided(w, stride)), {}, named
     if choice == "maxpool":
         return "maxpool", {"kernel": 2}, (c, h // 2, w // 2), {}, named
     if choice == "transition":
