@@ -378,7 +378,7 @@ class _Builder:
     def kind_fields(self, name: str) -> list[tuple[str, FieldInfo, Any]]:
         """(name as written, field info, type) of every field of kind `name`."""
         if name not in self._fields:
-            model = registry.KINDS[name].fields or fields.Layer
+            model = registry.KINDS[name].model or fields.Layer
             self._fields[name] = [
                 (info.alias or field, info, _field_type(model, field, info))
                 for field, info in model.model_fields.items()
@@ -397,7 +397,7 @@ class _Builder:
 
     def _kind(self, name: str, mode: _Mode) -> dict:
         properties, required = {}, []
-        model = registry.KINDS[name].fields or fields.Layer
+        model = registry.KINDS[name].model or fields.Layer
         shared = fields.Layer.model_fields
         for written, info, tp in self.kind_fields(name):
             field = next(f for f, i in model.model_fields.items() if i is info)
@@ -450,7 +450,7 @@ class _Builder:
             else:
                 default = _default(info)
                 parts.append(f"{written} ({json.dumps(default)})" if default is not None else written)
-        model = entry.fields
+        model = entry.model
         primary = getattr(model, "primary", None) if model is not None else None
         text = entry.doc
         text += f"\nFields: {', '.join(parts)}." if parts else "\nNo fields of its own."
@@ -467,7 +467,7 @@ class _Builder:
     def _kind_value(self, name: str, mode: _Mode) -> dict:
         # Ordered for editors, which report the first alternative's mistake when all fail alike:
         # the primary field's value (`dropout: 1.5` is above the maximum), then the mapping.
-        model = registry.KINDS[name].fields
+        model = registry.KINDS[name].model
         options = []
         written = self.kind_fields(name)
         primary = getattr(model, "primary", None) if model is not None else None

@@ -267,3 +267,31 @@ class Layer(BaseModel):
     name: Name | None = None
     sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")
     merge: MergeName | None = None
+
+
+class Fields:
+    """The base of a built-in kind's fields, declared as a plain class: `model_of` makes it the
+    pydantic model (a Layer) when a spec first uses the kind. A pydantic model costs ~0.7 ms to
+    define even with defer_build, and a `check` uses a handful of the kinds, so declaring them all
+    as models would spend more than the rest of its start-up. Write it like a Layer subclass, at
+    a module's top level: the model resolves the annotations in the declaring module."""
+
+    primary: ClassVar[str | None] = None  # the field `kind: value` sets
+
+
+_MODELS: dict[type, type[Layer]] = {}
+
+
+def model_of(declared: type | None) -> type[Layer] | None:
+    """The pydantic model of a kind's fields: `declared` itself when it is one (a plugin's Layer
+    subclass), else the Layer subclass with the body of the Fields declaration, made once."""
+    if declared is None or issubclass(declared, BaseModel):
+        return declared
+    made = _MODELS.get(declared)
+    if made is None:
+        bases = tuple(Layer if base is Fields else model_of(base) for base in declared.__bases__)
+        body = {key: value for key, value in vars(declared).items() if key not in ("__dict__", "__weakref__")}
+        # As pydantic's create_model does: annotations resolve in the declaring module, not in this frame.
+        made = type(Layer)(declared.__name__, bases, body, __pydantic_reset_parent_namespace__=False)
+        _MODELS[declared] = made
+    return made

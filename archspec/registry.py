@@ -14,14 +14,12 @@ tables when a spec is first validated.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
 
 
-@dataclass(frozen=True)
-class Call:
+class Call(NamedTuple):
     """A constructor call as data: `func(*args, **kwargs)`."""
 
     func: str  # "nn.Conv2d", or the name of a class the kind defines itself ("Normalize")
@@ -38,13 +36,20 @@ def call(func: str, *args, defaults: Mapping | None = None, **kwargs) -> Call:
     return Call(func, args, kept, tuple((k, kwargs[k]) for k in kwargs if k in at_default))
 
 
-@dataclass(frozen=True)
-class LayerKind:
+def _model(entry):
+    """The pydantic model of a kind's fields (None: it has none), made on first use: what reads a
+    kind's fields reads `kind.model`, since `fields` may be a plain Fields declaration."""
+    from .fields import model_of  # fields.py imports this module
+
+    return model_of(entry.fields)
+
+
+class LayerKind(NamedTuple):
     """A layer that is one torch module."""
 
     name: str
     doc: str
-    fields: type | None  # the pydantic model of its fields; None: it has none
+    fields: type | None  # its fields: a pydantic model (a fields.Layer) or a fields.Fields declaration; None: none
     shape: Callable  # (op, input shape) -> (output shape, parameter count); raises shapes.ShapeError
     build: Callable  # (shaped op) -> Call: the torch constructor both backends use
     functional: str | None = None  # an emitted forward applies an unnamed one as this: "torch.relu({x})"
@@ -63,6 +68,8 @@ class LayerKind:
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
+
+    model = property(_model)
 
 
 class Window(NamedTuple):
@@ -109,8 +116,7 @@ class Window(NamedTuple):
         return max(out, 0)
 
 
-@dataclass(frozen=True)
-class BlockKind:
+class BlockKind(NamedTuple):
     """A built-in block: expanded into layers once its input shape is known, emitted as one class."""
 
     name: str
@@ -125,18 +131,20 @@ class BlockKind:
     variant: Callable = lambda block: {}
     helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
 
+    model = property(_model)
 
-@dataclass(frozen=True)
-class Structure:
+
+class Structure(NamedTuple):
     """A kind the IR knows as a flow of its own (group: sequential, residual): resolved by ir.py."""
 
     name: str
     doc: str
     fields: type | None = None  # schema.py declares these two, since their fields hold layers
 
+    model = property(_model)
 
-@dataclass(frozen=True)
-class Activation:
+
+class Activation(NamedTuple):
     """An activation a residual block may apply after its add."""
 
     name: str
@@ -147,8 +155,7 @@ class Activation:
     inplace_refusal: Callable | None = None
 
 
-@dataclass(frozen=True)
-class Merge:
+class Merge(NamedTuple):
     """How the outputs of several `from:` layers combine into one input."""
 
     name: str
@@ -229,7 +236,7 @@ def defaults(name: str) -> dict[str, Any]:
     """A kind's field defaults, as its model declares them (the one place they are spelled)."""
     key = (name, _state["version"])
     if key not in _defaults:
-        model = kind(name).fields
+        model = kind(name).model
         fields = model.model_fields.items() if model is not None else ()
         skip = ("name", "sources", "merge", "kind")
         _defaults[key] = {f: info.default for f, info in fields if not info.is_required() and f not in skip}

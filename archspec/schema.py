@@ -51,7 +51,7 @@ from .errors import (
 from .errors import (
     FORMAT_VERSION as FORMAT_VERSION_CODE,
 )
-from .fields import Activation, Bool, Layer, Name, _input_shape, _int_at_least, _name, _show
+from .fields import Activation, Bool, Layer, Name, _input_shape, _int_at_least, _name, _show, model_of
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -162,9 +162,10 @@ def _assemble(chosen: frozenset[str]) -> type[Spec]:
     )
 
 
-def _tagged(fields: type | None, names: list[str]) -> type:
-    """The model of the kinds `names`: `fields` if it declares `kind: Literal[...]` naming them
-    (every built-in does), else `fields` (or no fields) made to."""
+def _tagged(declared: type | None, names: list[str]) -> type:
+    """The model of the kinds `names`: their fields' model if it declares `kind: Literal[...]`
+    naming them (every built-in does), else that model (or no fields) made to."""
+    fields = model_of(declared)
     declared = fields.model_fields.get("kind") if fields is not None else None
     if declared is not None:
         if set(get_args(declared.annotation)) != set(names):
@@ -180,7 +181,7 @@ def _tagged(fields: type | None, names: list[str]) -> type:
 
 def fields_of(kind: str) -> list[str]:
     """The fields a kind takes, as a user writes them."""
-    model = registry.kind(kind).fields
+    model = registry.kind(kind).model
     if model is None:
         return []
     return [info.alias or name for name, info in model.model_fields.items() if name != "kind"]

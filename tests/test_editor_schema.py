@@ -116,7 +116,7 @@ def test_every_registered_kind_and_field_is_in_the_schema(mode):
     bare = by_name["enum"] if "enum" in by_name else by_name["anyOf"][0]["enum"]
     for name, kind in registry.KINDS.items():
         assert name in mapping["properties"], f"kind {name} is missing from the editor schema"
-        model = kind.fields
+        model = kind.model
         required = [
             f for f, info in (model.model_fields.items() if model else ()) if info.is_required() and f != "kind"
         ]
@@ -515,7 +515,7 @@ def _value(draw, field: str):
 
 
 def _required(kind: str) -> list[str]:
-    model = registry.KINDS[kind].fields if kind in registry.KINDS else None
+    model = registry.KINDS[kind].model if kind in registry.KINDS else None
     found = [info.alias or f for f, info in (model.model_fields.items() if model else ()) if info.is_required()]
     return [f for f in found if f != "kind"]
 
@@ -534,7 +534,7 @@ def layer_entries(draw, depth: int = 2):
         if draw(st.booleans()):
             body["index"] = draw(st.sampled_from(["s", "i", "2s"]))
         return {"repeat": body}
-    model = registry.KINDS[kind].fields if kind in registry.KINDS else None
+    model = registry.KINDS[kind].model if kind in registry.KINDS else None
     forms = (
         ["mapping", "mapping"]
         + (["value"] if getattr(model, "primary", None) else [])

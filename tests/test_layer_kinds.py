@@ -475,7 +475,7 @@ def test_every_field_is_exercised():
                 info = fields[field]
                 if info.is_required() or getattr(layer, field) != info.default:
                     exercised.add((layer.kind, field))
-    every = {(kind, field) for kind, entry in registry.KINDS.items() if entry.fields for field in entry.fields.model_fields}
+    every = {(kind, field) for kind, entry in registry.KINDS.items() if entry.model for field in entry.model.model_fields}
     # The fields every kind shares (name, from, merge) are covered by test_graph.py and the specs.
     expected = {(kind, field) for kind, field in every if field not in ("kind", *LAYER_FIELDS)}
     missing = sorted(expected - exercised)

@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import torch
+from pydantic import model_validator
 
 from archspec import SpecError, analyze, compile_spec, registry
 from archspec.cli import main
 from archspec.emit import emit_python
+from archspec.fields import Fields, PosInt
+from archspec.kinds.layers import same_shape
 from test_emit import assert_equivalent
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -122,3 +127,46 @@ def test_check_with_a_plugin_does_not_import_torch(spec_file):
     )
     out = subprocess.run([sys.executable, "-c", code, str(spec_file)], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0 False"
+
+
+class BaseWindowFields(Fields):  # at module level: the model resolves its annotations here
+    primary: ClassVar = "low"
+    low: PosInt = 1
+
+
+class WindowFields(BaseWindowFields):
+    high: PosInt = 4
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        if self.high < self.low:
+            raise ValueError("high must be at least low")
+        return self
+
+
+def test_a_fields_declaration_validates_like_a_model():
+    """A kind may declare its fields on a plain Fields class, as the built-in kinds do: its model is
+    made at first use, with the declaration's types, defaults, primary field, validators and bases."""
+    kind = registry.LayerKind("clip_window", "a test kind", WindowFields, same_shape, lambda op: registry.call("nn.Identity"))
+    registry.register(kind)
+    try:
+        assert kind.model is kind.model and set(kind.model.model_fields) >= {"low", "high", "name"}
+        assert registry.defaults("clip_window") == {"low": 1, "high": 4}
+        spec = {"archspec": 1, "name": "n", "input": [3, 4, 4], "layers": [{"clip_window": 2}, {"clip_window": {"high": 9}}]}
+        assert [op.args["low"] for op in analyze(spec).body.children] == [2, 1]
+        with pytest.raises(SpecError) as exc:
+            analyze({**spec, "layers": [{"clip_window": {"low": 5, "high": 2}}, {"clip_window": {"wide": 1}}]})
+        assert sorted(d.code for d in exc.value.diagnostics) == ["bad-value", "unknown-field"]
+    finally:
+        registry.unregister("clip_window")
+
+
+def test_check_makes_the_models_of_only_the_kinds_it_names():
+    code = (
+        "from archspec.cli import main; from archspec import fields; "
+        "status = main(['check', '-q', 'specs/densenet121.yaml']); "
+        "import json; print(json.dumps([status, sorted(model.__name__ for model in fields._MODELS.values())]))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    made = ["AvgPool", "BatchNorm", "Conv", "DenseBlock", "InPlace", "Linear", "MaxPool", "Transition"]
+    assert json.loads(result.stdout) == [0, made]  # InPlace: relu's; AvgPool: global_avgpool's

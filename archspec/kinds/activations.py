@@ -12,12 +12,12 @@ from typing import ClassVar, Literal
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from ..fields import Bool, Float, Layer, PosFloat
+from ..fields import Bool, Fields, Float, PosFloat
 from ..registry import Activation, LayerKind, call, register
 from .layers import same_shape
 
 
-class InPlace(Layer):
+class InPlace(Fields):
     """The fields of an activation PyTorch can apply in place (nn.ReLU(inplace=True))."""
 
     inplace: Bool | None = None  # None: in place where archspec finds it safe (archspec/inplace.py)
@@ -29,7 +29,7 @@ class LeakyReLU(InPlace):
     slope: Float = 0.01
 
 
-class GELU(Layer):
+class GELU(Fields):
     kind: Literal["gelu"]
     approximate: Literal["none", "tanh"] = "none"
 
@@ -40,7 +40,7 @@ class ELU(InPlace):
     alpha: Float = 1.0
 
 
-class Softplus(Layer):
+class Softplus(Fields):
     primary: ClassVar = "beta"
     kind: Literal["softplus"]
     beta: PosFloat = 1.0
@@ -63,7 +63,7 @@ class Hardtanh(InPlace):
         return self
 
 
-class PReLU(Layer):
+class PReLU(Fields):
     kind: Literal["prelu"]
     per_channel: Bool = False  # one slope per input channel (num_parameters = channels); else one in all
     init: Float = 0.25  # the slopes' initial value

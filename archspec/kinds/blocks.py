@@ -15,7 +15,7 @@ from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import CHANNEL_MISMATCH, RANK
-from ..fields import Bool, Fraction, Layer, PosFloat, PosInt, Probability
+from ..fields import Bool, Fields, Fraction, PosFloat, PosInt, Probability
 from ..ir import INPUT, Block, op, replace
 from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, register
 from ..shapes import ShapeError
@@ -57,7 +57,7 @@ def _residual(block: Block, body: tuple, stride: int) -> Block:
 # ---------------------------------------------------------------- basic_block
 
 
-class BasicBlock(Layer):
+class BasicBlock(Fields):
     primary: ClassVar = "out"
     kind: Literal["basic_block"]
     out: PosInt
@@ -92,7 +92,7 @@ register(
 # ---------------------------------------------------------------- bottleneck
 
 
-class Bottleneck(Layer):
+class Bottleneck(Fields):
     primary: ClassVar = "width"
     kind: Literal["bottleneck"]
     width: PosInt
@@ -149,7 +149,7 @@ register(
 # ---------------------------------------------------------------- dense_block
 
 
-class DenseBlock(Layer):
+class DenseBlock(Fields):
     kind: Literal["dense_block"]
     num_layers: PosInt
     growth: PosInt
@@ -240,7 +240,7 @@ register(
 # ---------------------------------------------------------------- transition
 
 
-class Transition(Layer):
+class Transition(Fields):
     primary: ClassVar = "out"
     kind: Literal["transition"]
     out: PosInt | None = None
@@ -293,7 +293,7 @@ register(
 # ---------------------------------------------------------------- inverted_residual
 
 
-class InvertedResidual(Layer):
+class InvertedResidual(Fields):
     primary: ClassVar = "out"
     kind: Literal["inverted_residual"]
     out: PosInt
@@ -353,7 +353,7 @@ register(
 ActivationName = Literal[tuple(ACTIVATIONS)]
 
 
-class SqueezeExcite(Layer):
+class SqueezeExcite(Fields):
     primary: ClassVar = "squeeze"
     kind: Literal["squeeze_excite"]
     squeeze: PosInt | None = None  # the channels of the squeezed vector (torchvision's squeeze_channels)

@@ -17,9 +17,9 @@ from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
 from ..fields import (
     Bool,
     Eps,
+    Fields,
     Float,
     Int,
-    Layer,
     Means,
     Momentum,
     NonNegSizes,
@@ -61,7 +61,7 @@ def extent(kernel: int, dilation: int) -> int:
 # ---------------------------------------------------------------- convolutions
 
 
-class Conv(Layer):
+class Conv(Fields):
     primary: ClassVar = "out"
     kind: Literal["conv"]
     out: PosInt
@@ -137,7 +137,7 @@ register(
 )
 
 
-class ConvTranspose(Layer):
+class ConvTranspose(Fields):
     primary: ClassVar = "out"
     kind: Literal["conv_transpose"]
     out: PosInt
@@ -208,7 +208,7 @@ register(
 # ---------------------------------------------------------------- normalisation
 
 
-class BatchNorm(Layer):
+class BatchNorm(Fields):
     kind: Literal["batchnorm"]
     eps: Eps = 1e-5
     momentum: Momentum | None = 0.1
@@ -253,7 +253,7 @@ register(
 )
 
 
-class LayerNorm(Layer):
+class LayerNorm(Fields):
     primary: ClassVar = "dims"
     kind: Literal["layernorm"]
     dims: PosInt | None = None  # how many trailing per-sample dims to normalise; all by default
@@ -297,7 +297,7 @@ register(
 )
 
 
-class LayerNorm2d(Layer):
+class LayerNorm2d(Fields):
     kind: Literal["layernorm2d"]
     eps: Eps = 1e-5
     affine: Bool = True
@@ -337,7 +337,7 @@ register(
 )
 
 
-class LayerScale(Layer):
+class LayerScale(Fields):
     primary: ClassVar = "init"
     kind: Literal["layer_scale"]
     init: Float = 1e-6
@@ -362,7 +362,7 @@ register(
 )
 
 
-class GroupNorm(Layer):
+class GroupNorm(Fields):
     primary: ClassVar = "groups"
     kind: Literal["groupnorm"]
     groups: PosInt
@@ -395,7 +395,7 @@ register(
 )
 
 
-class InstanceNorm(Layer):
+class InstanceNorm(Fields):
     kind: Literal["instance_norm"]
     eps: Eps = 1e-5
     momentum: Momentum | None = 0.1
@@ -432,7 +432,7 @@ register(
 )
 
 
-class Normalize(Layer):
+class Normalize(Fields):
     kind: Literal["normalize"]
     mean: Means
     std: Stds
@@ -478,7 +478,7 @@ register(
 # ---------------------------------------------------------------- pooling
 
 
-class MaxPool(Layer):
+class MaxPool(Fields):
     primary: ClassVar = "kernel"
     kind: Literal["maxpool"]
     kernel: Sizes
@@ -488,7 +488,7 @@ class MaxPool(Layer):
     ceil_mode: Bool = False
 
 
-class AvgPool(Layer):
+class AvgPool(Fields):
     primary: ClassVar = "kernel"
     kind: Literal["avgpool"]
     kernel: Sizes
@@ -599,7 +599,7 @@ register(
 )
 
 
-class AdaptivePool(Layer):
+class AdaptivePool(Fields):
     primary: ClassVar = "size"
     kind: Literal["adaptive_avgpool", "adaptive_maxpool"]
     size: Sizes
@@ -643,7 +643,7 @@ register(
 # ---------------------------------------------------------------- resampling
 
 
-class Upsample(Layer):
+class Upsample(Fields):
     primary: ClassVar = "scale"
     kind: Literal["upsample"]
     scale: PosFloatOrSizes | None = None
@@ -730,7 +730,7 @@ register(
 # ---------------------------------------------------------------- padding and rearranging
 
 
-class ZeroPad(Layer):
+class ZeroPad(Fields):
     primary: ClassVar = "padding"
     kind: Literal["zero_pad"]
     padding: NonNegSizes  # zeros before each dim's first position, and after its last unless `after` says
@@ -768,7 +768,7 @@ register(
 )
 
 
-class PixelShuffle(Layer):
+class PixelShuffle(Fields):
     primary: ClassVar = "factor"
     kind: Literal["pixel_shuffle", "pixel_unshuffle"]
     factor: PosInt
@@ -836,7 +836,7 @@ register(
 )
 
 
-class ChannelShuffle(Layer):
+class ChannelShuffle(Fields):
     primary: ClassVar = "groups"
     kind: Literal["channel_shuffle"]
     groups: PosInt
@@ -862,7 +862,7 @@ register(
 )
 
 
-class Chunk(Layer):
+class Chunk(Fields):
     kind: Literal["chunk"]
     parts: PosInt
     index: Int
@@ -908,7 +908,7 @@ register(
 # ---------------------------------------------------------------- the rest
 
 
-class Dropout(Layer):
+class Dropout(Fields):
     primary: ClassVar = "p"
     kind: Literal["dropout"]
     p: Probability = 0.5
@@ -939,7 +939,7 @@ register(
 )
 
 
-class StochasticDepth(Layer):
+class StochasticDepth(Fields):
     primary: ClassVar = "p"
     kind: Literal["stochastic_depth"]
     p: Probability
@@ -969,7 +969,7 @@ register(
 )
 
 
-class Permute(Layer):
+class Permute(Fields):
     primary: ClassVar = "dims"
     kind: Literal["permute"]
     dims: Permutation
@@ -1028,7 +1028,7 @@ register(
 )
 
 
-class Linear(Layer):
+class Linear(Fields):
     primary: ClassVar = "out"
     kind: Literal["linear"]
     out: PosInt
@@ -1061,7 +1061,7 @@ register(
 )
 
 
-class Softmax(Layer):
+class Softmax(Fields):
     primary: ClassVar = "dim"
     kind: Literal["softmax"]
     dim: Int = 1  # of the batched tensor: 1 is the channel or feature axis
