@@ -1,5 +1,6 @@
 import contextlib
 import faulthandler
+import gc
 import os
 import signal
 import time
@@ -37,6 +38,11 @@ SLOW_TESTS = {
     "test_export_equals_eager",
     "test_compile_fullgraph_equals_eager",
     "test_compile_fullgraph_equals_eager_in_train_mode",
+    # weights of resnet18 and densenet121 saved and loaded: a second each (small specs' weights stay quick)
+    "test_weights_load_strictly_from_a_file",
+    "test_mismatched_weights_list_missing_unexpected_and_wrong_shapes",
+    "test_build_with_weights_on_the_command_line",
+    "test_strict_is_the_default_and_partial_reports",
     # a Python process per case, or waits for a blocking open to be refused
     "test_a_weights_path_that_is_no_regular_file_is_refused_without_blocking",
     "test_a_fifo_is_refused_without_blocking",
@@ -58,13 +64,28 @@ def pytest_configure(config):
     global QUICK
     QUICK = "not slow" in (config.getoption("markexpr", "") or "")
     controller = config.getoption("numprocesses", default=None) and not hasattr(config, "workerinput")
-    if QUICK and "OMP_NUM_THREADS" not in os.environ and not controller:  # xdist's controller runs no tests
+    if controller:  # xdist's controller runs no tests: it needs no torch
+        return
+    import torch
+    from torch.testing import _comparison
+
+    # assert_close asks whether its tensors are DTensors, importing torch.distributed.tensor to find
+    # out: 1.3 s in every test process. No test here makes a DTensor.
+    if hasattr(_comparison, "_HAS_DTENSOR"):
+        _comparison._HAS_DTENSOR = False
+    if QUICK and "OMP_NUM_THREADS" not in os.environ:
         # The quick loop runs small tensors, where torch's intra-op threads gain nothing; on a machine
         # whose cores other processes keep busy, they cost several times the run (each op waits for a
         # thread that is not scheduled). The full suite keeps torch's default.
-        import torch
-
         torch.set_num_threads(1)
+
+
+def pytest_collection_finish(session):
+    # What exists now (torch, hypothesis, the test modules, the collected items) lives for the whole
+    # run: frozen out of the collector's generations, each full collection walks only what the tests
+    # make. That is the interpreter's own and the five pytest makes at the end to find unraisable
+    # exceptions, which otherwise take 0.2 s each in a process that has imported torch.
+    gc.freeze()
 
 
 def examples(n: int) -> int:
