@@ -374,7 +374,6 @@ def _add_set_option(command) -> None:
 
 def load_plugin(name: str) -> None:
     """Import a plugin the user named on the command line: a module path, or a .py file."""
-    import importlib
     import importlib.util
 
     try:

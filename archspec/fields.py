@@ -295,3 +295,8 @@ def model_of(declared: type | None) -> type[Layer] | None:
         made = type(Layer)(declared.__name__, bases, body, __pydantic_reset_parent_namespace__=False)
         _MODELS[declared] = made
     return made
+
+
+def declares_fields(declared: object) -> bool:
+    """Whether `declared` can be a kind's fields: a Layer model or a Fields declaration."""
+    return isinstance(declared, type) and issubclass(declared, (Layer, Fields))

@@ -180,6 +180,13 @@ def register(entry: Kind | Activation | Merge) -> Any:
         raise TypeError(f"cannot register {entry!r}: not a LayerKind, BlockKind, Activation or Merge")
     if entry.name in table:
         raise ValueError(f"{type(entry).__name__} {entry.name!r} is already registered")
+    fields = getattr(entry, "fields", None)
+    if fields is not None:
+        from .fields import declares_fields  # fields.py imports this module
+
+        if not declares_fields(fields):
+            message = f"its fields are {fields!r}, not a fields.Layer or fields.Fields class"
+            raise TypeError(f"cannot register {entry.name!r}: {message}")
     table[entry.name] = entry
     _state["version"] += 1
     return entry

@@ -170,3 +170,12 @@ def test_check_makes_the_models_of_only_the_kinds_it_names():
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     made = ["AvgPool", "BatchNorm", "Conv", "DenseBlock", "InPlace", "Linear", "MaxPool", "Transition"]
     assert json.loads(result.stdout) == [0, made]  # InPlace: relu's; AvgPool: global_avgpool's
+
+
+def test_fields_that_are_neither_a_model_nor_a_declaration_are_refused_at_registration():
+    class Loose:  # a plain class: pydantic could not make it a model
+        scale: float = 1.0
+
+    with pytest.raises(TypeError, match="cannot register 'loose'.*not a fields.Layer or fields.Fields class"):
+        registry.register(registry.LayerKind("loose", "a test kind", Loose, same_shape, lambda op: None))
+    assert "loose" not in registry.KINDS
