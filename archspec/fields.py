@@ -9,10 +9,12 @@ from __future__ import annotations
 import keyword
 import math
 import re
-from typing import Annotated, Any, ClassVar
+import types
+import typing
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, SchemaValidator
 
 from . import registry
 from .errors import show_value
@@ -293,8 +295,88 @@ def model_of(declared: type | None) -> type[Layer] | None:
         body = {key: value for key, value in vars(declared).items() if key not in ("__dict__", "__weakref__")}
         # As pydantic's create_model does: annotations resolve in the declaring module, not in this frame.
         made = type(Layer)(declared.__name__, bases, body, __pydantic_reset_parent_namespace__=False)
+        schema = core_schema_of(made)
+        if schema is not None:  # the spec model's schema then takes it as it is (pydantic reuses a model's own)
+            made.__pydantic_core_schema__ = schema
         _MODELS[declared] = made
     return made
+
+
+def core_schema_of(model: type[Layer]) -> dict | None:
+    """The core schema pydantic would generate for a kind's model, written out directly from its
+    fields, or None where a field or validator is of a form this does not write (pydantic then
+    generates it). Every field type here is a plain validator, an optional one or a literal, so the
+    schema is short to write; generating it is most of what validation costs a one-shot `check`
+    (pydantic-core builds a validator from the finished schema in a fraction of a millisecond)."""
+    try:
+        from pydantic._internal._core_utils import get_type_ref
+    except ImportError:  # another pydantic's internals: let it generate its own
+        return None
+    decorators = model.__pydantic_decorators__
+    if decorators.validators or decorators.field_validators or decorators.root_validators:
+        return None
+    if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
+        return None
+    if set(model.model_config) - {"extra", "frozen", "defer_build"}:
+        return None
+    fields = {}
+    for name, info in model.model_fields.items():
+        schema = _value_schema(info.annotation, tuple(info.metadata))
+        if schema is None or info.default_factory is not None or info.alias != info.validation_alias:
+            return None
+        if not info.is_required():
+            schema = {"type": "default", "schema": schema, "default": info.default}
+        fields[name] = {"type": "model-field", "schema": schema, "metadata": {}}
+        if info.alias is not None:
+            fields[name].update(validation_alias=info.alias, serialization_alias=info.alias)
+    config = {"title": model.__name__}
+    if model.model_config.get("extra") is not None:
+        config["extra_fields_behavior"] = model.model_config["extra"]
+    schema = {
+        "type": "model",
+        "cls": model,
+        "schema": {"type": "model-fields", "fields": fields, "model_name": model.__name__, "computed_fields": []},
+        "config": config,
+        "custom_init": False,
+        "root_model": False,
+    }
+    for decorator in decorators.model_validators.values():
+        if decorator.info.mode != "after" or decorator.shim is not None or _arity(decorator.func) != 1:
+            return None
+        schema = {
+            "type": "function-after",
+            "function": {"type": "no-info", "function": decorator.func},
+            "schema": schema,
+        }
+    schema["ref"] = get_type_ref(model)
+    schema["metadata"] = {"pydantic_js_functions": [model.__get_pydantic_json_schema__]}
+    try:  # a pydantic-core of another version may want another form: it says so here, not in a check
+        SchemaValidator(schema)
+    except Exception:
+        return None
+    return schema
+
+
+def _value_schema(annotation: Any, metadata: tuple) -> dict | None:
+    if metadata:
+        if len(metadata) != 1 or not isinstance(metadata[0], PlainValidator) or _arity(metadata[0].func) != 1:
+            return None
+        return {"type": "function-plain", "function": {"type": "no-info", "function": metadata[0].func}}
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin is Annotated:
+        return _value_schema(args[0], annotation.__metadata__)
+    if origin is Literal:
+        return {"type": "literal", "expected": list(args)}
+    if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
+        inner = _value_schema(next(a for a in args if a is not type(None)), ())
+        return None if inner is None else {"type": "nullable", "schema": inner}
+    return None
+
+
+def _arity(function) -> int:
+    """How many positional parameters `function` takes (a validator with an info argument takes two)."""
+    code = getattr(function, "__code__", None)
+    return code.co_argcount if code is not None else -1
 
 
 def declares_fields(declared: object) -> bool:

@@ -15,12 +15,14 @@ emitter too (emitted module == live module).
 from __future__ import annotations
 
 import textwrap
+from typing import Literal
 
 import pytest
 import torch
+from pydantic import Field
 
 from archspec import SpecError, analyze, compile_spec, registry, schema
-from archspec.fields import LAYER_FIELDS
+from archspec.fields import LAYER_FIELDS, Fields
 from archspec.ir import Op, walk
 from archspec.expand import expand
 from archspec.pipeline import read
@@ -725,3 +727,49 @@ def test_squeeze_excite_is_torchvisions(fields, squeeze, activation, gate):
     x = torch.randn(2, 16, 5, 5)
     with torch.no_grad():
         torch.testing.assert_close(model(x), expected(x), rtol=0, atol=0)
+
+
+def _comparable(schema):
+    """A core schema without what only serialization and JSON Schema read (the validators'
+    serialization functions and input schemas; empty metadata)."""
+    if isinstance(schema, dict):
+        return {
+            key: _comparable(value)
+            for key, value in schema.items()
+            if key not in ("serialization", "json_schema_input_schema") and not (key == "metadata" and not value)
+        }
+    if isinstance(schema, list):
+        return [_comparable(value) for value in schema]
+    return schema
+
+
+@pytest.mark.parametrize("name", sorted(name for name, kind in registry.KINDS.items() if kind.fields is not None))
+def test_each_kinds_written_core_schema_is_the_one_pydantic_generates(name):
+    """fields.core_schema_of writes a kind's validator schema instead of letting pydantic generate
+    it (start-up): for every built-in kind it must be pydantic's own, so validation and its errors
+    are pydantic's. A model pydantic generates on its own, from the same declaration, is the reference."""
+    from archspec import fields
+
+    declared = registry.kind(name).fields
+    if not (isinstance(declared, type) and issubclass(declared, fields.Fields)):
+        pytest.skip(f"{name}'s fields are a pydantic model of their own")
+    bases = tuple(fields.Layer if base is fields.Fields else fields.model_of(base) for base in declared.__bases__)
+    body = {key: value for key, value in vars(declared).items() if key not in ("__dict__", "__weakref__")}
+    model = type(fields.Layer)(declared.__name__, bases, body, __pydantic_reset_parent_namespace__=False)
+    written = fields.core_schema_of(model)
+    model.model_rebuild()
+    assert written is not None, f"{name}: core_schema_of fell back to pydantic's generation"
+    assert _comparable(written) == _comparable(model.__pydantic_core_schema__)
+
+
+class _Unwritten(Fields):  # a list field: core_schema_of leaves it to pydantic
+    kind: Literal["unwritten"]
+    sizes: list[int] = Field(default_factory=list)
+
+
+def test_fields_core_schema_of_does_not_write_leaves_pydantic_to_generate():
+    from archspec import fields
+
+    model = fields.model_of(_Unwritten)
+    assert fields.core_schema_of(model) is None
+    assert model.model_validate({"kind": "unwritten", "sizes": [1, "2"]}).sizes == [1, 2]
