@@ -9,11 +9,13 @@ from __future__ import annotations
 import keyword
 import math
 import re
+import sys
 import types
 import typing
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, PlainValidator
+from pydantic._internal._decorators import ModelValidatorDecoratorInfo, PydanticDescriptorProxy
 from pydantic_core import PydanticCustomError, SchemaValidator
 
 from . import registry
@@ -258,51 +260,84 @@ def _sources(value: Any):
 
 
 LAYER_FIELDS = ("name", "sources", "merge")  # every kind has them; they are not arguments of the layer
+REQUIRED = ...  # field()'s default when a field has none
 
 
-class Layer(BaseModel):
-    """The base of every kind's model. A model declares `kind: Literal["conv"]`, the tag the spec
-    model's union picks it by; a plugin's may leave it out (schema.py then adds it)."""
+class Spelt(NamedTuple):
+    """What `field()` says of a field (pydantic's Field does, but importing pydantic.fields costs a
+    `check` more than the rest of archspec's imports)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)  # built when a spec uses it
+    default: Any = REQUIRED
+    alias: str | None = None
+    min_length: int | None = None
+
+
+def field(default: Any = REQUIRED, *, alias: str | None = None, min_length: int | None = None) -> Any:
+    """A declared field's default with more said of it: the name a spec spells it by (`from`), the
+    fewest items of a list."""
+    return Spelt(default, alias, min_length)
+
+
+class Declaration:
+    """The root of fields declared as a plain class. `model_of` makes a declaration the pydantic
+    model it describes when that model is asked for; the quick path of validation (`record_of`)
+    validates a spec with pydantic-core into instances of the declaration itself and makes no
+    model at all. A pydantic model costs ~0.7 ms to define even with defer_build, and the first
+    one imports pydantic.fields (another ~25 ms): more than the rest of a `check`'s start-up.
+    Write it like a pydantic model, at a module's top level: annotations resolve in the declaring
+    module."""
+
+
+class Fields(Declaration):
+    """The fields every layer kind has, and the base of a kind's own: its model is `Layer`, the base
+    of every kind's model. A kind declares `kind: Literal["conv"]`, the tag the spec model's union
+    picks it by; a plugin's may leave it out (schema.py then adds it)."""
+
     primary: ClassVar[str | None] = None  # the field `kind: value` sets
     name: Name | None = None
-    sources: Annotated[tuple, PlainValidator(_sources)] | None = Field(None, alias="from")
+    sources: Annotated[tuple, PlainValidator(_sources)] | None = field(None, alias="from")
     merge: MergeName | None = None
 
 
-class Fields:
-    """The base of a built-in kind's fields, declared as a plain class: `model_of` makes it the
-    pydantic model (a Layer) when a spec first uses the kind. A pydantic model costs ~0.7 ms to
-    define even with defer_build, and a `check` uses a handful of the kinds, so declaring them all
-    as models would spend more than the rest of its start-up. Write it like a Layer subclass, at
-    a module's top level: the model resolves the annotations in the declaring module."""
-
-    primary: ClassVar[str | None] = None  # the field `kind: value` sets
+def __getattr__(name: str):
+    if name == "Layer":  # the pydantic model of Fields, made when first asked for (plugins subclass it)
+        return model_of(Fields)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_MODELS: dict[type, type[Layer]] = {}
+_MODELS: dict[type, type[BaseModel]] = {}
+_MODEL_CONFIG = {"extra": "forbid", "frozen": True, "defer_build": True}  # built when a spec uses it
 
 
-def model_of(declared: type | None) -> type[Layer] | None:
+def model_of(declared: type | None, name: str | None = None) -> type[BaseModel] | None:
     """The pydantic model of a kind's fields: `declared` itself when it is one (a plugin's Layer
-    subclass), else the Layer subclass with the body of the Fields declaration, made once."""
+    subclass), else the model with the body of the Declaration (named `name`), made once."""
     if declared is None or issubclass(declared, BaseModel):
         return declared
     made = _MODELS.get(declared)
     if made is None:
-        bases = tuple(Layer if base is Fields else model_of(base) for base in declared.__bases__)
+        from pydantic import ConfigDict, Field
+
         body = {key: value for key, value in vars(declared).items() if key not in ("__dict__", "__weakref__")}
+        for key, value in body.items():
+            if isinstance(value, Spelt):
+                default = {} if value.default is REQUIRED else {"default": value.default}
+                body[key] = Field(**default, alias=value.alias, min_length=value.min_length)
+        bases = tuple(BaseModel if base is Declaration else model_of(base) for base in declared.__bases__)
+        if Declaration in declared.__bases__:
+            body["model_config"] = ConfigDict(**_MODEL_CONFIG)
+        name = name or ("Layer" if declared is Fields else declared.__name__)
+        body["__qualname__"] = name
         # As pydantic's create_model does: annotations resolve in the declaring module, not in this frame.
-        made = type(Layer)(declared.__name__, bases, body, __pydantic_reset_parent_namespace__=False)
-        schema = core_schema_of(made)
+        made = type(BaseModel)(name, bases, body, __pydantic_reset_parent_namespace__=False)
+        schema = core_schema_of(made) if issubclass(declared, Fields) and declared is not Fields else None
         if schema is not None:  # the spec model's schema then takes it as it is (pydantic reuses a model's own)
             made.__pydantic_core_schema__ = schema
         _MODELS[declared] = made
     return made
 
 
-def core_schema_of(model: type[Layer]) -> dict | None:
+def core_schema_of(model: type[BaseModel]) -> dict | None:
     """The core schema pydantic would generate for a kind's model, written out directly from its
     fields, or None where a field or validator is of a form this does not write (pydantic then
     generates it). Every field type here is a plain validator, an optional one or a literal, so the
@@ -370,6 +405,13 @@ def _value_schema(annotation: Any, metadata: tuple) -> dict | None:
     if origin in (Union, types.UnionType) and len(args) == 2 and type(None) in args:
         inner = _value_schema(next(a for a in args if a is not type(None)), ())
         return None if inner is None else {"type": "nullable", "schema": inner}
+    if origin in (Union, types.UnionType):
+        choices = [_value_schema(arg, ()) for arg in args]
+        return None if None in choices else {"type": "union", "choices": choices}
+    if origin is list and args == (AnyLayer,):  # only a declaration's record names it (record_of)
+        return {"type": "list", "items_schema": {"type": "definition-ref", "schema_ref": LAYER_REF}}
+    if annotation is str:
+        return {"type": "str"}
     return None
 
 
@@ -381,4 +423,128 @@ def _arity(function) -> int:
 
 def declares_fields(declared: object) -> bool:
     """Whether `declared` can be a kind's fields: a Layer model or a Fields declaration."""
-    return isinstance(declared, type) and issubclass(declared, (Layer, Fields))
+    if not isinstance(declared, type):
+        return False
+    return issubclass(declared, Fields) or (issubclass(declared, BaseModel) and issubclass(declared, model_of(Fields)))
+
+
+# ---------------------------------------------------------------- records: validation without models
+
+
+class AnyLayer:
+    """What `AnyLayer` (schema.py's union of every kind's model) stands for when `record_of` reads
+    a declaration: a layer of the spec, validated by the union at LAYER_REF."""
+
+
+LAYER_REF = "archspec-layer"
+
+
+class Record(NamedTuple):
+    """How pydantic-core validates a declaration's fields: what model_of's model would generate."""
+
+    fields: dict  # name -> its model-field schema, in the model's order
+    defaults: dict  # name -> its default, for the fields that have one
+    validators: tuple  # the after-model validators, base classes' first
+
+
+_RECORDS: dict[type, Record | None] = {}
+
+
+def record_of(declared: type) -> Record | None:
+    """The Record of a Declaration, read from it directly, or None where it says something this does
+    not write (another field form, a pydantic Field, a model_config, another kind of validator)."""
+    if declared not in _RECORDS:
+        _RECORDS[declared] = _read_record(declared)
+    return _RECORDS[declared]
+
+
+def _read_record(declared: type) -> Record | None:
+    classes = [cls for cls in reversed(declared.__mro__) if cls is not object]
+    if not all(issubclass(cls, Declaration) for cls in classes):
+        return None
+    hints: dict[str, Any] = {}  # as pydantic collects them: base classes first, an override in place
+    validators: dict[str, Any] = {}
+    for cls in classes:
+        module = sys.modules.get(cls.__module__)
+        if module is None:
+            return None
+        namespace = {**vars(module), "AnyLayer": AnyLayer}
+        for name, annotation in vars(cls).get("__annotations__", {}).items():
+            try:
+                hints[name] = eval(annotation, namespace) if isinstance(annotation, str) else annotation
+            except Exception:
+                return None
+        for name, value in vars(cls).items():
+            if name == "model_config" or (isinstance(value, PydanticDescriptorProxy) and not _after(value)):
+                return None
+            if isinstance(value, PydanticDescriptorProxy):
+                validators[name] = value.wrapped
+    fields, defaults = {}, {}
+    for name, annotation in hints.items():
+        if annotation is ClassVar or typing.get_origin(annotation) is ClassVar:
+            continue
+        default = next((vars(cls)[name] for cls in declared.__mro__ if name in vars(cls)), REQUIRED)
+        spelt = default if isinstance(default, Spelt) else Spelt(default)
+        schema = _value_schema(annotation, ())
+        if schema is None or type(spelt.default).__module__.startswith("pydantic"):  # a pydantic Field, say
+            return None
+        if spelt.min_length is not None:
+            if schema["type"] != "list":
+                return None
+            schema = {**schema, "min_length": spelt.min_length}
+        if spelt.default is not REQUIRED:
+            schema = {"type": "default", "schema": schema, "default": spelt.default}
+            defaults[name] = spelt.default
+        fields[name] = {"type": "model-field", "schema": schema, "metadata": {}}
+        if spelt.alias is not None:
+            fields[name].update(validation_alias=spelt.alias, serialization_alias=spelt.alias)
+    return Record(fields, defaults, tuple(validators.values()))
+
+
+def _after(proxy: PydanticDescriptorProxy) -> bool:
+    info = proxy.decorator_info
+    return isinstance(info, ModelValidatorDecoratorInfo) and info.mode == "after" and _arity(proxy.wrapped) == 1
+
+
+def record_schema(declared: type, tags: tuple[str, ...] = (), more: dict | None = None) -> dict | None:
+    """The core schema that validates data into an instance of `declared` (no pydantic model is made)
+    with the fields `more` besides its own, and `kind` one of `tags` where it declares none; None
+    where record_of cannot read it."""
+    record = record_of(declared)
+    if record is None:
+        return None
+    fields = {**record.fields, **(more or {})}
+    if tags and "kind" not in fields:
+        fields["kind"] = {"type": "model-field", "schema": {"type": "literal", "expected": list(tags)}, "metadata": {}}
+    elif tags and fields["kind"]["schema"] != {"type": "literal", "expected": list(tags)}:
+        return None  # the model path says what is wrong (schema._tagged)
+    schema = {
+        "type": "model",
+        "cls": declared,
+        "schema": {"type": "model-fields", "fields": fields, "model_name": declared.__name__, "computed_fields": []},
+        "config": {"title": declared.__name__, "extra_fields_behavior": "forbid"},
+        "custom_init": False,
+        "root_model": False,
+    }
+    for validator in record.validators:
+        schema = {"type": "function-after", "function": {"type": "no-info", "function": validator}, "schema": schema}
+    return schema
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """The fields of a kind's model, or of its declaration (whose instances the quick path makes)."""
+    if issubclass(cls, BaseModel):
+        return tuple(cls.model_fields)
+    record = record_of(cls)
+    return tuple(record.fields) if record is not None else tuple(model_of(cls).model_fields)
+
+
+def defaults_of(declared: type | None) -> dict[str, Any]:
+    """A kind's own fields' defaults (not kind, name, from or merge), as its fields declare them."""
+    record = record_of(declared) if declared is not None and issubclass(declared, Declaration) else None
+    if record is not None:
+        found = record.defaults
+    else:
+        items = model_of(declared).model_fields.items() if declared is not None else ()
+        found = {name: info.default for name, info in items if not info.is_required()}
+    return {name: value for name, value in found.items() if name not in ("kind", *LAYER_FIELDS)}

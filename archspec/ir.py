@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import registry
 from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
-from .fields import LAYER_FIELDS
+from .fields import LAYER_FIELDS, field_names
 from .limits import current as current_limits
 from .limits import how_to_raise
 
@@ -301,9 +301,10 @@ def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins, level) ->
 
 def _fields(model: type) -> list[str]:
     """A kind's own fields: not kind, name, from or merge. Read as attributes: model_dump would have
-    pydantic build a serializer for each model, on every `check`."""
+    pydantic build a serializer for each model, on every `check`, and the quick path's layers are
+    instances of the kinds' declarations (fields.record_schema), not models."""
     if model not in _FIELDS:
-        _FIELDS[model] = [f for f in model.model_fields if f not in ("kind", *LAYER_FIELDS)]
+        _FIELDS[model] = [f for f in field_names(model) if f not in ("kind", *LAYER_FIELDS)]
     return _FIELDS[model]
 
 

@@ -32,7 +32,7 @@ def analyze(
 def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: tuple[int, ...] | None) -> ir.Model:
     doc = read(source)
     errors: list = []
-    if isinstance(source, schema.Spec) and input_shape is None:
+    if schema.is_spec(source) and input_shape is None:
         located = expand.Expanded(doc.path, doc.data, {(): expand.Origin(doc, ())})
         spec, standins = source, frozenset()
     else:
@@ -54,7 +54,7 @@ def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: 
 def read(source: SpecSource) -> load.Document:
     if isinstance(source, load.Document):
         return source
-    if isinstance(source, schema.Spec):
+    if schema.is_spec(source):
         return load.Document("<spec>", source.model_dump())
     if isinstance(source, dict):
         return load.Document("<dict>", source)

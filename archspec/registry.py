@@ -240,13 +240,12 @@ def merge(name: str) -> Merge:
 
 
 def defaults(name: str) -> dict[str, Any]:
-    """A kind's field defaults, as its model declares them (the one place they are spelled)."""
+    """A kind's field defaults, as its fields declare them (the one place they are spelled)."""
     key = (name, _state["version"])
     if key not in _defaults:
-        model = kind(name).model
-        fields = model.model_fields.items() if model is not None else ()
-        skip = ("name", "sources", "merge", "kind")
-        _defaults[key] = {f: info.default for f, info in fields if not info.is_required() and f not in skip}
+        from .fields import defaults_of  # fields.py imports this module
+
+        _defaults[key] = defaults_of(kind(name).fields)
     return _defaults[key]
 
 

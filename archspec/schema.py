@@ -4,29 +4,25 @@ A layer is written `relu`, `linear: 10` (the kind's primary field) or `conv: {ou
 expand.py rewrites those forms into `{"kind": ..., **fields}` so pydantic can pick the model by
 its discriminator; `Expanded.locate` maps pydantic's error `loc` back to a line and column.
 
-The spec model is assembled from the registry (archspec/kinds/ declares each kind's fields), on
-first use and again after a plugin registers a kind: one model per fields class, tagged with the
-kinds that share it, in one discriminated union. The fields classes are never built on their own
-(defer_build), so pydantic builds each schema once, inside the spec model.
+Two validators, one declaration of the fields (archspec/kinds/ declares each kind's on a plain
+`fields.Fields` class). The quick one, `record_validator`, is pydantic-core with a schema written
+from the declarations (fields.record_schema): a valid spec becomes instances of them, and no pydantic
+model is made. The spec model, `spec_model`, is the pydantic models of the same declarations in one
+discriminated union, tagged with the kinds that share each; it validates what the quick one refuses,
+and its errors are the ones reported. Both are assembled from the registry for the kinds a spec
+names, on first use and again after a plugin registers a kind.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainValidator,
-    ValidationError,
-    create_model,
-    model_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic import PlainValidator, model_validator
+from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError
 
 from . import (
+    fields,
     kinds,  # noqa: F401  (registers the built-in kinds)
     registry,
 )
@@ -51,10 +47,28 @@ from .errors import (
 from .errors import (
     FORMAT_VERSION as FORMAT_VERSION_CODE,
 )
-from .fields import Activation, Bool, Layer, Name, _input_shape, _int_at_least, _name, _show, model_of
+from .fields import (
+    LAYER_REF,
+    Activation,
+    Bool,
+    Declaration,
+    Fields,
+    Name,
+    _input_shape,
+    _int_at_least,
+    _name,
+    _show,
+    field,
+    model_of,
+    record_schema,
+)
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+
     from .expand import Expanded
+
+    Spec = BaseModel
 
 FORMAT_VERSION = 1
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
@@ -62,15 +76,15 @@ CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of l
 # container fields below name it before it exists, so pydantic resolves it at assembly.
 
 
-class Group(Layer):
+class Group(Fields):
     primary: ClassVar = "layers"
     kind: Literal["group"]
-    layers: list[AnyLayer] = Field(min_length=1)
+    layers: list[AnyLayer] = field(min_length=1)
 
 
-class Residual(Layer):
+class Residual(Fields):
     kind: Literal["residual"]
-    body: list[AnyLayer] = Field(min_length=1)
+    body: list[AnyLayer] = field(min_length=1)
     shortcut: Literal["auto", "identity"] | list[AnyLayer] = "auto"
     shortcut_name: Name = "shortcut"
     activation: Activation | None = "relu"
@@ -88,10 +102,10 @@ registry.register(
 )
 
 
-class Spec(BaseModel):
-    """A validated spec. Its `layers` field is added by _assemble, from the registry."""
+class SpecFields(Declaration):
+    """A spec's own fields; `Spec` is their pydantic model, and the spec model adds `layers` from
+    the registry (_assemble)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
     archspec: Annotated[int, PlainValidator(_int_at_least(1))]
     name: Name
     description: str | None = None
@@ -108,23 +122,78 @@ class Spec(BaseModel):
         return self
 
 
-_assembled: dict[tuple, type[Spec]] = {}
+def __getattr__(name: str):
+    if name == "Spec":  # the base of every spec model: made when first asked for, as the kinds' models
+        return model_of(SpecFields, "Spec")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def spec_model(named: frozenset[str] | None = None) -> type[Spec]:
-    """The spec model for the registered kinds among `named` (all of them when None).
+def is_spec(value) -> bool:
+    """Whether `value` is a validated spec model's instance (without making the model to ask)."""
+    made = fields._MODELS.get(SpecFields)
+    return made is not None and isinstance(value, made)
 
-    Building a kind's pydantic schema is most of what validation costs a short-lived `check`, so
-    a spec is validated by a model of the kinds it uses: a kind it names that is not registered
+
+def _for_kinds(made: dict, named: frozenset[str] | None, make):
+    """`make(kinds)`, once per registry state, for the registered kinds among `named` (all of them
+    when None). Building a kind's schema is most of what validation costs a short-lived `check`, so
+    a spec is validated by a validator of the kinds it uses: a kind it names that is not registered
     fails the same way either way ("unknown layer kind")."""
     registered = frozenset(registry.KINDS)
     chosen = registered if named is None else (registered & named) | {"identity"}  # identity: stand-ins
     key = (registry.version(), chosen)
-    if key not in _assembled:
-        if len(_assembled) > 16:
-            _assembled.clear()
-        _assembled[key] = _assemble(chosen)
-    return _assembled[key]
+    if key not in made:
+        if len(made) > 16:
+            made.clear()
+        made[key] = make(chosen)
+    return made[key]
+
+
+_assembled: dict[tuple, type[Spec]] = {}
+_validators: dict[tuple, SchemaValidator | None] = {}
+
+
+def spec_model(named: frozenset[str] | None = None) -> type[Spec]:
+    """The spec model (pydantic) for the registered kinds among `named` (all of them when None)."""
+    return _for_kinds(_assembled, named, _assemble)
+
+
+def record_validator(named: frozenset[str] | None = None) -> SchemaValidator | None:
+    """The quick path's validator for the registered kinds among `named`: the spec model's schema,
+    written from the declarations (fields.record_schema), validating into instances of them; no
+    pydantic model is made. None where a kind's fields are a pydantic model or say what
+    record_schema does not write: the spec model validates those specs."""
+    return _for_kinds(_validators, named, _record_validator)
+
+
+def _record_validator(chosen: frozenset[str]) -> SchemaValidator | None:
+    definitions, choices = [], {}
+    for declared, names in _families().items():
+        if not chosen.intersection(names):
+            continue
+        if declared is not None and not issubclass(declared, Declaration):
+            return None  # a plugin's pydantic model
+        schema = record_schema(declared or Fields, tuple(names))
+        if schema is None:
+            return None
+        ref = f"archspec-kind-{len(definitions)}"
+        definitions.append({**schema, "ref": ref})
+        choices.update({name: {"type": "definition-ref", "schema_ref": ref} for name in names})
+    layers = {"type": "list", "items_schema": {"type": "definition-ref", "schema_ref": LAYER_REF}, "min_length": 1}
+    spec = record_schema(SpecFields, more={"layers": {"type": "model-field", "schema": layers, "metadata": {}}})
+    union = {"type": "tagged-union", "choices": choices, "discriminator": "kind", "ref": LAYER_REF}
+    try:
+        return SchemaValidator({"type": "definitions", "schema": spec, "definitions": [union, *definitions]})
+    except Exception:  # a pydantic-core of another version may want another form: the spec model then
+        return None
+
+
+def _families() -> dict[type | None, list[str]]:
+    """The registered kinds by their fields: kinds that share a declaration share one model."""
+    families: dict[type | None, list[str]] = {}
+    for name, kind in registry.KINDS.items():
+        families.setdefault(kind.fields, []).append(name)
+    return families
 
 
 def _kinds_named(data: dict) -> frozenset[str]:
@@ -148,23 +217,28 @@ def _kinds_named(data: dict) -> frozenset[str]:
 
 def _assemble(chosen: frozenset[str]) -> type[Spec]:
     global AnyLayer
-    families: dict[type | None, list[str]] = {}
-    for name, kind in registry.KINDS.items():
-        families.setdefault(kind.fields, []).append(name)
+    from pydantic import Field, create_model
+
     # The union's members are the kinds' own models, built (once) at first use; group and residual,
     # whose fields hold layers, cannot be built before the union exists, so the spec model builds
     # them inline. Kinds without fields share one model.
     globals().pop("AnyLayer", None)
-    models = [_tagged(fields, names) for fields, names in families.items() if chosen.intersection(names)]
+    models = [_tagged(declared, names) for declared, names in _families().items() if chosen.intersection(names)]
     AnyLayer = Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
     return create_model(
-        "Spec", __base__=Spec, __module__=__name__, layers=(list[AnyLayer], Field(min_length=1)), __config__=None
+        "Spec",
+        __base__=model_of(SpecFields, "Spec"),
+        __module__=__name__,
+        layers=(list[AnyLayer], Field(min_length=1)),
+        __config__=None,
     )
 
 
 def _tagged(declared: type | None, names: list[str]) -> type:
     """The model of the kinds `names`: their fields' model if it declares `kind: Literal[...]`
     naming them (every built-in does), else that model (or no fields) made to."""
+    from pydantic import create_model
+
     fields = model_of(declared)
     declared = fields.model_fields.get("kind") if fields is not None else None
     if declared is not None:
@@ -173,7 +247,7 @@ def _tagged(declared: type | None, names: list[str]) -> type:
         return fields
     return create_model(
         fields.__name__ if fields else "No",
-        __base__=fields or Layer,
+        __base__=fields or model_of(Fields),
         __module__=__name__,
         kind=(Literal[tuple(names)], ...),
     )
@@ -191,8 +265,9 @@ def fields_of(kind: str) -> list[str]:
 
 
 def validate(expanded: Expanded) -> Spec:
-    """The validated spec; `expanded` is the tagged data of expand.expand, which locates its nodes."""
-    spec, errors, _ = validate_partially(expanded)
+    """The validated spec, a pydantic model; `expanded` is the tagged data of expand.expand, which
+    locates its nodes."""
+    spec, errors, _ = validate_partially(expanded, quick=False)
     if errors:
         raise SpecError(in_file_order(errors))
     return spec
@@ -203,16 +278,27 @@ def validate(expanded: Expanded) -> Spec:
 _STANDIN_CODES = {BAD_EXPRESSION, LAYER_FORM, BAD_ARGUMENT, BLOCK_RECURSION, LIMIT}
 
 
-def validate_partially(expanded: Expanded) -> tuple[Spec | None, list[Diagnostic], frozenset]:
+def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, list[Diagnostic], frozenset]:
     """(spec, errors, stand-ins): when layers are wrong, the spec has an identity in place of each,
     and stand-ins holds their paths, so the shape stage still checks every layer that does not
-    depend on them. The spec is None when what is wrong leaves nothing to check (the input, say)."""
+    depend on them. The spec is None when what is wrong leaves nothing to check (the input, say).
+
+    `quick`: a spec that is valid is validated into instances of the declarations (record_validator),
+    which the later stages read alike; anything else, by the spec model, whose errors are reported."""
     errors = list(expanded.errors)
     if not isinstance(expanded.data, dict):
         return None, errors, frozenset()
     standins = set(expanded.standins)
     unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
-    model = spec_model(_kinds_named(expanded.data))
+    named = _kinds_named(expanded.data)
+    validator = record_validator(named) if quick else None
+    if validator is not None:
+        try:
+            spec = validator.validate_python(expanded.data)
+            return (None if unsure else spec), errors, frozenset(standins)
+        except ValidationError:
+            pass  # the spec model says what is wrong, as it always has
+    model = spec_model(named)
     try:
         spec = model.model_validate(expanded.data)
         return (None if unsure else spec), errors, frozenset(standins)
@@ -314,7 +400,7 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
         return Diagnostic("a layer needs a kind", LAYER_FORM, doc.locate(loc))
     if kind == "extra_forbidden":
         field = loc[-1]
-        fields = fields_of(owner) if owner else [*Spec.model_fields, "layers"]
+        fields = fields_of(owner) if owner else [*model_of(SpecFields, "Spec").model_fields, "layers"]
         what = owner or "a spec"
         message = f"unknown field {_quote(field)} for {what}{did_you_mean(field, fields)}"
         return Diagnostic(message, UNKNOWN_FIELD, doc.locate(loc, key=True))
