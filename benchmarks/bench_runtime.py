@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Runtime of archspec's live modules: in place (as built) against out of place, and torchvision.
+"""Runtime of archspec's modules, live and emitted, against out of place, and torchvision.
 
     python3 benchmarks/bench_runtime.py [--models resnet50 densenet121] [--batch 4] [--runs 7]
     PYTHONPATH=. /tmp/refvenv/bin/python benchmarks/bench_runtime.py    # with torchvision
@@ -7,6 +7,7 @@
 For each model it times an eval forward (no_grad) and a train-mode forward + backward, at batch 4
 and 3x224x224 by default, with torch.set_num_threads(1), for: archspec's live module as
 compile_spec builds it (ReLUs and residual adds in place where archspec.inplace decided so), the
+module of the source `archspec build --emit-python` writes (the same in-place decisions), the
 same model built with nothing in place (archspec.inplace.without: what archspec built before), and
 torchvision's model with the same weights when torchvision is importable. Runs are interleaved
 (each round times every variant once, in a rotating order) after one warm-up each, so a drift in
@@ -19,10 +20,12 @@ torch version and load average. A report, not a test: it exits 0.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +35,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from archspec import analyze, compile_spec  # noqa: E402
+from archspec.emit import emit_python  # noqa: E402
 from archspec.inplace import without  # noqa: E402
 from archspec.torch_builder import build_model  # noqa: E402
 
@@ -54,12 +58,25 @@ def load() -> str:
         return "?"
 
 
+def emitted(spec: Path) -> torch.nn.Module:
+    """The module of `archspec build --emit-python`'s source for `spec`."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"{spec.stem}.py"
+        path.write_text(emit_python(spec))
+        loader = importlib.util.spec_from_file_location(f"emitted_{spec.stem}", path)
+        module = importlib.util.module_from_spec(loader)
+        loader.loader.exec_module(module)
+    return getattr(module, module.__all__[0])()
+
+
 def variants(name: str) -> dict[str, torch.nn.Module]:
     spec = ROOT / "specs" / f"{name}.yaml"
     live = compile_spec(spec)
     plain = build_model(without(analyze(spec)))
     plain.load_state_dict(live.state_dict())
-    found = {"archspec in place": live, "archspec out of place": plain}
+    source = emitted(spec)
+    source.load_state_dict(live.state_dict())
+    found = {"archspec in place": live, "archspec emitted": source, "archspec out of place": plain}
     try:
         import torchvision
     except ImportError:

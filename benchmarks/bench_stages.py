@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CHILD = r"""
 import json, os, sys, time
 os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # as main() sets it
+import gc; gc.disable()  # as main() does
 times = {}
 last = time.perf_counter()
 def mark(name):

@@ -4,7 +4,7 @@ A valid spec is validated by pydantic-core into instances of the kinds' declarat
 written from them (fields.record_schema), so that `check` makes no pydantic model at all; a spec the
 quick validator refuses is validated again by the spec model, whose errors are reported. So the
 quick path must accept what the spec model accepts, with the same values, and refuse what it
-refuses: these tests compare the two on every spec, every kind's cases and generated layers.
+refuses: these tests compare the two on every spec, every kind's cases and generated specs.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
+from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -210,7 +211,9 @@ def specs(draw):
     return data
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=examples(500), deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)  # 50 in the quick loop
 @given(specs())
 def test_generated_specs_are_valid_and_invalid_alike_with_the_same_values_and_errors(data):
     """Whatever a spec holds, the quick path accepts it exactly when the spec model does, with the
