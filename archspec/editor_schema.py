@@ -187,7 +187,7 @@ def _reference_schema() -> dict:
 
 def _validator(annotated) -> Callable:
     """The function of the PlainValidator in an Annotated type."""
-    return next(m.func for m in get_args(annotated)[1:] if isinstance(m, PlainValidator))
+    return next(m.func for m in get_args(annotated)[1:] if isinstance(m, (PlainValidator, fields.Plain)))
 
 
 def _types() -> dict[Callable, tuple[str, str, bool, Callable[[dict], dict]]]:
@@ -344,7 +344,7 @@ class _Builder:
         if tp is _LayerItem:
             return self.layer(mode)
         if origin is Annotated:
-            validators = [m for m in get_args(tp)[1:] if isinstance(m, PlainValidator)]
+            validators = [m for m in get_args(tp)[1:] if isinstance(m, (PlainValidator, fields.Plain))]
             if validators:
                 found = self.field_type(validators[-1].func, mode)
                 return found if found is not None else self.fallback(tp, validators[-1], mode, where)

@@ -12,10 +12,9 @@ import re
 import sys
 import types
 import typing
+from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
-from pydantic import BaseModel, PlainValidator
-from pydantic._internal._decorators import ModelValidatorDecoratorInfo, PydanticDescriptorProxy
 from pydantic_core import PydanticCustomError, SchemaValidator
 
 from . import registry
@@ -38,6 +37,38 @@ RESERVED_NAMES = frozenset(
 # Hyphens too: torchvision names RegNet's blocks `block1-0`. Emitted code reaches such a module by
 # getattr and add_module, never as an identifier.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+# ---------------------------------------------------------------- pydantic's words, without pydantic
+# A `check` of a valid spec validates with pydantic-core alone (record_schema below): importing the
+# pydantic package itself would cost more than the rest of archspec's start-up. The declarations
+# therefore say what pydantic's PlainValidator and model_validator say with these two, which pydantic
+# reads the same way when it makes the models (model_of).
+
+
+class Plain(NamedTuple):
+    """`Annotated[int, Plain(check)]`: `check(value)` validates the field, as pydantic's PlainValidator."""
+
+    func: Callable[[Any], Any]
+
+    def __get_pydantic_core_schema__(self, source_type: Any, handler: Any) -> Any:
+        from pydantic import PlainValidator
+
+        return PlainValidator(self.func).__get_pydantic_core_schema__(source_type, handler)
+
+
+def after(method: Callable) -> Callable:
+    """A declaration's method that checks the validated fields together (pydantic's
+    `@model_validator(mode="after")`): it returns self or raises PydanticCustomError."""
+    method.__archspec_after__ = True
+    return method
+
+
+def is_model(cls: Any) -> bool:
+    """Whether `cls` is a pydantic model class (asked without importing pydantic: a model exists
+    only once pydantic is imported)."""
+    main = sys.modules.get("pydantic.main")
+    return main is not None and isinstance(cls, type) and issubclass(cls, main.BaseModel)
 
 
 # ---------------------------------------------------------------- field types
@@ -188,11 +219,11 @@ def _input_shape(value: Any) -> tuple[int, ...]:
     return tuple(value)
 
 
-Name = Annotated[str, PlainValidator(_name)]
-PosInt = Annotated[int, PlainValidator(_int_at_least(1))]
+Name = Annotated[str, Plain(_name)]
+PosInt = Annotated[int, Plain(_int_at_least(1))]
 Int = Annotated[
     int,
-    PlainValidator(
+    Plain(
         lambda v: (
             v
             if _is_int(v) and not too_big(v)
@@ -200,19 +231,19 @@ Int = Annotated[
         )
     ),
 ]
-Sizes = Annotated[Any, PlainValidator(_ints_at_least(1))]
-NonNegSizes = Annotated[Any, PlainValidator(_ints_at_least(0))]
-Padding = Annotated[Any, PlainValidator(_padding)]
-Bool = Annotated[bool, PlainValidator(_bool)]
-PosFloat = Annotated[float, PlainValidator(_number(low=0.0, low_open=True))]
+Sizes = Annotated[Any, Plain(_ints_at_least(1))]
+NonNegSizes = Annotated[Any, Plain(_ints_at_least(0))]
+Padding = Annotated[Any, Plain(_padding)]
+Bool = Annotated[bool, Plain(_bool)]
+PosFloat = Annotated[float, Plain(_number(low=0.0, low_open=True))]
 Eps = PosFloat
-Momentum = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
-Probability = Annotated[float, PlainValidator(_number(low=0.0, high=1.0))]
-Fraction = Annotated[float, PlainValidator(_number(low=0.0, high=1.0, low_open=True))]
-Float = Annotated[float, PlainValidator(_number())]
+Momentum = Annotated[float, Plain(_number(low=0.0, high=1.0))]
+Probability = Annotated[float, Plain(_number(low=0.0, high=1.0))]
+Fraction = Annotated[float, Plain(_number(low=0.0, high=1.0, low_open=True))]
+Float = Annotated[float, Plain(_number())]
 PosFloatOrSizes = Annotated[
     Any,
-    PlainValidator(
+    Plain(
         lambda v: (
             v
             if isinstance(v, (list, int)) and not isinstance(v, bool) and _ints_at_least(1)(v)
@@ -220,9 +251,9 @@ PosFloatOrSizes = Annotated[
         )
     ),
 ]
-Permutation = Annotated[tuple, PlainValidator(_permutation)]
-Means = Annotated[tuple, PlainValidator(_numbers(positive=False))]
-Stds = Annotated[tuple, PlainValidator(_numbers(positive=True))]
+Permutation = Annotated[tuple, Plain(_permutation)]
+Means = Annotated[tuple, Plain(_numbers(positive=False))]
+Stds = Annotated[tuple, Plain(_numbers(positive=True))]
 
 
 def _registered(table: str, what: str):
@@ -237,8 +268,8 @@ def _registered(table: str, what: str):
     return check
 
 
-Activation = Annotated[str, PlainValidator(_registered("ACTIVATIONS", "an activation"))]
-MergeName = Annotated[str, PlainValidator(_registered("MERGES", "a merge"))]
+Activation = Annotated[str, Plain(_registered("ACTIVATIONS", "an activation"))]
+MergeName = Annotated[str, Plain(_registered("MERGES", "a merge"))]
 
 
 # ---------------------------------------------------------------- layers
@@ -295,7 +326,7 @@ class Fields(Declaration):
 
     primary: ClassVar[str | None] = None  # the field `kind: value` sets
     name: Name | None = None
-    sources: Annotated[tuple, PlainValidator(_sources)] | None = field(None, alias="from")
+    sources: Annotated[tuple, Plain(_sources)] | None = field(None, alias="from")
     merge: MergeName | None = None
 
 
@@ -305,24 +336,27 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-_MODELS: dict[type, type[BaseModel]] = {}
+_MODELS: dict[type, type] = {}  # declaration -> its pydantic model
 _MODEL_CONFIG = {"extra": "forbid", "frozen": True, "defer_build": True}  # built when a spec uses it
 
 
-def model_of(declared: type | None, name: str | None = None) -> type[BaseModel] | None:
+def model_of(declared: type | None, name: str | None = None, fresh: bool = False) -> type | None:
     """The pydantic model of a kind's fields: `declared` itself when it is one (a plugin's Layer
-    subclass), else the model with the body of the Declaration (named `name`), made once."""
-    if declared is None or issubclass(declared, BaseModel):
+    subclass), else the model with the body of the Declaration (named `name`), made once; `fresh`:
+    made anew and not kept (a structure's, whose fields name the union of the kinds a spec model has)."""
+    if declared is None or is_model(declared):
         return declared
-    made = _MODELS.get(declared)
+    made = None if fresh else _MODELS.get(declared)
     if made is None:
-        from pydantic import ConfigDict, Field
+        from pydantic import BaseModel, ConfigDict, Field, model_validator
 
         body = {key: value for key, value in vars(declared).items() if key not in ("__dict__", "__weakref__")}
         for key, value in body.items():
             if isinstance(value, Spelt):
                 default = {} if value.default is REQUIRED else {"default": value.default}
                 body[key] = Field(**default, alias=value.alias, min_length=value.min_length)
+            elif getattr(value, "__archspec_after__", False):
+                body[key] = model_validator(mode="after")(value)
         bases = tuple(BaseModel if base is Declaration else model_of(base) for base in declared.__bases__)
         if Declaration in declared.__bases__:
             body["model_config"] = ConfigDict(**_MODEL_CONFIG)
@@ -333,11 +367,12 @@ def model_of(declared: type | None, name: str | None = None) -> type[BaseModel] 
         schema = core_schema_of(made) if issubclass(declared, Fields) and declared is not Fields else None
         if schema is not None:  # the spec model's schema then takes it as it is (pydantic reuses a model's own)
             made.__pydantic_core_schema__ = schema
-        _MODELS[declared] = made
+        if not fresh:
+            _MODELS[declared] = made
     return made
 
 
-def core_schema_of(model: type[BaseModel]) -> dict | None:
+def core_schema_of(model: type) -> dict | None:
     """The core schema pydantic would generate for a kind's model, written out directly from its
     fields, or None where a field or validator is of a form this does not write (pydantic then
     generates it). Every field type here is a plain validator, an optional one or a literal, so the
@@ -394,7 +429,7 @@ def core_schema_of(model: type[BaseModel]) -> dict | None:
 
 def _value_schema(annotation: Any, metadata: tuple) -> dict | None:
     if metadata:
-        if len(metadata) != 1 or not isinstance(metadata[0], PlainValidator) or _arity(metadata[0].func) != 1:
+        if len(metadata) != 1 or not _plain(metadata[0]) or _arity(metadata[0].func) != 1:
             return None
         return {"type": "function-plain", "function": {"type": "no-info", "function": metadata[0].func}}
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -415,6 +450,12 @@ def _value_schema(annotation: Any, metadata: tuple) -> dict | None:
     return None
 
 
+def _plain(metadata: Any) -> bool:
+    """Whether an Annotated type's metadata is a plain validator: ours, or pydantic's (a plugin's)."""
+    validators = sys.modules.get("pydantic.functional_validators")
+    return isinstance(metadata, Plain) or (validators is not None and isinstance(metadata, validators.PlainValidator))
+
+
 def _arity(function) -> int:
     """How many positional parameters `function` takes (a validator with an info argument takes two)."""
     code = getattr(function, "__code__", None)
@@ -425,7 +466,7 @@ def declares_fields(declared: object) -> bool:
     """Whether `declared` can be a kind's fields: a Layer model or a Fields declaration."""
     if not isinstance(declared, type):
         return False
-    return issubclass(declared, Fields) or (issubclass(declared, BaseModel) and issubclass(declared, model_of(Fields)))
+    return issubclass(declared, Fields) or (is_model(declared) and issubclass(declared, model_of(Fields)))
 
 
 # ---------------------------------------------------------------- records: validation without models
@@ -475,9 +516,13 @@ def _read_record(declared: type) -> Record | None:
             except Exception:
                 return None
         for name, value in vars(cls).items():
-            if name == "model_config" or (isinstance(value, PydanticDescriptorProxy) and not _after(value)):
+            if name == "model_config":
                 return None
-            if isinstance(value, PydanticDescriptorProxy):
+            if getattr(value, "__archspec_after__", False):
+                validators[name] = value
+            elif type(value).__module__.startswith("pydantic"):  # pydantic's own decorators (a plugin's)
+                if not _after(value):
+                    return None
                 validators[name] = value.wrapped
     fields, defaults = {}, {}
     for name, annotation in hints.items():
@@ -501,7 +546,12 @@ def _read_record(declared: type) -> Record | None:
     return Record(fields, defaults, tuple(validators.values()))
 
 
-def _after(proxy: PydanticDescriptorProxy) -> bool:
+def _after(proxy: Any) -> bool:
+    """Whether a pydantic decorator in a declaration is `@model_validator(mode="after")` on a method."""
+    from pydantic._internal._decorators import ModelValidatorDecoratorInfo, PydanticDescriptorProxy
+
+    if not isinstance(proxy, PydanticDescriptorProxy):
+        return False
     info = proxy.decorator_info
     return isinstance(info, ModelValidatorDecoratorInfo) and info.mode == "after" and _arity(proxy.wrapped) == 1
 
@@ -533,7 +583,7 @@ def record_schema(declared: type, tags: tuple[str, ...] = (), more: dict | None 
 
 def field_names(cls: type) -> tuple[str, ...]:
     """The fields of a kind's model, or of its declaration (whose instances the quick path makes)."""
-    if issubclass(cls, BaseModel):
+    if is_model(cls):
         return tuple(cls.model_fields)
     record = record_of(cls)
     return tuple(record.fields) if record is not None else tuple(model_of(cls).model_fields)

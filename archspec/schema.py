@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
 
-from pydantic import PlainValidator, model_validator
 from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError
 
 from . import (
@@ -54,10 +53,12 @@ from .fields import (
     Declaration,
     Fields,
     Name,
+    Plain,
     _input_shape,
     _int_at_least,
     _name,
     _show,
+    after,
     field,
     model_of,
     record_schema,
@@ -106,12 +107,12 @@ class SpecFields(Declaration):
     """A spec's own fields; `Spec` is their pydantic model, and the spec model adds `layers` from
     the registry (_assemble)."""
 
-    archspec: Annotated[int, PlainValidator(_int_at_least(1))]
+    archspec: Annotated[int, Plain(_int_at_least(1))]
     name: Name
     description: str | None = None
-    input: Annotated[tuple, PlainValidator(_input_shape)]
+    input: Annotated[tuple, Plain(_input_shape)]
 
-    @model_validator(mode="after")
+    @after
     def _checks(self):
         if self.archspec != FORMAT_VERSION:
             raise PydanticCustomError(
@@ -239,7 +240,10 @@ def _tagged(declared: type | None, names: list[str]) -> type:
     naming them (every built-in does), else that model (or no fields) made to."""
     from pydantic import create_model
 
-    fields = model_of(declared)
+    # A structure's model resolves `AnyLayer` when it is made: made here, with none bound, it takes
+    # this spec model's union; one made earlier (kind.model) may hold another spec model's.
+    structure = any(isinstance(registry.KINDS[name], registry.Structure) for name in names)
+    fields = model_of(declared, fresh=structure)
     declared = fields.model_fields.get("kind") if fields is not None else None
     if declared is not None:
         if set(get_args(declared.annotation)) != set(names):

@@ -9,6 +9,7 @@ refuses: these tests compare the two on every spec, every kind's cases and gener
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Literal
 
@@ -173,7 +174,8 @@ def layers(draw, depth: int = 0):
     return layer
 
 
-def _written_layers() -> list[dict]:
+@functools.cache  # when the test draws, not when a worker collects
+def written_layers() -> list[dict]:
     """Every layer of the specs and the kinds' cases, as expansion tags them: valid layers to mutate."""
     found, lists = [], [expand(read(source)).data["layers"] for source in SPECS[::4] + [c.values[0] for c in CASES]]
     while lists:
@@ -183,13 +185,10 @@ def _written_layers() -> list[dict]:
     return found
 
 
-WRITTEN = _written_layers()
-
-
 @st.composite
 def mutated_layers(draw):
     """A layer written in a spec or case, with none, one or two of its fields changed or dropped."""
-    layer = dict(draw(st.sampled_from(WRITTEN)))
+    layer = dict(draw(st.sampled_from(written_layers())))
     for _ in range(draw(st.sampled_from([0, 0, 0, 1, 2]))):
         field = draw(st.sampled_from(_fields_of(layer["kind"])))
         if draw(st.booleans()):
@@ -220,3 +219,17 @@ def test_generated_specs_are_valid_and_invalid_alike_with_the_same_values_and_er
     same values; and it refuses it with the same errors (which the spec model then reports)."""
     quick, model = both(data)
     assert quick == model
+
+
+def test_a_spec_model_takes_its_own_union_whenever_the_structures_models_were_made():
+    """A structure's fields name the union of a spec model's kinds: its model, made in between two
+    spec models (reading a field list for a message does), must not hand the first one's kinds to the
+    second one's nested layers."""
+    relu = {"archspec": 1, "name": "a", "input": [3, 8, 8], "layers": [{"kind": "relu"}]}
+    nested = {"archspec": 1, "name": "b", "input": [3, 8, 8], "layers": [{"kind": "residual", "body": [
+        {"kind": "group", "layers": [{"kind": "conv", "out": 3, "kernel": 1}]}]}]}  # fmt: skip
+    schema.spec_model(schema._kinds_named(relu)).model_validate(relu)
+    for name in ("group", "residual"):
+        assert registry.kind(name).model is not None  # made while the first spec model's union is bound
+    quick, model = both(nested, schema._kinds_named(nested))
+    assert quick[0] == "valid" and quick == model

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-from ..fields import Bool, Fields, Float, PosFloat
+from ..fields import Bool, Fields, Float, PosFloat, after
 from ..registry import Activation, LayerKind, call, register
 from .layers import same_shape
 
@@ -52,7 +51,7 @@ class Hardtanh(InPlace):
     min: Float = -1.0  # PyTorch's min_val: x below it becomes min
     max: Float = 1.0  # PyTorch's max_val: x above it becomes max
 
-    @model_validator(mode="after")
+    @after
     def _ordered(self):
         if self.max <= self.min:
             raise PydanticCustomError(

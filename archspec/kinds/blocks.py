@@ -11,11 +11,10 @@ from fractions import Fraction as Exact
 from types import MappingProxyType
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import CHANNEL_MISMATCH, RANK
-from ..fields import Bool, Fields, Fraction, PosFloat, PosInt, Probability
+from ..fields import Bool, Fields, Fraction, PosFloat, PosInt, Probability, after
 from ..ir import INPUT, Block, op, replace
 from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, register
 from ..shapes import ShapeError
@@ -247,7 +246,7 @@ class Transition(Fields):
     compression: Fraction | None = None
     bias: Bool = False
 
-    @model_validator(mode="after")
+    @after
     def _out_or_compression(self):
         if (self.out is None) == (self.compression is None):
             raise PydanticCustomError("bad_value", "give exactly one of out and compression")
@@ -361,7 +360,7 @@ class SqueezeExcite(Fields):
     activation: ActivationName = "relu"  # between fc1 and fc2
     gate: ActivationName = "sigmoid"  # torchvision's scale_activation
 
-    @model_validator(mode="after")
+    @after
     def _squeeze_or_ratio(self):
         if (self.squeeze is None) == (self.ratio is None):
             raise PydanticCustomError("bad_value", "give exactly one of squeeze and ratio")

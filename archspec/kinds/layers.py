@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 from typing import ClassVar, Literal
 
-from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
 from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
@@ -30,6 +29,7 @@ from ..fields import (
     Probability,
     Sizes,
     Stds,
+    after,
 )
 from ..registry import Call, LayerKind, Window, call, register
 from ..shapes import (
@@ -437,7 +437,7 @@ class Normalize(Fields):
     mean: Means
     std: Stds
 
-    @model_validator(mode="after")
+    @after
     def _same_length(self):
         if len(self.mean) != len(self.std):
             raise PydanticCustomError(
@@ -651,7 +651,7 @@ class Upsample(Fields):
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
     align_corners: Bool | None = None
 
-    @model_validator(mode="after")
+    @after
     def _scale_or_size(self):
         if (self.scale is None) == (self.size is None):
             raise PydanticCustomError("bad_value", "give exactly one of scale and size")
@@ -867,7 +867,7 @@ class Chunk(Fields):
     parts: PosInt
     index: Int
 
-    @model_validator(mode="after")
+    @after
     def _index_in_range(self):
         if not 0 <= self.index < self.parts:
             raise PydanticCustomError(
