@@ -65,6 +65,9 @@ class Origin(NamedTuple):  # a NamedTuple: expansion makes several per layer, an
     trace: tuple[Note, ...] = ()  # the block uses this node was expanded through, innermost last
 
 
+_new = tuple.__new__  # _new(Origin, (doc, ypath, trace)): NamedTuple's own __new__ is a Python function
+
+
 @dataclass
 class Expanded:
     """The expanded spec data, and a way back from any path in it to the source it came from."""
@@ -986,8 +989,9 @@ class _Expander:
             return items  # validation reports it
         self.origins[path] = origin
         out: list = []
+        doc, ypath, trace = origin
         for j, item in enumerate(items):
-            item_origin = Origin(origin.doc, origin.ypath + (j,), origin.trace)
+            item_origin = _new(Origin, (doc, ypath + (j,), trace))
             refused = self.refused(item, item_origin, scope, level)
             if refused is not None:  # too many layers: one stand-in, and none of them made
                 at = path + (len(out),)
@@ -1004,8 +1008,11 @@ class _Expander:
             for layer, layer_origin, kind_written in made:
                 at = path + (len(out),)
                 self.origins[at] = layer_origin
-                if kind_written is not None:
-                    kind_origin = Origin(layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
+                if kind_written is not None and layer.get("kind") != kind_written:  # a block's use, made a group
+                    # (where the kind is as written, the layer's origin locates its fields as well)
+                    kind_origin = _new(
+                        Origin, (layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
+                    )
                     self.origins.setdefault(at + (layer.get("kind"),), kind_origin)
                 if id(layer) in self.standin_ids:
                     self.standins.add(at)
@@ -1054,6 +1061,14 @@ class _Expander:
         kind, value = next(iter(item.items()))
         if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
             return self.flat_repeat(value, origin, path, index, scope, level)
+        if not (isinstance(value, dict) and ("repeat" in value or "first" in value)):  # one copy, as written
+            return [
+                (
+                    self.one_layer(kind, self.fields(kind, value, origin), path + (index,), origin, scope, level),
+                    origin,
+                    kind,
+                )
+            ]
         fields, repeat, first = self.repeat_of(kind, value, origin, scope)
         repeated = isinstance(value, dict) and "repeat" in value
         results = []
@@ -1145,10 +1160,13 @@ class _Expander:
         if level >= self.max_depth and any(k in CONTAINER_FIELDS and isinstance(v, list) for k, v in fields.items()):
             self.too_deep(origin)
             return self.standin({k: v for k, v in fields.items() if k == "name"})
-        fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
+        fields_origin = _new(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
         out = {"kind": kind}
+        bound = self.bound
         for key, value in fields.items():
-            if key in CONTAINER_FIELDS and isinstance(value, list):
+            if type(value) is int and -bound < value < bound:  # what values() gives it, most fields
+                out[key] = value
+            elif key in CONTAINER_FIELDS and isinstance(value, list):
                 child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
                 out[key] = self.layer_list(value, path + (kind, key), child_origin, scope, level + 1)
             elif key == "name":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import functools
 import os
 import re
 import stat
@@ -31,21 +32,18 @@ except AttributeError:  # PyYAML built without libyaml
 
 
 class _Loader(_SafeLoader):
-    """The safe loader, remembering the tag it resolves for each plain scalar: a spec repeats few
-    values (kinds, field names, sizes), and each resolution runs PyYAML's patterns in Python."""
+    """The safe loader, made quicker for the composer's calls into Python, once per node.
+
+    It remembers the tag it resolves for each plain scalar (a spec repeats few values: kinds, field
+    names, sizes; each resolution runs PyYAML's patterns in Python), in a C cache. And it has no
+    path resolvers (PyYAML's add_path_resolver), so the composer's hooks for them, called as it
+    enters and leaves every node, are C callables that do nothing."""
 
     def __init__(self, stream):
         super().__init__(stream)
-        self.tags: dict[tuple, str] = {}
-
-    def resolve(self, kind, value, implicit):
-        if kind is not yaml.ScalarNode:
-            return super().resolve(kind, value, implicit)
-        key = (value, implicit)
-        tag = self.tags.get(key)
-        if tag is None:
-            tag = self.tags[key] = super().resolve(kind, value, implicit)
-        return tag
+        self.resolve = functools.lru_cache(maxsize=None)(super().resolve)
+        self.descend_resolver = {}.get  # (parent, index) -> index, ignored
+        self.ascend_resolver = tuple  # () -> (), ignored
 
 
 _PLAIN_TAGS = {
@@ -69,9 +67,9 @@ class Document:
 
     path: str
     data: object
-    # (line, column) of every value and key, 1-based; a Location is made only when one is asked for
-    values: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
-    keys: dict[YamlPath, tuple[int, int]] = field(default_factory=dict)
+    # where every value and key starts (a YAML Mark, 0-based); a Location is made only when one is asked for
+    values: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
+    keys: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
 
     def locate(self, path: YamlPath, *, key: bool = False) -> Location:
         """The position of `path`, or of its nearest ancestor the file has."""
@@ -81,9 +79,10 @@ class Document:
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
             if found:
-                return Location(self.path, *found)
+                return Location(self.path, found.line + 1, found.column + 1)
             path = path[:-1]
-        return Location(self.path, *self.values.get((), (1, 1)))
+        found = self.values.get(())
+        return Location(self.path, found.line + 1, found.column + 1) if found else Location(self.path, 1, 1)
 
 
 class UnreadableFile(UsageError):
@@ -305,17 +304,15 @@ def _children(node) -> list:
     return []
 
 
-def _position(node) -> tuple[int, int]:
-    mark = node.start_mark
-    return mark.line + 1, mark.column + 1
-
-
 def _location(path: str, mark) -> Location:
     return Location(path, mark.line + 1, mark.column + 1)
 
 
 class _Converter:
-    """Turns composed nodes into dicts, lists and scalars; refuses every non-data tag."""
+    """Turns composed nodes into dicts, lists and scalars; refuses every non-data tag.
+
+    A collection's plain scalars are read in its own loop, not by a call each: they are most of a
+    spec's nodes."""
 
     def __init__(self, doc: Document, errors: list[Diagnostic]):
         self.doc = doc
@@ -329,7 +326,7 @@ class _Converter:
         self.max_depth, self.max_nodes, self.max_digits = limits.depth, limits.yaml_nodes, limits.digits
 
     def convert(self, node, path: YamlPath):
-        self.doc.values.setdefault(path, _position(node))
+        self.doc.values[path] = node.start_mark
         self.count += 1
         if len(self.active) > self.max_depth or self.count > self.max_nodes:
             if len(self.active) > self.max_depth:
@@ -340,19 +337,15 @@ class _Converter:
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)
             return None
-        if isinstance(node, yaml.ScalarNode) and node.tag in _PLAIN_TAGS:
-            if node.tag == _INT and len(node.value) > self.max_digits + 3:  # Python reads at most 4,300 digits
-                written = f"{node.value[:4]}...{node.value[-4:]} ({sum(c.isdigit() for c in node.value):,} digits)"
-                message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
-                self._error(node, message, LIMIT)
-                return None
+        kind = type(node)
+        if kind is _ScalarNode and node.tag in _PLAIN_TAGS:
             return self._scalar(node)
-        if isinstance(node, yaml.SequenceNode) and node.tag == _SEQ:
+        if kind is _SequenceNode and node.tag == _SEQ:
             self.active.add(id(node))
-            items = [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
+            result = self._sequence(node, path)
             self.active.discard(id(node))
-            return items
-        if isinstance(node, yaml.MappingNode) and node.tag == _MAP:
+            return result
+        if kind is _MappingNode and node.tag == _MAP:
             self.active.add(id(node))
             result = self._mapping(node, path)
             self.active.discard(id(node))
@@ -364,23 +357,49 @@ class _Converter:
             self._error(node, f"the YAML tag {tag} is not allowed; a spec holds only plain data", YAML_TAG)
         return None
 
+    def _sequence(self, node, path: YamlPath) -> list:
+        values, made, items = self.doc.values, self.made, []
+        shallow = len(self.active) <= self.max_depth  # as its children are
+        for i, item in enumerate(node.value):
+            tag = item.tag
+            if shallow and type(item) is _ScalarNode and tag in _PLAIN_TAGS and self.count < self.max_nodes:
+                # what convert does for a scalar
+                values[path + (i,)] = item.start_mark
+                self.count += 1
+                found = item.value if tag == _STR else made.get((tag, item.value), _UNMADE)
+                items.append(self._scalar(item) if found is _UNMADE else found)
+            else:
+                items.append(self.convert(item, path + (i,)))
+        return items
+
     def _mapping(self, node, path: YamlPath) -> dict:
         result: dict = {}
+        keys, values, made = self.doc.keys, self.doc.values, self.made
+        shallow = len(self.active) <= self.max_depth  # as its children are
         for key_node, value_node in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", YAML_TAG)
-                continue
-            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
-                self._error(key_node, "mapping keys must be plain strings", YAML_TAG)
+            if not (type(key_node) is _ScalarNode and key_node.tag == _STR):
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", YAML_TAG)
+                else:
+                    self._error(key_node, "mapping keys must be plain strings", YAML_TAG)
                 continue
             key = key_node.value
+            at = path + (key,)
             if key in result:
-                line, col = self.doc.keys[path + (key,)]
-                message = f'duplicate key "{key}" (first given at {line}:{col})'
+                first = keys[at]
+                message = f'duplicate key "{key}" (first given at {first.line + 1}:{first.column + 1})'
                 self._error(key_node, message, YAML_DUPLICATE_KEY)
                 continue
-            self.doc.keys[path + (key,)] = _position(key_node)
-            result[key] = self.convert(value_node, path + (key,))
+            keys[at] = key_node.start_mark
+            tag = value_node.tag
+            if shallow and type(value_node) is _ScalarNode and tag in _PLAIN_TAGS and self.count < self.max_nodes:
+                # what convert does for a scalar
+                values[at] = value_node.start_mark
+                self.count += 1
+                found = value_node.value if tag == _STR else made.get((tag, value_node.value), _UNMADE)
+                result[key] = self._scalar(value_node) if found is _UNMADE else found
+            else:
+                result[key] = self.convert(value_node, at)
         return result
 
     def _scalar(self, node):
@@ -391,8 +410,17 @@ class _Converter:
             return node.value  # what construct_yaml_str gives
         key = (node.tag, node.value)
         if key not in self.made:
+            if node.tag == _INT and len(node.value) > self.max_digits + 3:  # Python reads at most 4,300 digits
+                written = f"{node.value[:4]}...{node.value[-4:]} ({sum(c.isdigit() for c in node.value):,} digits)"
+                message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
+                self._error(node, message, LIMIT)
+                return None
             self.made[key] = self.constructors[node.tag](self.scalars, node)
         return self.made[key]
 
     def _error(self, node, message: str, code: str) -> None:
         self.errors.append(Diagnostic(message, code, _location(self.doc.path, node.start_mark)))
+
+
+_ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
+_UNMADE = object()

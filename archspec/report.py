@@ -44,14 +44,16 @@ DEFAULT_COLUMNS = ("output", "params", "macs", "field")
 
 
 def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_COLUMNS) -> str:
+    shown = _shown(costs, depth)
     header = ["layer", "kind", *(COLUMNS[c][0] for c in columns)]
     right = [False, False, *(COLUMNS[c][1] for c in columns)]
-    rows = [header] + [[row.path, row.kind, *(COLUMNS[c][2](row) for c in columns)] for row in _shown(costs, depth)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    # Column by column, and each line by one format string: a spec may have 100,000 layers.
+    cells = [[row.path for row in shown], [row.kind for row in shown]]
+    cells += [list(map(COLUMNS[c][2], shown)) for c in columns]
+    widths = [max(len(heading), max(map(len, column), default=0)) for heading, column in zip(header, cells)]
+    line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
     lines = [f"{costs.model} ({source})", f"input {fmt_shape(costs.input_shape)}"]
-    for row in rows:
-        cells = [cell.rjust(w) if r else cell.ljust(w) for cell, w, r in zip(row, widths, right)]
-        lines.append("  " + "  ".join(cells).rstrip())
+    lines += [line.format(*row).rstrip() for row in (header, *zip(*cells))]
     lines.append(f"output {fmt_shape(costs.output_shape)}")
     lines += totals(costs)
     return "\n".join(lines)
