@@ -25,6 +25,7 @@ from .inputs import Sizes, Windows, valid_sizes, windows
 from .ir import INPUT, Block, Model, Node, Op, deep_stack, source_path, walk
 from .registry import Window
 
+_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, slow once per layer
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 INT64_BYTES = 8
 
@@ -121,17 +122,20 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     totals = _totals_by_block(model.body, kept)
     nodes = list(walk(model.body))
     layers = tuple(
-        Layer(
-            node.path,
-            node.kind,
-            node.path.count(".") + 1,
-            node.in_shape,
-            node.out_shape,
-            node.params,
-            node.params,  # a spec has no frozen layers: every parameter trains
-            node.macs,
-            totals[node.path],
-            fields.get(node.path),
+        _new(
+            Layer,
+            (
+                node.path,
+                node.kind,
+                node.path.count(".") + 1,
+                node.in_shape,
+                node.out_shape,
+                node.params,
+                node.params,  # a spec has no frozen layers: every parameter trains
+                node.macs,
+                totals[node.path],
+                fields.get(node.path),
+            ),
         )
         for node in nodes
         if node.path
@@ -147,7 +151,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
         sum(layer.trainable for layer in layers if layer.depth == 1),
         model.body.macs,
         model.body.params * item,
-        sum(_buffer_bytes(node, item) for node in nodes if isinstance(node, Op)),
+        _buffer_bytes(nodes, item),
         math.prod(model.input_shape) * item,
         totals[""],
         valid_sizes(model, known),
@@ -178,6 +182,7 @@ class _Memory:
         self.tensors: list[_Tensor] = []
         self.extra: dict[str, int] = {}  # path -> bytes of indices and masks
         self.made: dict[str, _Tensor] = {}  # path -> the tensor it output
+        self.saves: dict[str, object] = {}  # kind -> what its backward keeps (registry), looked up once
 
     def new(self, elements: int, owner: str) -> _Tensor:
         tensor = _Tensor(elements, owner)
@@ -199,8 +204,11 @@ class _Memory:
     def op(self, op: Op, x: _Tensor) -> _Tensor:
         if op.out_shape is None:
             return x
-        saves = registry.layer_kind(op.kind).saves
-        saves = saves(op) if callable(saves) else saves
+        saves = self.saves.get(op.kind)
+        if saves is None:
+            saves = self.saves[op.kind] = registry.layer_kind(op.kind).saves
+        if callable(saves):
+            saves = saves(op)
         if "view" in saves:
             return x
         size = math.prod(op.out_shape)
@@ -274,11 +282,18 @@ def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | 
     return totals
 
 
-def _buffer_bytes(op: Op, item: int) -> int:
-    kind = registry.layer_kind(op.kind)
-    if kind.buffers is None or op.in_shape is None:
-        return 0
-    return sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in kind.buffers(op))
+def _buffer_bytes(nodes: list[Node], item: int) -> int:
+    """The bytes of the buffers (a batch norm's running statistics...) of the shaped ops among `nodes`."""
+    total, buffers_of = 0, {}  # kind -> its buffers function, or None
+    for op in nodes:
+        if type(op) is not Op or op.in_shape is None:
+            continue
+        if op.kind not in buffers_of:
+            buffers_of[op.kind] = registry.layer_kind(op.kind).buffers
+        buffers = buffers_of[op.kind]
+        if buffers is not None:
+            total += sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in buffers(op))
+    return total
 
 
 # ---------------------------------------------------------------- receptive field

@@ -97,9 +97,13 @@ class Expanded:
         return tuple(reversed(self._origin(path)[0].trace))
 
     def place(self, path: tuple) -> tuple[Location, tuple[Note, ...]]:
-        """locate(path) and notes(path) at once: the IR asks both of every layer."""
-        origin, rest = self._origin(path)
-        return origin.doc.locate(origin.ypath + rest), tuple(reversed(origin.trace))
+        """locate(path) and notes(path) at once: the IR asks both of every layer (whose origin
+        expansion recorded: looked up first)."""
+        origin = self.origins.get(path)
+        if origin is None:
+            origin, rest = self._origin(path)
+            return origin.doc.locate(origin.ypath + rest), tuple(reversed(origin.trace))
+        return origin.doc.locate(origin.ypath), tuple(reversed(origin.trace)) if origin.trace else ()
 
 
 def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
@@ -118,23 +122,31 @@ def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
     return result
 
 
+def _entry(item: Any) -> tuple[str, Any] | None:
+    """(kind, value) of a list entry written `kind`, `kind: value` or `kind: {fields}`; None for any other form."""
+    if isinstance(item, str):
+        return item, None
+    if isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str):
+        return next(iter(item.items()))
+    return None
+
+
 def _surely_one(item: Any, blocks) -> bool:
     """Whether the list entry `item` surely makes one layer, read off its form alone: a built-in kind
     without copies or layers inside (most entries), so there is nothing to measure."""
-    if isinstance(item, str):
-        kind, value = item, None
-    elif type(item) is dict and len(item) == 1:
-        kind, value = next(iter(item.items()))
-    else:
+    entry = _entry(item)
+    if entry is None:
         return False
+    kind, value = entry
     if kind in blocks or kind in _MANY or kind not in registry.KINDS:
         return False
     if isinstance(value, dict):
-        return not any(key in value for key in ("repeat", *CONTAINER_FIELDS))
+        return _NESTING.isdisjoint(value)
     return not isinstance(value, list)  # `group: [...]`: a primary field holding layers
 
 
 _MANY = ("repeat", "dense_block")  # kinds whose count the entry's fields decide
+_NESTING = frozenset(("repeat", *CONTAINER_FIELDS))  # fields that make an entry more than one layer
 
 
 def check_plain_data(doc: Document) -> None:
@@ -1049,16 +1061,15 @@ class _Expander:
 
     def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int):
         """The layers one entry expands to: (tagged data, origin, kind key as written)."""
-        if isinstance(item, str):
-            item = {item: None}
-        if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+        entry = _entry(item)
+        if entry is None:
             message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
             if isinstance(item, dict) and len(item) > 1:
                 keys = show_names(map(_key, item))
                 message += f"; this entry has {len(item)} keys ({keys}): indent the fields under the kind"
             self.error(message, LAYER_FORM, origin)
             return [(self.standin({}), origin, None)]
-        kind, value = next(iter(item.items()))
+        kind, value = entry
         if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
             return self.flat_repeat(value, origin, path, index, scope, level)
         if not (isinstance(value, dict) and ("repeat" in value or "first" in value)):  # one copy, as written
@@ -1222,11 +1233,10 @@ class _Expander:
 
     def _measure(self, item: Any, origin: Origin, scope, level: int) -> int:
         cap = self.max_layers + 1
-        if isinstance(item, str):
-            item = {item: None}
-        if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+        entry = _entry(item)
+        if entry is None:
             return 1
-        kind, value = next(iter(item.items()))
+        kind, value = entry
         if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
             form = self.flat_form(value, origin, scope)
             if form is None:

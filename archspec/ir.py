@@ -233,8 +233,8 @@ def _resolve_list(
             )
             node = Op("identity", name, qualified, loc, standin=True)
         else:
-            node = _resolve(layer, path + (layer.kind,), name, qualified, loc, doc, errors, standins, level)
-        changes = _wiring(layer, notes)
+            node = _resolve(layer, path, name, qualified, loc, doc, errors, standins, level)
+        changes = _wiring(layer, notes) if layer.sources or layer.merge or notes else {}
         if path in standins:
             changes["standin"] = True
         if path in doc.block_uses and isinstance(node, Block):  # not a stand-in for a use that failed
@@ -289,14 +289,20 @@ def _exporting(block: Block, paths: list[str]) -> Block:
     return replace(block, children=children, exports=tuple(paths))
 
 
-def _resolve(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Node:
+def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -> Node:
+    """The node of `layer`, the entry at `entry_path` of its expanded list."""
     kind = registry.kind(layer.kind)
     if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
+        yaml_path = entry_path + (layer.kind,)
         return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins, level)
-    args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
+    fields = _fields(type(layer))
+    try:  # the instance's own values, where they are all there: read as attributes, one by one, they cost more
+        args = MappingProxyType({field: layer.__dict__[field] for field in fields})
+    except (AttributeError, KeyError):
+        args = MappingProxyType({field: getattr(layer, field) for field in fields})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
-    return Op(layer.kind, name, path, loc, args)
+    return _new(Op, (layer.kind, name, path, loc, args, *_OP_DEFAULTS))
 
 
 def _fields(model: type) -> list[str]:
@@ -309,6 +315,8 @@ def _fields(model: type) -> list[str]:
 
 
 _FIELDS: dict[type, list[str]] = {}
+_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, slow once per layer
+_OP_DEFAULTS = tuple(Op._field_defaults[name] for name in Op._fields[5:])
 
 
 def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:

@@ -75,7 +75,8 @@ class Document:
         """The position of `path`, or of its nearest ancestor the file has."""
         if not self.values:  # data given as such (a dict to analyze()): every path is the document's
             return Location(self.path, 1, 1)
-        path = tuple(path)
+        if type(path) is not tuple:
+            path = tuple(path)
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
             if found:
@@ -245,7 +246,7 @@ def _check_nesting(text: str, path: str) -> None:
 
 
 _COMMENT = r"(?m)(?:^|[ \t])#.*"  # patterns compiled when first needed (by re's cache), not at import
-_BRACKET = r"[][{}]"
+_NOT_BRACKETS = r"[^][{}]+"
 
 
 def _flow_depth(text: str) -> int:
@@ -255,11 +256,11 @@ def _flow_depth(text: str) -> int:
     in plain scalars outside flow collections (`a[b`, `c]`): there a closing bracket closes nothing
     (the count stays at least 0) and an opening one counts one too many, which only raises the
     bound. Any other text is bounded by its number of opening brackets."""
-    code = re.sub(_COMMENT, "", text)
+    code = re.sub(_COMMENT, "", text) if "#" in text else text
     if "'" in code or '"' in code or "!" in code:  # a bracket may be quoted, or part of a tag
         return text.count("[") + text.count("{")
     depth = deepest = 0
-    for bracket in re.findall(_BRACKET, code):
+    for bracket in re.sub(_NOT_BRACKETS, "", code):
         if bracket in "[{":
             depth += 1
             deepest = max(deepest, depth)

@@ -61,7 +61,7 @@ class Estimate:
         buffers, widest, widest_at, largest, largest_at = 0, 0, None, 0, None
         for node in walk(model.body):
             if isinstance(node, Op):
-                buffers += _buffer_bytes(node, item)
+                buffers += _buffer_bytes([node], item)
                 if node.params > largest:
                     largest, largest_at = node.params, node.loc
             elements = _elements(node.in_shape) + _elements(node.out_shape)

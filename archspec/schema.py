@@ -73,6 +73,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
+_CONTAINERS = frozenset(CONTAINER_FIELDS)
 # `AnyLayer`, the union of every registered kind's model, is a module global set by _assemble; the
 # container fields below name it before it exists, so pydantic resolves it at assembly.
 
@@ -210,9 +211,8 @@ def _kinds_named(data: dict) -> frozenset[str]:
                 kind = layer.get("kind")
                 if isinstance(kind, str):
                     found.add(kind)
-                for name in CONTAINER_FIELDS:
-                    if name in layer:
-                        lists.append(layer[name])
+                if not _CONTAINERS.isdisjoint(layer):
+                    lists += [layer[name] for name in CONTAINER_FIELDS if name in layer]
     return frozenset(found)
 
 

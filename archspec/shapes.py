@@ -71,10 +71,11 @@ _bound = threading.local()  # 10**digits while infer runs: looked up once, not a
 def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
     if shape is None:
         return node
-    if isinstance(node, Op) and node.standin:
+    is_op = type(node) is Op
+    if is_op and node.standin:
         return replace(node, in_shape=shape)
     try:
-        if isinstance(node, Op):
+        if is_op:
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
             return _bounded(_shaped(kind, node, shape, out, params))
