@@ -222,12 +222,15 @@ class _Memory:
 
     def sequence(self, block: Block, x: _Tensor) -> _Tensor:
         siblings = {child.name: child.path for child in block.children}
-        current = x
+        current, made = x, self.made
         for child in block.children:
             if child.inputs:  # `from: input` reads x itself, a tensor already counted where it was made
-                sources = [x if name == INPUT else self.made[source_path(siblings, name)] for name in child.inputs]
+                sources = [x if name == INPUT else made[source_path(siblings, name)] for name in child.inputs]
                 current = self.merge(child, sources)
-            current = self.visit(child, current)
+            if type(child) is Op:  # what visit() does, without a call for each layer
+                current = made[child.path] = self.op(child, current)
+            else:
+                current = self.visit(child, current)
         return current
 
     def merge(self, node: Node, sources: list[_Tensor]) -> _Tensor:
@@ -335,11 +338,15 @@ class _Composition:
 
     def sequence(self, block: Block, seen: Field) -> Field:
         current, siblings = seen, {child.name: child.path for child in block.children}
+        fields, known = self.fields, self.known
         for child in block.children:
             if child.inputs:  # `from: input` sees what the sequence's input sees
-                paths = [seen if name == INPUT else self.fields[source_path(siblings, name)] for name in child.inputs]
+                paths = [seen if name == INPUT else fields[source_path(siblings, name)] for name in child.inputs]
                 current = self.widest(paths, child.path)
-            current = self.field(child, current)
+            if type(child) is Op and child.path not in known:  # no window (most layers): what field() gives
+                fields[child.path] = current
+            else:
+                current = self.field(child, current)
         return current
 
     def widest(self, paths: list[Field], where: str) -> Field:

@@ -79,8 +79,8 @@ class Document:
             path = tuple(path)
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
-            if found:
-                return Location(self.path, found.line + 1, found.column + 1)
+            if found:  # (a NamedTuple's own __new__ is a Python function, and the IR asks this of every layer)
+                return tuple.__new__(Location, (self.path, found.line + 1, found.column + 1))
             path = path[:-1]
         found = self.values.get(())
         return Location(self.path, found.line + 1, found.column + 1) if found else Location(self.path, 1, 1)

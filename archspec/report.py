@@ -7,7 +7,9 @@ docs/costs.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import lru_cache
+from operator import itemgetter
 
 from .costs import Costs, Field, Layer
 from .errors import Diagnostic
@@ -19,9 +21,8 @@ JSON_VERSION = 1
 _shape_text = lru_cache(maxsize=4096)(fmt_shape)  # a network repeats few shapes many times
 
 
-def _field_cell(row: Layer, described: dict = {}) -> str:  # noqa: B006  (a cache)
+def _field_text(field: Field | None, described: dict = {}) -> str:  # noqa: B006  (a cache)
     # Layers without a window share their input's Field object: describe each object once.
-    field = row.field
     if field is None:
         return "-"
     key = id(field)
@@ -32,13 +33,20 @@ def _field_cell(row: Layer, described: dict = {}) -> str:  # noqa: B006  (a cach
     return described[key][1]
 
 
-COLUMNS = {  # name: (heading, right-aligned, the cell of a row)
-    "input": ("input", False, lambda row: _shape_text(row.in_shape)),
-    "output": ("output", False, lambda row: _shape_text(row.out_shape)),
-    "params": ("params", True, lambda row: f"{row.params:,}"),
-    "macs": ("MACs", True, lambda row: f"{row.macs:,}"),
-    "field": ("receptive field", False, _field_cell),
-    "memory": ("activations", True, lambda row: _bytes(row.activation_bytes)),
+def _cells(attribute: str, text: Callable) -> Callable[[list[Layer]], list[str]]:
+    """A column's cells: the text of one field of each row (a column at a time: a spec may have
+    100,000 layers, and a call per cell costs more than the cell)."""
+    value = itemgetter(Layer._fields.index(attribute))
+    return lambda rows: list(map(text, map(value, rows)))
+
+
+COLUMNS = {  # name: (heading, right-aligned, the cells of rows)
+    "input": ("input", False, _cells("in_shape", _shape_text)),
+    "output": ("output", False, _cells("out_shape", _shape_text)),
+    "params": ("params", True, _cells("params", "{:,}".format)),
+    "macs": ("MACs", True, _cells("macs", "{:,}".format)),
+    "field": ("receptive field", False, _cells("field", _field_text)),
+    "memory": ("activations", True, _cells("activation_bytes", lambda count: _bytes(count))),  # (defined below)
 }
 DEFAULT_COLUMNS = ("output", "params", "macs", "field")
 
@@ -49,7 +57,7 @@ def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_C
     right = [False, False, *(COLUMNS[c][1] for c in columns)]
     # Column by column, and each line by one format string: a spec may have 100,000 layers.
     cells = [[row.path for row in shown], [row.kind for row in shown]]
-    cells += [list(map(COLUMNS[c][2], shown)) for c in columns]
+    cells += [COLUMNS[c][2](shown) for c in columns]
     widths = [max(len(heading), max(map(len, column), default=0)) for heading, column in zip(header, cells)]
     line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
     lines = [f"{costs.model} ({source})", f"input {fmt_shape(costs.input_shape)}"]
@@ -64,9 +72,10 @@ def markdown(costs: Costs, source: str, depth: int | None = None, columns=DEFAUL
     align = ["---", "---", *("---:" if COLUMNS[c][1] else "---" for c in columns)]
     lines = [f"### {costs.model} (`{source}`)", "", f"input `{fmt_shape(costs.input_shape)}`", ""]
     lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
-    for row in _shown(costs, depth):
-        cells = [f"`{row.path}`", row.kind, *(COLUMNS[c][2](row) for c in columns)]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
+    shown = _shown(costs, depth)
+    cells = [[f"`{row.path}`" for row in shown], [row.kind for row in shown], *(COLUMNS[c][2](shown) for c in columns)]
+    for row in zip(*cells):
+        lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
     lines += ["", f"output `{fmt_shape(costs.output_shape)}`", ""]
     lines += [f"- {line}" for line in totals(costs)]
     return "\n".join(lines)
