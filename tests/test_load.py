@@ -103,7 +103,7 @@ def loaded(text: str, limits: Limits):
         if first.code == LIMIT and "the document is" in first.message:
             return "limit", _limit(first)
         return "errors", [_shown(d) for d in exc.diagnostics]
-    position = lambda mark: (mark.line + 1, mark.column + 1)  # noqa: E731
+    position = lambda mark: (mark.line + 1, mark.column + 1)
     values = {path: position(mark) for path, mark in doc.values.items()}
     return doc.data, values, {path: position(mark) for path, mark in doc.keys.items()}
 
@@ -144,7 +144,7 @@ MUTATIONS = [
     lambda text: text.replace("relu", "!!python/name:os.system relu", 1),
     lambda text: text.replace("conv", "&c conv", 1).replace("relu", "*c", 1) if "conv" in text else text,
     lambda text: "<<: {a: 1}\n" + text if text.startswith(("a:", "b:", "c:", "kind:", "name:", "out:")) else text,
-    lambda text: text + "a: 1\na: 2\n" if ":" in text.splitlines()[0] and not text.startswith(("-", "[", "{")) else text,
+    lambda text: text + "a: 1\na: 2\n" if text.startswith(("a:", "b:", "c:", "kind:", "name:", "out:")) else text,
     lambda text: "a: &x\n  b: *x\n",
     lambda text: text.replace("'2026-11-29'", "2026-11-29"),
     lambda text: text.replace("1e3", "1" * 30, 1),
