@@ -279,8 +279,12 @@ def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | 
     total = kept.get(node.path, 0)
     if isinstance(node, Block):
         for child in (*node.children, *((node.shortcut,) if node.shortcut is not None else ())):
-            _totals_by_block(child, kept, totals)
-            total += totals[child.path]
+            if type(child) is Op:  # its own bytes: what a call would give, without one for each layer
+                own = totals[child.path] = kept.get(child.path, 0)
+                total += own
+            else:
+                _totals_by_block(child, kept, totals)
+                total += totals[child.path]
     totals[node.path] = total
     return totals
 

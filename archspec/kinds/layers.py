@@ -7,6 +7,7 @@ formula and the numbers filled in.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar, Literal
 
@@ -94,13 +95,29 @@ def _conv_shape(op, shape):
 
 
 def _conv_window(op) -> tuple[Window, ...]:
-    n, padding = dims(op), op.args["padding"]
+    a = op.args
+    return _conv_windows(dims(op), _key(a["kernel"]), _key(a["stride"]), _key(a["dilation"]), _key(a["padding"]))
+
+
+@functools.lru_cache(maxsize=1024)
+def _conv_windows(n: int, kernel, stride, dilation, padding) -> tuple[Window, ...]:
+    """A convolution's windows, made once for each set of fields: a network repeats few."""
+    pads = (0,) * n if padding in ("same", "valid") else per_dim(None, "padding", n, padding)
     windows = []
-    for k, s, d, p in zip(*(per_dim(op, f, n) for f in ("kernel", "stride", "dilation")), _pads(op, n)):
+    sizes = (
+        per_dim(None, name, n, value)
+        for name, value in (("kernel", kernel), ("stride", stride), ("dilation", dilation))
+    )
+    for k, s, d, p in zip(*sizes, pads):
         e = extent(k, d)
         total = e - 1 if padding == "same" else 2 * p  # PyTorch puts the odd one of "same" at the end
         windows.append(Window(e, s, total // 2 if padding == "same" else p, total))
     return tuple(windows)
+
+
+def _key(value):
+    """A field's value as a cache key: a list of sizes as a tuple."""
+    return tuple(value) if isinstance(value, list) else value
 
 
 def _pads(op, n) -> tuple[int, ...]:
