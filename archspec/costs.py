@@ -22,10 +22,9 @@ from typing import NamedTuple
 from . import registry
 from .fields import magnitude_bounds
 from .inputs import Sizes, Windows, valid_sizes, windows
-from .ir import INPUT, Block, Model, Node, Op, deep_stack, source_path, walk
+from .ir import INPUT, Block, Model, Node, Op, deep_stack, new_record, source_path, walk
 from .registry import Window
 
-_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, slow once per layer
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
 INT64_BYTES = 8
 
@@ -122,7 +121,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     totals = _totals_by_block(model.body, kept)
     nodes = list(walk(model.body))
     layers = tuple(
-        _new(
+        new_record(
             Layer,
             (
                 node.path,

@@ -49,7 +49,7 @@ from .errors import (
     show_value,
 )
 from .fields import magnitude_bounds, too_big
-from .ir import deep_stack
+from .ir import deep_stack, new_record
 from .limits import current as current_limits
 from .limits import how_to_raise
 from .load import Document, UnreadableFile, load_file
@@ -63,9 +63,6 @@ class Origin(NamedTuple):  # a NamedTuple: expansion makes several per layer, an
     doc: Document
     ypath: tuple
     trace: tuple[Note, ...] = ()  # the block uses this node was expanded through, innermost last
-
-
-_new = tuple.__new__  # _new(Origin, (doc, ypath, trace)): NamedTuple's own __new__ is a Python function
 
 
 @dataclass
@@ -1003,7 +1000,7 @@ class _Expander:
         out: list = []
         doc, ypath, trace = origin
         for j, item in enumerate(items):
-            item_origin = _new(Origin, (doc, ypath + (j,), trace))
+            item_origin = new_record(Origin, (doc, ypath + (j,), trace))
             refused = self.refused(item, item_origin, scope, level)
             if refused is not None:  # too many layers: one stand-in, and none of them made
                 at = path + (len(out),)
@@ -1022,7 +1019,7 @@ class _Expander:
                 self.origins[at] = layer_origin
                 if kind_written is not None and layer.get("kind") != kind_written:  # a block's use, made a group
                     # (where the kind is as written, the layer's origin locates its fields as well)
-                    kind_origin = _new(
+                    kind_origin = new_record(
                         Origin, (layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
                     )
                     self.origins.setdefault(at + (layer.get("kind"),), kind_origin)
@@ -1171,7 +1168,7 @@ class _Expander:
         if level >= self.max_depth and any(k in CONTAINER_FIELDS and isinstance(v, list) for k, v in fields.items()):
             self.too_deep(origin)
             return self.standin({k: v for k, v in fields.items() if k == "name"})
-        fields_origin = _new(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
+        fields_origin = new_record(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
         out = {"kind": kind}
         bound = self.bound
         for key, value in fields.items():

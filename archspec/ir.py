@@ -84,6 +84,10 @@ class Block(NamedTuple):
 
 Node = Op | Block
 
+# new_record(Op, values): a record made from all its values at once. The stages make several per
+# layer, and a NamedTuple's own __new__ is a Python function, which fills in defaults by name.
+new_record = tuple.__new__
+
 # An Op ends with what the shape stage infers, so it makes a shaped Op from a slice and four values
 # (once per layer: replace() looks each field up by name)
 _SHAPED = ("in_shape", "out_shape", "params", "macs")
@@ -92,7 +96,7 @@ assert Op._fields[-len(_SHAPED) :] == _SHAPED
 
 def shaped_op(op: Op, in_shape: Shape, out_shape: Shape | None, params: int, macs: int) -> Op:
     """`op` with its shapes, parameter count and multiply-adds."""
-    return tuple.__new__(Op, (*op[: -len(_SHAPED)], in_shape, out_shape, params, macs))
+    return new_record(Op, (*op[: -len(_SHAPED)], in_shape, out_shape, params, macs))
 
 
 def replace(node, **changes):
@@ -104,7 +108,7 @@ def replace(node, **changes):
     values = list(node)
     for name, value in changes.items():
         values[positions[name]] = value
-    return tuple.__new__(type(node), values)
+    return new_record(type(node), values)
 
 
 class Model(NamedTuple):
@@ -302,7 +306,7 @@ def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -
         args = MappingProxyType({field: getattr(layer, field) for field in fields})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
-    return _new(Op, (layer.kind, name, path, loc, args, *_OP_DEFAULTS))
+    return new_record(Op, (layer.kind, name, path, loc, args, *_OP_DEFAULTS))
 
 
 def _fields(model: type) -> list[str]:
@@ -315,7 +319,6 @@ def _fields(model: type) -> list[str]:
 
 
 _FIELDS: dict[type, list[str]] = {}
-_new = tuple.__new__  # a NamedTuple's own __new__ is a Python function, slow once per layer
 _OP_DEFAULTS = tuple(Op._field_defaults[name] for name in Op._fields[5:])
 
 
@@ -350,4 +353,17 @@ def _residual(layer, yaml_path, name, path, loc, doc, errors, standins, level) -
 
 _STRUCTURES = {"group": _group, "residual": _residual}
 
-__all__ = ["INPUT", "Block", "Model", "Node", "Op", "Shape", "op", "replace", "resolve", "source_path", "walk"]
+__all__ = [
+    "INPUT",
+    "Block",
+    "Model",
+    "Node",
+    "Op",
+    "Shape",
+    "new_record",
+    "op",
+    "replace",
+    "resolve",
+    "source_path",
+    "walk",
+]
