@@ -253,7 +253,11 @@ class _Trial:
         return fixed
 
     def _sequence(self, block: Block) -> Callable:
-        steps = [(child, self._compile(child)) for child in block.children]
+        recorded = self.recorded  # a plain layer's step is its _op (what _compile gives it), without a call more
+        steps = [
+            (child, self._op(child) if type(child) is Op and child.path not in recorded else self._compile(child))
+            for child in block.children
+        ]
         if not any(child.inputs for child in block.children):
             chain = [step for _, step in steps if step is not _same]
 
