@@ -75,6 +75,23 @@ class Conv(Fields):
 
 
 def _conv_shape(op, shape):
+    """(output shape, parameters); once for each input shape and set of fields (a network repeats
+    few; a wrong one raises each time)."""
+    a = op.args
+    key = (shape, a["out"], _key(a["kernel"]), _key(a["stride"]), _key(a["padding"]), _key(a["dilation"]))
+    key += (a["groups"], a["bias"])
+    found = _CONV_SHAPES.get(key)
+    if found is None:
+        if len(_CONV_SHAPES) > 4096:
+            _CONV_SHAPES.clear()
+        found = _CONV_SHAPES[key] = _conv_shape_of(op, shape)
+    return found
+
+
+_CONV_SHAPES: dict[tuple, tuple] = {}
+
+
+def _conv_shape_of(op, shape):
     n = spatial(op, shape)
     channels, out_channels = shape[0], op.args["out"]
     kernel, stride, dilation = (per_dim(op, f, n) for f in ("kernel", "stride", "dilation"))
