@@ -10,8 +10,6 @@ pydantic objects: a node's `args` are its validated fields, read-only.
 
 from __future__ import annotations
 
-import contextlib
-import sys
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -20,7 +18,7 @@ from . import registry
 from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
 from .fields import LAYER_FIELDS, field_names
 from .limits import current as current_limits
-from .limits import how_to_raise
+from .limits import deep_stack, how_to_raise
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -139,23 +137,6 @@ def walk(node: Node):
             if node.shortcut is not None:
                 stack.append(node.shortcut)
             stack.extend(reversed(node.children))
-
-
-@contextlib.contextmanager
-def deep_stack():
-    """Room on Python's stack for layers nested limit depth deep: each level of nesting takes a few
-    frames in each stage (expansion, resolution, shapes, costs), more than Python's default 1,000
-    leaves at 100 levels under a caller's own frames. Raised for the duration only, and never past
-    10,000 frames; past that, a stage reports the nesting as an error rather than recurse."""
-    wanted, before = min(1_000 + 15 * current_limits().depth, 10_000), sys.getrecursionlimit()
-    if wanted <= before:
-        yield
-        return
-    sys.setrecursionlimit(wanted)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(before)
 
 
 # ---------------------------------------------------------------- resolve

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import sys
 from dataclasses import dataclass, fields, replace
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -57,6 +58,23 @@ def applied(limits: Limits | None):
         yield limits
     finally:
         _active.reset(token)
+
+
+@contextlib.contextmanager
+def deep_stack():
+    """Room on Python's stack for layers nested limit depth deep: each level of nesting takes a few
+    frames in each stage (loading, expansion, resolution, shapes, costs), more than Python's default
+    1,000 leaves at 100 levels under a caller's own frames. Raised for the duration only, and never
+    past 10,000 frames; past that, a stage reports the nesting as an error rather than recurse."""
+    wanted, before = min(1_000 + 15 * current().depth, 10_000), sys.getrecursionlimit()
+    if wanted <= before:
+        yield
+        return
+    sys.setrecursionlimit(wanted)
+    try:
+        yield
+    finally:
+        sys.setrecursionlimit(before)
 
 
 def how_to_raise(name: str) -> str:

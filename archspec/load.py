@@ -12,6 +12,7 @@ from pathlib import Path
 
 import yaml
 
+from . import plain_yaml
 from .errors import (
     LIMIT,
     YAML_DOCUMENTS,
@@ -23,7 +24,7 @@ from .errors import (
     SpecError,
     UsageError,
 )
-from .limits import current, how_to_raise, show_size
+from .limits import current, deep_stack, how_to_raise, show_size
 
 try:
     _SafeLoader = yaml.CSafeLoader
@@ -70,6 +71,9 @@ class Document:
     # where every value and key starts (a YAML Mark, 0-based); a Location is made only when one is asked for
     values: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
     keys: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
+    # sequence items written on one line, read by plain_yaml: path -> (line, column of the "-", its
+    # plain_yaml.Line), whose marks are made into `values` and `keys` when a path inside is asked for
+    lines: dict[YamlPath, tuple] = field(default_factory=dict)
 
     def locate(self, path: YamlPath, *, key: bool = False) -> Location:
         """The position of `path`, or of its nearest ancestor the file has."""
@@ -77,6 +81,12 @@ class Document:
             return Location(self.path, 1, 1)
         if type(path) is not tuple:
             path = tuple(path)
+        if self.lines:
+            line = self.lines.get(path)
+            if line is not None:  # a layer on one line: the IR asks this of every layer
+                number, column, template = line
+                return tuple.__new__(Location, (self.path, number + 1, column + template.offset + 1))
+            self._unfold(path)
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
             if found:  # (a NamedTuple's own __new__ is a Python function, and the IR asks this of every layer)
@@ -84,6 +94,22 @@ class Document:
             path = path[:-1]
         found = self.values.get(())
         return Location(self.path, found.line + 1, found.column + 1) if found else Location(self.path, 1, 1)
+
+    def _unfold(self, path: YamlPath) -> None:
+        """The marks inside the one-line item that holds `path`, if one does, made into `values` and `keys`."""
+        for end in range(len(path) - 1, 0, -1):
+            line = self.lines.pop(path[:end], None)
+            if line is not None:
+                number, column, template = line
+                self.values[path[:end]] = tuple.__new__(plain_yaml.Mark, (number, column + template.offset))
+                plain_yaml.unfold(template, number, column, path[:end], self.values, self.keys)
+                return
+
+    def positions(self) -> tuple[dict, dict]:
+        """The marks of every value and of every key, by path (tests compare them)."""
+        for path in list(self.lines):
+            self._unfold(path + (None,))
+        return self.values, self.keys
 
 
 class UnreadableFile(UsageError):
@@ -178,6 +204,15 @@ def _too_large(name: str, size: int) -> None:
 
 
 def load_text(text: str, path: str = "<string>") -> Document:
+    with deep_stack():
+        quick = plain_yaml.read(text, _Loader("").resolve)
+    if quick is not None:  # the plain YAML most specs are: read without libyaml's nodes
+        return Document(path, *quick)
+    return load_composed(text, path)
+
+
+def load_composed(text: str, path: str = "<string>") -> Document:
+    """`text` read through libyaml's composer: any YAML, every error located."""
     doc = Document(path, None)
     try:
         _check_nesting(text, path)
@@ -203,7 +238,12 @@ def load_text(text: str, path: str = "<string>") -> Document:
     if "&" in text and "*" in text:  # anchors and aliases, perhaps: count what they expand to before expanding anything
         _check_expansion(nodes[0], path)
     errors: list[Diagnostic] = []
-    doc.data = _Converter(doc, errors).convert(nodes[0], ())
+    try:
+        with deep_stack():
+            doc.data = _Converter(doc, errors).convert(nodes[0], ())
+    except RecursionError:  # only with limit depth raised past what Python's stack takes
+        message = f"the document nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
+        raise SpecError([*errors, Diagnostic(message, LIMIT, Location(path, 1, 1))]) from None
     if errors:
         raise SpecError(errors)
     return doc
