@@ -113,13 +113,13 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
 
 def _measure(model: Model, batch: int, dtype: str) -> Costs:
     item = DTYPE_BYTES[dtype]
-    known = windows(model)
+    nodes = list(walk(model.body))
+    known = windows(model, nodes)
     fields, notes = receptive_fields(model, known)
     memory = _Memory(item)
     memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
-    nodes = list(walk(model.body))
     layers = tuple(
         new_record(
             Layer,
@@ -147,7 +147,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
         batch,
         layers,
         model.body.params,
-        sum(layer.trainable for layer in layers if layer.depth == 1),
+        sum(child.params for child in model.body.children),  # the trainable parameters of the rows at depth 1
         model.body.macs,
         model.body.params * item,
         _buffer_bytes(nodes, item),
@@ -211,7 +211,8 @@ class _Memory:
         if "view" in saves:
             return x
         size = math.prod(op.out_shape)
-        out = self.new(size, op.path)
+        out = _Tensor(size, op.path)  # what new() does, without a call more for each layer
+        self.tensors.append(out)
         x.kept |= "input" in saves
         out.kept |= "output" in saves
         extra = (INT64_BYTES * size if "indices" in saves else 0) + (size if "mask" in saves else 0)
@@ -220,11 +221,10 @@ class _Memory:
         return out
 
     def sequence(self, block: Block, x: _Tensor) -> _Tensor:
-        siblings = {child.name: child.path for child in block.children}
-        current, made = x, self.made
+        current, made, siblings = x, self.made, _Siblings(block)
         for child in block.children:
             if child.inputs:  # `from: input` reads x itself, a tensor already counted where it was made
-                sources = [x if name == INPUT else made[source_path(siblings, name)] for name in child.inputs]
+                sources = [x if name == INPUT else made[siblings.path(name)] for name in child.inputs]
                 current = self.merge(child, sources)
             if type(child) is Op:  # what visit() does, without a call for each layer
                 current = made[child.path] = self.op(child, current)
@@ -270,6 +270,21 @@ class _Memory:
             if tensor.kept:
                 kept[tensor.owner] = kept.get(tensor.owner, 0) + tensor.elements * self.item
         return kept
+
+
+class _Siblings:
+    """The paths of a sequence's layers by name, made when a `from:` first asks (most sequences have none)."""
+
+    __slots__ = ("block", "paths")
+
+    def __init__(self, block: Block):
+        self.block, self.paths = block, None
+
+    def path(self, name: str) -> str:
+        """The path of the layer a `from:` name reaches (`enc.conv2`: inside the sibling enc)."""
+        if self.paths is None:
+            self.paths = {child.name: child.path for child in self.block.children}
+        return source_path(self.paths, name)
 
 
 def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | None = None) -> dict[str, int]:
@@ -321,6 +336,7 @@ class _Composition:
         self.bound = magnitude_bounds()[0]
         self.fields: dict[str, Field] = {}
         self.notes: list[str] = []
+        self.sliding: dict[int, tuple | None] = {}  # id of an op's windows -> _sliding(them)
 
     def field(self, node: Node, seen: Field) -> Field:
         if isinstance(node, Op):
@@ -340,11 +356,11 @@ class _Composition:
         return out
 
     def sequence(self, block: Block, seen: Field) -> Field:
-        current, siblings = seen, {child.name: child.path for child in block.children}
+        current, siblings = seen, _Siblings(block)
         fields, known = self.fields, self.known
         for child in block.children:
             if child.inputs:  # `from: input` sees what the sequence's input sees
-                paths = [seen if name == INPUT else fields[source_path(siblings, name)] for name in child.inputs]
+                paths = [seen if name == INPUT else fields[siblings.path(name)] for name in child.inputs]
                 current = self.widest(paths, child.path)
             if type(child) is Op and child.path not in known:  # no window (most layers): what field() gives
                 fields[child.path] = current
@@ -372,6 +388,16 @@ class _Composition:
         found = self.known.get(op.path)
         if seen.whole or not found:
             return seen
+        sliding = self.sliding.get(id(found))  # (the windows are alive as long as `known`)
+        if sliding is None:
+            sliding = self.sliding[id(found)] = _sliding(found)
+        if sliding and len(sliding[0]) == len(seen.size) and _ints(seen):  # what _step does, in whole numbers
+            grow, strides, pads = sliding
+            size = tuple([s + g * j for s, g, j in zip(seen.size, grow, seen.jump)])
+            jump = tuple([j * stride for j, stride in zip(seen.jump, strides)])
+            padding = tuple([p + q * j for p, q, j in zip(seen.padding, pads, seen.jump)])
+            if max(size) < self.bound and max(jump) < self.bound and max(map(abs, padding)) < self.bound:
+                return new_record(Field, (size, jump, padding, False))
         if any(window.whole for window in found):
             return Field(seen.size, seen.jump, seen.padding, whole=True)
         dims = [_step(w, *dim, n) for w, dim, n in zip(found, zip(seen.size, seen.jump, seen.padding), op.in_shape[1:])]
@@ -384,6 +410,21 @@ class _Composition:
                 # than any input has: the whole of it, as after a global pool; its figures would grow without end.
                 return Field(seen.size, seen.jump, seen.padding, whole=True)
         return Field(*(tuple(part) for part in zip(*dims)))
+
+
+def _sliding(windows: tuple[Window, ...]) -> tuple | None:
+    """(extent - 1, stride, padding) of each window, where all slide (a conv, a pooling); else None."""
+    if any(w.size is not None or w.scale is not None or w.transposed or w.whole for w in windows):
+        return None
+    return tuple(w.extent - 1 for w in windows), tuple(w.stride for w in windows), tuple(w.pad for w in windows)
+
+
+def _ints(field: Field) -> bool:
+    """Whether a field's figures are all whole numbers (Fractions come only after resizing)."""
+    return {*map(type, field.size), *map(type, field.jump), *map(type, field.padding)} <= _INT
+
+
+_INT = {int}
 
 
 def _tamed(value, bound: int):

@@ -84,11 +84,10 @@ def _sequence(block: Block, entering: str | None, errors) -> Block:
     unsafe[INPUT] = entering if readers[INPUT] <= 1 else "the input of this sequence is read by more than one layer"
     decided = []
     for i, child in enumerate(children):
-        why = _input_unsafe(child, i, children, unsafe, readers)
-        if isinstance(child, Op):
-            child = _op(child, why, errors)
-        else:
-            child = _block(child, why, errors)
+        if type(child) is not Op:
+            child = _block(child, _input_unsafe(child, i, children, unsafe, readers), errors)
+        elif "inplace" in child.args:  # a kind that can work in place (most layers cannot: no need to ask)
+            child = _op(child, _input_unsafe(child, i, children, unsafe, readers), errors)
         decided.append(child)
         unsafe[child.name] = _output_unsafe(child)
     if all(a is b for a, b in zip(decided, children)):

@@ -60,10 +60,10 @@ class Sizes(NamedTuple):
 Windows = dict[str, tuple]  # an op's path -> its Window per spatial dim (ops without windows: absent)
 
 
-def windows(model: Model) -> Windows:
-    """Every shaped op's windows, asked of its kind once for all the analyses."""
+def windows(model: Model, nodes: list[Node] | None = None) -> Windows:
+    """Every shaped op's windows, asked of its kind once for all the analyses (`nodes`: the model's, walked)."""
     found, window_of = {}, {}  # kind -> its window function (a model has few kinds, many layers)
-    for op in walk(model.body):
+    for op in walk(model.body) if nodes is None else nodes:
         if type(op) is Op and op.in_shape is not None and op.out_shape is not None:
             if op.kind not in window_of:
                 window_of[op.kind] = registry.layer_kind(op.kind).window
@@ -343,7 +343,7 @@ def _sources(root: Block) -> dict[str, list[str]]:
     the sibling `enc`)."""
     sources = {}
     for block in walk(root):
-        if isinstance(block, Block):
+        if isinstance(block, Block) and any(child.inputs for child in block.children):
             siblings = {child.name: child.path for child in block.children} | {INPUT: _input_path(block)}
             for child in block.children:
                 if child.inputs:
