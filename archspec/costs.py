@@ -53,7 +53,9 @@ class Field(NamedTuple):
         return f"{size} /{jump}"
 
 
-def _number(value: Fraction) -> str:
+def _number(value: int | Fraction) -> str:
+    if type(value) is int:  # most fields
+        return str(value)
     return str(value.numerator) if value.denominator == 1 else f"{float(value):.3g}"
 
 

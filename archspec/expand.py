@@ -1168,13 +1168,15 @@ class _Expander:
         if level >= self.max_depth and any(k in CONTAINER_FIELDS and isinstance(v, list) for k, v in fields.items()):
             self.too_deep(origin)
             return self.standin({k: v for k, v in fields.items() if k == "name"})
-        fields_origin = new_record(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
         out = {"kind": kind}
-        bound = self.bound
+        bound, fields_origin = self.bound, None
         for key, value in fields.items():
             if type(value) is int and -bound < value < bound:  # what values() gives it, most fields
                 out[key] = value
-            elif key in CONTAINER_FIELDS and isinstance(value, list):
+                continue
+            if fields_origin is None:  # made only where a field needs it
+                fields_origin = new_record(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
+            if key in CONTAINER_FIELDS and isinstance(value, list):
                 child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
                 out[key] = self.layer_list(value, path + (kind, key), child_origin, scope, level + 1)
             elif key == "name":

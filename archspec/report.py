@@ -100,7 +100,9 @@ def totals(costs: Costs) -> list[str]:
 
 
 def _shown(costs: Costs, depth: int | None) -> list[Layer]:
-    return [row for row in costs.layers if depth is None or row.depth <= depth]
+    if depth is None:
+        return list(costs.layers)
+    return [row for row in costs.layers if row.depth <= depth]
 
 
 def _count(value: int) -> str:
