@@ -10,6 +10,7 @@ pydantic objects: a node's `args` are its validated fields, read-only.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -147,12 +148,15 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Mod
     are the paths of layers put in place of wrong ones: their outputs are unknown."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
+    outer, _made.args = getattr(_made, "args", None), {}
     try:
         with deep_stack():
             children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, root_loc)]) from None
+    finally:
+        _made.args = outer
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
@@ -280,14 +284,22 @@ def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -
     if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
         yaml_path = entry_path + (layer.kind,)
         return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins, level)
-    fields = _fields(type(layer))
-    try:  # the instance's own values, where they are all there: read as attributes, one by one, they cost more
-        args = MappingProxyType({field: layer.__dict__[field] for field in fields})
-    except (AttributeError, KeyError):
-        args = MappingProxyType({field: getattr(layer, field) for field in fields})
+    made = _made.args.get(id(layer))
+    if made is not None:  # a record alike layers share (schema validates them once): one args for all
+        args = made[1]
+    else:
+        fields = _fields(type(layer))
+        try:  # the instance's own values, where they are all there: read as attributes, one by one, they cost more
+            args = MappingProxyType({field: layer.__dict__[field] for field in fields})
+        except (AttributeError, KeyError):
+            args = MappingProxyType({field: getattr(layer, field) for field in fields})
+        _made.args[id(layer)] = (layer, args)  # (the layer kept: its id is not reused while resolve runs)
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
     return new_record(Op, (layer.kind, name, path, loc, args, *_OP_DEFAULTS))
+
+
+_made = threading.local()  # while resolve runs: id of a layer record -> (it, the args made of it)
 
 
 def _fields(model: type) -> list[str]:
