@@ -51,7 +51,8 @@ def fmt_shape(shape: Shape | None) -> str:
 
 def infer(model: Model) -> Model:
     errors: list[Diagnostic] = []
-    outer, _bound.value = getattr(_bound, "value", None), magnitude_bounds()[0]
+    outer = getattr(_bound, "value", None), getattr(_bound, "made", None)
+    _bound.value, _bound.made = magnitude_bounds()[0], {}
     try:
         with deep_stack():
             body = _infer(model.body, model.input_shape, errors)
@@ -59,13 +60,16 @@ def infer(model: Model) -> Model:
         message = f"the model nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, model.body.loc)]) from None
     finally:
-        _bound.value = outer
+        _bound.value, _bound.made = outer
     if errors:
         raise SpecError(in_file_order(errors))
     return replace(model, body=body)
 
 
-_bound = threading.local()  # 10**digits while infer runs: looked up once, not at every layer
+# While infer runs: 10**digits (looked up once, not at every layer), and what built-in layers made,
+# by (id of their args, kind, input shape): alike layers share their args (ir.resolve), and a
+# built-in kind's rules read only the fields and the input shape. (A plugin's may read more.)
+_bound = threading.local()
 
 
 def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
@@ -76,9 +80,16 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
         return replace(node, in_shape=shape)
     try:
         if is_op:
+            key = (id(node.args), node.kind, shape)
+            made = _bound.made.get(key)
+            if made is not None and made[0] is node.args:  # (kept in `made`: its id is not reused)
+                return shaped_op(node, shape, *made[1:])
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
-            return _bounded(_shaped(kind, node, shape, out, params))
+            shaped = _bounded(_shaped(kind, node, shape, out, params))
+            if _built_in(kind.shape) and (kind.macs is None or _built_in(kind.macs)):
+                _bound.made[key] = (node.args, shaped.out_shape, shaped.params, shaped.macs)
+            return shaped
         if not node.expanded:
             _admit(node)
             node = registry.block_kind(node.kind).expand(node, shape)
@@ -90,6 +101,10 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
             out, params = exc.result
             return _shaped(registry.layer_kind(node.kind), node, shape, out, params)
         return replace(node, in_shape=shape)
+
+
+def _built_in(rule) -> bool:
+    return (getattr(rule, "__module__", None) or "").startswith("archspec.")
 
 
 def _bounded(op: Op) -> Op:

@@ -193,3 +193,21 @@ def test_fields_that_are_neither_a_model_nor_a_declaration_are_refused_at_regist
     with pytest.raises(TypeError, match="cannot register 'loose'.*not a fields.Layer or fields.Fields class"):
         registry.register(registry.LayerKind("loose", "a test kind", Loose, same_shape, lambda op: None))
     assert "loose" not in registry.KINDS
+
+
+def test_a_plugins_shape_rule_is_asked_for_every_layer_even_alike_ones():
+    """Alike layers share their fields, and a built-in kind's shape is made once for them; a plugin's
+    rule may read more than the fields (here the layer's name, its index), so it is asked for each layer."""
+
+    def by_name(op, shape):
+        return (shape[0] + int(op.name), *shape[1:]), 0
+
+    identity = lambda op: registry.call("nn.Identity")  # noqa: E731
+    kind = registry.LayerKind("named_pad", "a test kind", WindowFields, by_name, identity)
+    registry.register(kind)
+    try:
+        layers = [{"named_pad": {"low": 1}}, {"named_pad": {"low": 1}}, {"named_pad": {"low": 1}}]
+        model = analyze({"archspec": 1, "name": "n", "input": [3, 4, 4], "layers": layers})
+        assert [op.out_shape[0] for op in model.body.children] == [3, 4, 6]
+    finally:
+        registry.unregister("named_pad")
