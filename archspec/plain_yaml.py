@@ -88,6 +88,7 @@ class Line(NamedTuple):
     keys: tuple[tuple[tuple, int], ...]  # the same for each key inside it
     depth: int  # how deep collections nest in it, itself included (0: a scalar)
     nodes: int  # its nodes, itself included
+    copies: tuple  # _copy's plan of its value
 
 
 def unfold(line: Line, number: int, column: int, path: tuple, values: dict, keys: dict) -> None:
@@ -98,12 +99,19 @@ def unfold(line: Line, number: int, column: int, path: tuple, values: dict, keys
         keys[path + inner] = _new_mark(Mark, (number, column + offset))
 
 
-def _copy(value):
-    if type(value) is dict:
-        return {key: _copy(item) for key, item in value.items()}
-    if type(value) is list:
-        return [_copy(item) for item in value]
-    return value  # a str, number, bool or None
+def _copy(value: dict | list, plan: tuple) -> dict | list:
+    """A copy of the collection `value`, whose collections inside are at the keys or indices of
+    `plan`, each with its own plan (a layer on one line is a mapping holding a mapping of scalars)."""
+    copied = value.copy()
+    for at, inner in plan:
+        copied[at] = _copy(value[at], inner)
+    return copied
+
+
+def _plan(value: dict | list) -> tuple:
+    """_copy's plan of `value`."""
+    places = value.items() if type(value) is dict else enumerate(value)
+    return tuple((at, _plan(item)) for at, item in places if type(item) is dict or type(item) is list)
 
 
 class _Reader:
@@ -147,7 +155,7 @@ class _Reader:
                 if line is Declined or (line.depth and len(path) + line.depth >= self.max_depth):
                     raise Declined
                 item_path = path + (len(items),)
-                items.append(_copy(line.value) if line.depth else line.value)
+                items.append(_copy(line.value, line.copies) if line.depth else line.value)
                 self.lines[item_path] = (number, column, line)
                 self.folded += line.nodes
                 i += 1
@@ -222,7 +230,9 @@ class _Reader:
             return Declined  # (kept: the same line is declined at once wherever it recurs)
         inside = lambda marks: tuple((path[1:], mark.column) for path, mark in marks.items() if len(path) > 1)
         offset = reader.values[(0,)].column
-        return Line(value, offset, inside(reader.values), inside(reader.keys), reader.deepest, len(reader.values) - 1)
+        plan = _plan(value) if reader.deepest else ()
+        values, keys = inside(reader.values), inside(reader.keys)
+        return Line(value, offset, values, keys, reader.deepest, len(reader.values) - 1, plan)
 
     # ------------------------------------------------------------ one line's values
 

@@ -294,10 +294,10 @@ def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, lis
         return None, errors, frozenset()
     standins = set(expanded.standins)
     unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
-    named = _kinds_named(expanded.data)
+    distinct, positions = _distinct_layers(expanded.data)
+    named = _kinds_named(distinct)  # (alike layers name the same kind)
     validator = record_validator(named) if quick else None
     if validator is not None:
-        distinct, positions = _distinct_layers(expanded.data)
         try:
             spec = validator.validate_python(distinct)
         except ValidationError:
