@@ -213,6 +213,13 @@ def _lookup(table: dict, name: str, what: str):
     return found
 
 
+def built_in(rule: Callable | None) -> bool:
+    """Whether a kind's rule (shape, macs, window, buffers) is archspec's own: those read only a
+    layer's fields and input shape, so the analyses ask them once for alike layers. A plugin's may
+    read more (the layer's name, its path), and is asked for each layer."""
+    return (getattr(rule, "__module__", None) or "").startswith("archspec.")
+
+
 def kind(name: str) -> Kind:
     return KINDS.get(name) or _lookup(KINDS, name, "node kind")
 

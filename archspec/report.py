@@ -21,16 +21,12 @@ JSON_VERSION = 1
 _shape_text = lru_cache(maxsize=4096)(fmt_shape)  # a network repeats few shapes many times
 
 
-def _field_text(field: Field | None, described: dict = {}) -> str:  # noqa: B006  (a cache)
-    # Layers without a window share their input's Field object: describe each object once.
-    if field is None:
-        return "-"
-    key = id(field)
-    if key not in described or described[key][0] is not field:
-        if len(described) > 4096:
-            described.clear()
-        described[key] = (field, field.describe())
-    return described[key][1]
+def _field_texts(fields: list[Field | None]) -> list[str]:
+    """Each field described. Layers without a window share their input's Field object: each object
+    is described once, and the rows are filled in without a call each."""
+    distinct = {id(field): field for field in fields}
+    texts = {key: "-" if field is None else field.describe() for key, field in distinct.items()}
+    return [texts[id(field)] for field in fields]
 
 
 def _cells(attribute: str, text: Callable) -> Callable[[list[Layer]], list[str]]:
@@ -40,12 +36,18 @@ def _cells(attribute: str, text: Callable) -> Callable[[list[Layer]], list[str]]
     return lambda rows: list(map(text, map(value, rows)))
 
 
+def _column(attribute: str, texts: Callable) -> Callable[[list[Layer]], list[str]]:
+    """A column whose cells `texts` makes from all the rows' values at once."""
+    value = itemgetter(Layer._fields.index(attribute))
+    return lambda rows: texts(list(map(value, rows)))
+
+
 COLUMNS = {  # name: (heading, right-aligned, the cells of rows)
     "input": ("input", False, _cells("in_shape", _shape_text)),
     "output": ("output", False, _cells("out_shape", _shape_text)),
     "params": ("params", True, _cells("params", "{:,}".format)),
     "macs": ("MACs", True, _cells("macs", "{:,}".format)),
-    "field": ("receptive field", False, _cells("field", _field_text)),
+    "field": ("receptive field", False, _column("field", _field_texts)),
     "memory": ("activations", True, _cells("activation_bytes", lambda count: _bytes(count))),  # (defined below)
 }
 DEFAULT_COLUMNS = ("output", "params", "macs", "field")

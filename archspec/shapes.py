@@ -87,7 +87,7 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
             shaped = _bounded(_shaped(kind, node, shape, out, params))
-            if _built_in(kind.shape) and (kind.macs is None or _built_in(kind.macs)):
+            if registry.built_in(kind.shape) and (kind.macs is None or registry.built_in(kind.macs)):
                 _bound.made[key] = (node.args, shaped.out_shape, shaped.params, shaped.macs)
             return shaped
         if not node.expanded:
@@ -101,10 +101,6 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
             out, params = exc.result
             return _shaped(registry.layer_kind(node.kind), node, shape, out, params)
         return replace(node, in_shape=shape)
-
-
-def _built_in(rule) -> bool:
-    return (getattr(rule, "__module__", None) or "").startswith("archspec.")
 
 
 def _bounded(op: Op) -> Op:
