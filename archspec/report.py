@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import lru_cache
+from itertools import starmap
 from operator import itemgetter
 
 from .costs import Costs, Field, Layer
@@ -42,6 +43,7 @@ def _column(attribute: str, texts: Callable) -> Callable[[list[Layer]], list[str
     return lambda rows: texts(list(map(value, rows)))
 
 
+_PATH, _KIND = itemgetter(Layer._fields.index("path")), itemgetter(Layer._fields.index("kind"))
 COLUMNS = {  # name: (heading, right-aligned, the cells of rows)
     "input": ("input", False, _cells("in_shape", _shape_text)),
     "output": ("output", False, _cells("out_shape", _shape_text)),
@@ -58,12 +60,12 @@ def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_C
     header = ["layer", "kind", *(COLUMNS[c][0] for c in columns)]
     right = [False, False, *(COLUMNS[c][1] for c in columns)]
     # Column by column, and each line by one format string: a spec may have 100,000 layers.
-    cells = [[row.path for row in shown], [row.kind for row in shown]]
+    cells = [list(map(_PATH, shown)), list(map(_KIND, shown))]
     cells += [COLUMNS[c][2](shown) for c in columns]
     widths = [max(len(heading), max(map(len, column), default=0)) for heading, column in zip(header, cells)]
     line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
     lines = [f"{costs.model} ({source})", f"input {fmt_shape(costs.input_shape)}"]
-    lines += [line.format(*row).rstrip() for row in (header, *zip(*cells))]
+    lines += map(str.rstrip, starmap(line.format, (header, *zip(*cells))))
     lines.append(f"output {fmt_shape(costs.output_shape)}")
     lines += totals(costs)
     return "\n".join(lines)
