@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
+from operator import add, mul
 from typing import NamedTuple
 
 from . import registry
@@ -403,9 +404,9 @@ class _Composition:
             sliding = self.sliding[id(found)] = _sliding(found)
         if sliding and len(sliding[0]) == len(seen.size) and _ints(seen):  # what _step does, in whole numbers
             grow, strides, pads = sliding
-            size = tuple([s + g * j for s, g, j in zip(seen.size, grow, seen.jump)])
-            jump = tuple([j * stride for j, stride in zip(seen.jump, strides)])
-            padding = tuple([p + q * j for p, q, j in zip(seen.padding, pads, seen.jump)])
+            size = tuple(map(add, seen.size, map(mul, grow, seen.jump)))
+            jump = tuple(map(mul, seen.jump, strides))
+            padding = tuple(map(add, seen.padding, map(mul, pads, seen.jump)))
             if max(size) < self.bound and max(jump) < self.bound and max(map(abs, padding)) < self.bound:
                 return new_record(Field, (size, jump, padding, False))
         if any(window.whole for window in found):

@@ -128,10 +128,9 @@ def _entry(item: Any) -> tuple[str, Any] | None:
     return None
 
 
-def _surely_one(item: Any, blocks) -> bool:
-    """Whether the list entry `item` surely makes one layer, read off its form alone: a built-in kind
-    without copies or layers inside (most entries), so there is nothing to measure."""
-    entry = _entry(item)
+def _surely_one(entry: tuple[str, Any] | None, blocks) -> bool:
+    """Whether the list entry read as `entry` (_entry's) surely makes one layer, read off its form
+    alone: a built-in kind without copies or layers inside (most entries), so there is nothing to measure."""
     if entry is None:
         return False
     kind, value = entry
@@ -142,6 +141,7 @@ def _surely_one(item: Any, blocks) -> bool:
     return not isinstance(value, list)  # `group: [...]`: a primary field holding layers
 
 
+_UNREAD = object()  # an entry not yet read by _entry
 _MANY = ("repeat", "dense_block")  # kinds whose count the entry's fields decide
 _NESTING = frozenset(("repeat", *CONTAINER_FIELDS))  # fields that make an entry more than one layer
 
@@ -1001,7 +1001,8 @@ class _Expander:
         doc, ypath, trace = origin
         for j, item in enumerate(items):
             item_origin = new_record(Origin, (doc, ypath + (j,), trace))
-            refused = self.refused(item, item_origin, scope, level)
+            entry = _entry(item)
+            refused = self.refused(item, entry, item_origin, scope, level)
             if refused is not None:  # too many layers: one stand-in, and none of them made
                 at = path + (len(out),)
                 self.origins[at] = item_origin
@@ -1011,7 +1012,7 @@ class _Expander:
                 continue
             self.counted += 1
             try:
-                made = self.layer(item, item_origin, path, len(out), scope, level)
+                made = self.layer(item, item_origin, path, len(out), scope, level, entry)
             finally:
                 self.counted -= 1
             for layer, layer_origin, kind_written in made:
@@ -1029,7 +1030,7 @@ class _Expander:
             self.count += len(made)
         return out
 
-    def refused(self, item: Any, origin: Origin, scope, level: int) -> dict | None:
+    def refused(self, item: Any, entry: tuple[str, Any] | None, origin: Origin, scope, level: int) -> dict | None:
         """A stand-in for an entry that would take the spec past limit layers (reported), or None.
 
         An entry is measured once, where no enclosing entry has been (the spec's own layers, an
@@ -1040,7 +1041,7 @@ class _Expander:
             self.overflowed = True
             self.error(f"the spec makes more than {self.max_layers:,} layers; {how_to_raise('layers')}", LIMIT, origin)
             return self.standin({})
-        if self.counted or (self.count < self.max_layers and _surely_one(item, self.blocks)):
+        if self.counted or (self.count < self.max_layers and _surely_one(entry, self.blocks)):
             return None
         need = self.measure(item, origin, scope, level)
         if self.count + need <= self.max_layers:
@@ -1056,9 +1057,11 @@ class _Expander:
         self.error(f"{message}; {how_to_raise('layers')}", LIMIT, where)
         return self.standin({})
 
-    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int):
-        """The layers one entry expands to: (tagged data, origin, kind key as written)."""
-        entry = _entry(item)
+    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int, entry=_UNREAD):
+        """The layers one entry expands to: (tagged data, origin, kind key as written). `entry`: its
+        _entry, where the caller has read it."""
+        if entry is _UNREAD:
+            entry = _entry(item)
         if entry is None:
             message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
             if isinstance(item, dict) and len(item) > 1:
