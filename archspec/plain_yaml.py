@@ -67,7 +67,7 @@ def read(text: str, resolver) -> tuple[object, dict, dict, dict] | None:
         content = line.lstrip(" ")
         if content and content[0] != "#":
             rows.append((number, len(line) - len(content), content))
-    if not rows:
+    if not rows or len(rows) > current().yaml_nodes:  # each line holds a node at least
         return None
     reader = _Reader(rows, resolver, {})
     try:
@@ -122,6 +122,7 @@ class _Reader:
         self.keys: dict[tuple, Mark] = {}
         self.lines: dict[tuple, tuple[int, int, Line]] = {}
         self.templates = templates  # a line's text -> its Line (Declined: not read here); None: not used
+        self.once: set[str] = set()  # lines of one-line items met once, read in place
         self.folded = 0  # nodes of the items in self.lines
         self.deepest = 0  # the longest path of a collection
         self.tags: dict[str, str] = {}  # plain text -> its tag
@@ -148,10 +149,14 @@ class _Reader:
             number, at, text = rows[i]
             if at != column or text[0] != "-":
                 break
+            line = None
             if templates is not None and (i + 1 == len(rows) or rows[i + 1][1] <= column):  # on one line
                 line = templates.get(text)
-                if line is None:
+                if line is None and text in self.once:  # a line that recurs: read once, for every place
                     line = templates[text] = self._template(text)
+                elif line is None:  # read in place: most lines that differ (named layers) never recur
+                    self.once.add(text)
+            if line is not None:
                 if line is Declined or (line.depth and len(path) + line.depth >= self.max_depth):
                     raise Declined
                 item_path = path + (len(items),)
