@@ -27,8 +27,8 @@ _HELD: list | None = None  # in the `archspec` command: what a check made, left 
 def run() -> None:
     """The `archspec` command: main(), then an exit that leaves what the check made to the system.
     Freeing the millions of objects of a 100,000-layer check one by one, as the interpreter would at
-    exit, is a twentieth of its time, spent on memory the system takes back at once. (main() called
-    in a user's process frees everything as usual.)"""
+    exit, costs a few percent of its time, spent on memory the system takes back at once. (main()
+    called in a user's process frees everything as usual.)"""
     global _HELD
     _HELD = []
     status = main()

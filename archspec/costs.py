@@ -347,7 +347,7 @@ class _Composition:
         self.bound = magnitude_bounds()[0]
         self.fields: dict[str, Field] = {}
         self.notes: list[str] = []
-        self.sliding: dict[int, tuple | None] = {}  # id of an op's windows -> _sliding(them)
+        self.sliding: dict[int, tuple] = {}  # id of an op's windows -> _sliding(them)
 
     def field(self, node: Node, seen: Field) -> Field:
         if isinstance(node, Op):
@@ -423,10 +423,10 @@ class _Composition:
         return Field(*(tuple(part) for part in zip(*dims)))
 
 
-def _sliding(windows: tuple[Window, ...]) -> tuple | None:
-    """(extent - 1, stride, padding) of each window, where all slide (a conv, a pooling); else None."""
+def _sliding(windows: tuple[Window, ...]) -> tuple:
+    """(extent - 1, stride, padding) of each window, where all slide (a conv, a pooling); else ()."""
     if any(w.size is not None or w.scale is not None or w.transposed or w.whole for w in windows):
-        return None
+        return ()
     return tuple(w.extent - 1 for w in windows), tuple(w.stride for w in windows), tuple(w.pad for w in windows)
 
 
