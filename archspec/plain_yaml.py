@@ -188,12 +188,8 @@ class _Reader:
         values[path] = _new_mark(Mark, (number, column))
         result: dict = {}
         while True:
-            key_match = _KEY.match(text)
-            if key_match is None:
-                raise Declined
+            key_match = self.key(_KEY, text, 0, result)
             key = key_match.group(1)
-            if key in result or self.tag(key) != _STR:
-                raise Declined
             at = path + (key,)
             keys[at] = _new_mark(Mark, (number, column))
             rest = text[key_match.end() :]
@@ -286,6 +282,14 @@ class _Reader:
             made = self.made[(tag, text)] = self.constructor.yaml_constructors[tag](self.constructor, node)
         return made
 
+    def key(self, pattern: re.Pattern, text: str, at: int, taken: dict) -> re.Match:
+        """The key a mapping's entry at text[at] starts with: an identifier that reads as a string,
+        not in `taken` (a duplicate: the loader's error)."""
+        match = pattern.match(text, at)
+        if match is None or match.group(1) in taken or self.tag(match.group(1)) != _STR:
+            raise Declined
+        return match
+
     def tag(self, key: str) -> str:
         tag = self.tags.get(key)
         if tag is None:
@@ -305,12 +309,8 @@ class _Reader:
             if closing == "]":
                 item_path = path + (len(result),)
             else:
-                key_match = _FLOW_KEY.match(text, at)
-                if key_match is None:
-                    raise Declined
+                key_match = self.key(_FLOW_KEY, text, at, result)
                 key = key_match.group(1)
-                if key in result or self.tag(key) != _STR:
-                    raise Declined
                 item_path = path + (key,)
                 self.keys[item_path] = _new_mark(Mark, (number, column + at))
                 at = key_match.end()
