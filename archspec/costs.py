@@ -308,23 +308,12 @@ def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | 
 
 def _buffer_bytes(nodes: list[Node], item: int) -> int:
     """The bytes of the buffers (a batch norm's running statistics...) of the shaped ops among `nodes`."""
-    total, buffers_of = 0, {}  # kind -> its buffers function, or None
-    made: dict[tuple, tuple] = {}  # (id of args, kind, input shape) -> (args, bytes) of built-in kinds
+    total, buffers_of = 0, registry.Asked("buffers")
     for op in nodes:
-        if type(op) is not Op or op.in_shape is None:
-            continue
-        if op.kind not in buffers_of:
-            buffers_of[op.kind] = registry.layer_kind(op.kind).buffers
-        buffers = buffers_of[op.kind]
-        if buffers is None:
-            continue
-        key = (id(op.args), op.kind, op.in_shape)
-        known = made.get(key)
-        if known is None or known[0] is not op.args:  # alike layers share their args (ir.resolve)
-            known = (op.args, sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in buffers(op)))
-            if registry.built_in(buffers):
-                made[key] = known
-        total += known[1]
+        if type(op) is Op and op.in_shape is not None:
+            buffers = buffers_of(op)
+            if buffers:
+                total += sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in buffers)
     return total
 
 

@@ -62,23 +62,12 @@ Windows = dict[str, tuple]  # an op's path -> its Window per spatial dim (ops wi
 
 def windows(model: Model, nodes: list[Node] | None = None) -> Windows:
     """Every shaped op's windows, asked of its kind once for all the analyses (`nodes`: the model's, walked)."""
-    found, window_of = {}, {}  # kind -> its window function (a model has few kinds, many layers)
-    made: dict[tuple, tuple] = {}  # (id of args, kind, input shape) -> (args, windows) of built-in kinds
+    found, window_of = {}, registry.Asked("window")
     for op in walk(model.body) if nodes is None else nodes:
         if type(op) is Op and op.in_shape is not None and op.out_shape is not None:
-            if op.kind not in window_of:
-                window_of[op.kind] = registry.layer_kind(op.kind).window
-            window = window_of[op.kind]
-            if window is None:
-                continue
-            key = (id(op.args), op.kind, op.in_shape)
-            known = made.get(key)
-            if known is not None and known[0] is op.args:  # alike layers share their args (ir.resolve)
-                found[op.path] = known[1]
-                continue
-            found[op.path] = window(op)
-            if registry.built_in(window):
-                made[key] = (op.args, found[op.path])
+            windows_of_op = window_of(op)
+            if windows_of_op is not None:
+                found[op.path] = windows_of_op
     return found
 
 

@@ -220,6 +220,32 @@ def built_in(rule: Callable | None) -> bool:
     return (getattr(rule, "__module__", None) or "").startswith("archspec.")
 
 
+class Asked:
+    """What a kind's rule (`which`: "window", "buffers") answers for each shaped op: asked once per
+    (args, kind, input shape) where the rule is archspec's own, since alike layers share their args
+    (ir.resolve); a plugin's rule for each op. None where the op's kind has no such rule."""
+
+    def __init__(self, which: str):
+        self.which = which
+        self.rules: dict[str, Callable | None] = {}  # kind -> its rule (a model has few kinds, many layers)
+        self.made: dict[tuple, tuple] = {}  # (id of args, kind, input shape) -> (args, answer)
+
+    def __call__(self, op):
+        if op.kind not in self.rules:
+            self.rules[op.kind] = getattr(layer_kind(op.kind), self.which)
+        rule = self.rules[op.kind]
+        if rule is None:
+            return None
+        key = (id(op.args), op.kind, op.in_shape)
+        known = self.made.get(key)
+        if known is not None and known[0] is op.args:  # (kept in `made`: its id is not reused)
+            return known[1]
+        answer = rule(op)
+        if built_in(rule):
+            self.made[key] = (op.args, answer)
+        return answer
+
+
 def kind(name: str) -> Kind:
     return KINDS.get(name) or _lookup(KINDS, name, "node kind")
 
