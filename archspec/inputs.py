@@ -145,7 +145,6 @@ class _Trial:
         self.holding = {path.rsplit(".", i)[0] for path in self.recorded for i in range(1, path.count(".") + 1)}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
         self.params_fixed: dict[tuple, bool] = {}  # _size_sets_params's answers, by kind, shape and fields
-        self.params_shared: dict[tuple, tuple] = {}  # the same by (id of args, shape): (args, answer)
         self.run: Callable = self._compile(model.body)
 
     def __call__(self, n: int) -> bool:
@@ -211,14 +210,6 @@ class _Trial:
 
     def _size_sets_params(self, op: Op) -> bool:
         """Whether `op`'s parameter count changes with the size (a layer norm over H and W; not a batch norm)."""
-        shared = self.params_shared.get((id(op.args), op.in_shape))
-        if shared is not None and shared[0] is op.args:  # alike layers share their args (ir.resolve)
-            return shared[1]
-        answer = self._asked_size_sets_params(op)
-        self.params_shared[(id(op.args), op.in_shape)] = (op.args, answer)
-        return answer
-
-    def _asked_size_sets_params(self, op: Op) -> bool:
         try:  # layers alike answer alike: asked once for each (a spec repeats its norms)
             key = (op.kind, op.in_shape, op.params, *op.args.items())
             hash(key)
