@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import os
 import stat
 import sys
-import types
 from pathlib import Path
 
 from . import DISTRIBUTION, __version__
@@ -47,13 +45,6 @@ def main(argv: list[str] | None = None) -> int:
     # large spec, again and again, to find almost no cycles: 5% of a `check`. A command is short.
     collecting = gc.isenabled()
     gc.disable()
-    # pydantic's plugins are observability hooks with nothing to watch in a command, and finding them
-    # reads the metadata of every installed distribution: a tenth of a `check`. A user's own setting wins.
-    quiet_plugins = "PYDANTIC_DISABLE_PLUGINS" not in os.environ
-    standin = None
-    if quiet_plugins:
-        os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"
-        standin = _plugin_loader_standin()
     stdout = sys.stdout
     sys.stdout = _Output(stdout)
     try:
@@ -80,34 +71,6 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout = stdout
         if collecting:
             gc.enable()
-        if quiet_plugins:  # main() may be called in a user's process, whose pydantic models keep theirs
-            os.environ.pop("PYDANTIC_DISABLE_PLUGINS", None)
-            if standin is not None and sys.modules.get(_PLUGIN_LOADER) is standin:
-                del sys.modules[_PLUGIN_LOADER]
-
-
-_PLUGIN_LOADER = "pydantic.plugin._loader"
-
-
-def _plugin_loader_standin() -> types.ModuleType | None:
-    """While plugins are disabled, a stand-in for pydantic's plugin loader that gives its answer (no
-    plugins) without importing what the real one does at import: importlib.metadata and the email
-    package, another tenth of a `check`. Any other name it is asked for loads the real loader."""
-    if _PLUGIN_LOADER in sys.modules:
-        return None
-    standin = types.ModuleType(_PLUGIN_LOADER)
-    standin.get_plugins = lambda: ()
-
-    def real(name: str):
-        if name.startswith("__"):  # the import system asks for __path__ and the like
-            raise AttributeError(name)
-        if sys.modules.get(_PLUGIN_LOADER) is standin:
-            del sys.modules[_PLUGIN_LOADER]
-        return getattr(importlib.import_module(_PLUGIN_LOADER), name)
-
-    standin.__getattr__ = real
-    sys.modules[_PLUGIN_LOADER] = standin
-    return standin
 
 
 class OutputError(Exception):

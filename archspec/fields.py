@@ -15,7 +15,7 @@ import typing
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple, Union
 
-from pydantic_core import PydanticCustomError, SchemaValidator
+from pydantic_core import PydanticCustomError
 
 from . import registry
 from .errors import show_value
@@ -364,67 +364,9 @@ def model_of(declared: type | None, name: str | None = None, fresh: bool = False
         body["__qualname__"] = name
         # As pydantic's create_model does: annotations resolve in the declaring module, not in this frame.
         made = type(BaseModel)(name, bases, body, __pydantic_reset_parent_namespace__=False)
-        schema = core_schema_of(made) if issubclass(declared, Fields) and declared is not Fields else None
-        if schema is not None:  # the spec model's schema then takes it as it is (pydantic reuses a model's own)
-            made.__pydantic_core_schema__ = schema
         if not fresh:
             _MODELS[declared] = made
     return made
-
-
-def core_schema_of(model: type) -> dict | None:
-    """The core schema pydantic would generate for a kind's model, written out directly from its
-    fields, or None where a field or validator is of a form this does not write (pydantic then
-    generates it). Every field type here is a plain validator, an optional one or a literal, so the
-    schema is short to write; generating it is most of what validation costs a one-shot `check`
-    (pydantic-core builds a validator from the finished schema in a fraction of a millisecond)."""
-    try:
-        from pydantic._internal._core_utils import get_type_ref
-    except ImportError:  # another pydantic's internals: let it generate its own
-        return None
-    decorators = model.__pydantic_decorators__
-    if decorators.validators or decorators.field_validators or decorators.root_validators:
-        return None
-    if decorators.field_serializers or decorators.model_serializers or decorators.computed_fields:
-        return None
-    if set(model.model_config) - {"extra", "frozen", "defer_build"}:
-        return None
-    fields = {}
-    for name, info in model.model_fields.items():
-        schema = _value_schema(info.annotation, tuple(info.metadata))
-        if schema is None or info.default_factory is not None or info.alias != info.validation_alias:
-            return None
-        if not info.is_required():
-            schema = {"type": "default", "schema": schema, "default": info.default}
-        fields[name] = {"type": "model-field", "schema": schema, "metadata": {}}
-        if info.alias is not None:
-            fields[name].update(validation_alias=info.alias, serialization_alias=info.alias)
-    config = {"title": model.__name__}
-    if model.model_config.get("extra") is not None:
-        config["extra_fields_behavior"] = model.model_config["extra"]
-    schema = {
-        "type": "model",
-        "cls": model,
-        "schema": {"type": "model-fields", "fields": fields, "model_name": model.__name__, "computed_fields": []},
-        "config": config,
-        "custom_init": False,
-        "root_model": False,
-    }
-    for decorator in decorators.model_validators.values():
-        if decorator.info.mode != "after" or decorator.shim is not None or _arity(decorator.func) != 1:
-            return None
-        schema = {
-            "type": "function-after",
-            "function": {"type": "no-info", "function": decorator.func},
-            "schema": schema,
-        }
-    schema["ref"] = get_type_ref(model)
-    schema["metadata"] = {"pydantic_js_functions": [model.__get_pydantic_json_schema__]}
-    try:  # a pydantic-core of another version may want another form: it says so here, not in a check
-        SchemaValidator(schema)
-    except Exception:
-        return None
-    return schema
 
 
 def _value_schema(annotation: Any, metadata: tuple) -> dict | None:
@@ -521,9 +463,7 @@ def _read_record(declared: type) -> Record | None:
             if getattr(value, "__archspec_after__", False):
                 validators[name] = value
             elif type(value).__module__.startswith("pydantic"):  # pydantic's own decorators (a plugin's)
-                if not _after(value):
-                    return None
-                validators[name] = value.wrapped
+                return None  # the spec model validates it
     fields, defaults = {}, {}
     for name, annotation in hints.items():
         if annotation is ClassVar or typing.get_origin(annotation) is ClassVar:
@@ -544,16 +484,6 @@ def _read_record(declared: type) -> Record | None:
         if spelt.alias is not None:
             fields[name].update(validation_alias=spelt.alias, serialization_alias=spelt.alias)
     return Record(fields, defaults, tuple(validators.values()))
-
-
-def _after(proxy: Any) -> bool:
-    """Whether a pydantic decorator in a declaration is `@model_validator(mode="after")` on a method."""
-    from pydantic._internal._decorators import ModelValidatorDecoratorInfo, PydanticDescriptorProxy
-
-    if not isinstance(proxy, PydanticDescriptorProxy):
-        return False
-    info = proxy.decorator_info
-    return isinstance(info, ModelValidatorDecoratorInfo) and info.mode == "after" and _arity(proxy.wrapped) == 1
 
 
 def record_schema(declared: type, tags: tuple[str, ...] = (), more: dict | None = None) -> dict | None:

@@ -47,8 +47,6 @@ import archspec.pipeline, archspec.report, archspec.costs, archspec.cli
 mark("other modules")
 from pathlib import Path
 from archspec import costs, expand, inplace, ir, load, report, schema, shapes
-from archspec.cli import _plugin_loader_standin
-_plugin_loader_standin()
 doc = load.load_file(Path(sys.argv[1]))
 mark("load")
 located = expand.expand(doc, {})

@@ -72,12 +72,7 @@ def pytest_configure(config):
     if controller:  # xdist's controller runs no tests: it needs no torch
         return
     import torch
-    from torch.testing import _comparison
 
-    # assert_close asks whether its tensors are DTensors, importing torch.distributed.tensor to find
-    # out: 1.3 s in every test process. No test here makes a DTensor.
-    if hasattr(_comparison, "_HAS_DTENSOR"):
-        _comparison._HAS_DTENSOR = False
     if QUICK and "OMP_NUM_THREADS" not in os.environ:
         # The quick loop runs small tensors, where torch's intra-op threads gain nothing; on a machine
         # whose cores other processes keep busy, they cost several times the run (each op waits for a

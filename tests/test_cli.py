@@ -31,21 +31,6 @@ def test_check_does_not_import_torch():
     assert result.stdout.split()[-2:] == ["0", "False"]  # after the JSON report
 
 
-def test_check_skips_pydantic_plugin_discovery_and_leaves_it_to_the_caller():
-    """In a command, pydantic's plugin loader (which imports importlib.metadata) stands in with its
-    answer; a process that calls main() gets the real loader and its environment back afterwards."""
-    code = (
-        "import os, sys; from archspec.cli import main; "
-        "status = main(['check', '-q', 'specs/densenet121.yaml']); "
-        "during = 'pydantic.plugin._loader' in sys.modules; "
-        "from pydantic.plugin._loader import get_plugins; from pydantic import BaseModel; "
-        "model = type('M', (BaseModel,), {'__annotations__': {'x': int}}); "
-        "print(status, during, get_plugins.__module__, 'PYDANTIC_DISABLE_PLUGINS' in os.environ, model(x=1).x)"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert result.stdout.split() == ["0", "False", "pydantic.plugin._loader", "False", "1"]
-
-
 @pytest.mark.parametrize("name", ["conv_unit", "resblk"])
 def test_check_table_golden(capsys, monkeypatch, name, update_golden):
     monkeypatch.chdir(ROOT)

@@ -130,9 +130,9 @@ def build(source: Path | str, form: str, folder: Path) -> torch.nn.Module:
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     """Each test traces from scratch: nothing cached from another model, and no cache left behind."""
-    torch._dynamo.reset()
+    torch.compiler.reset()
     yield
-    torch._dynamo.reset()
+    torch.compiler.reset()
 
 
 @pytest.mark.parametrize("spec", spec_params())

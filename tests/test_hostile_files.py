@@ -415,7 +415,7 @@ class _WrongArguments:
     def __reduce__(self):
         import torch
 
-        return (torch._utils._rebuild_tensor_v2, ("not a storage",))
+        return (torch.Size, ("not a size",))
 
 
 @pytest.mark.parametrize(
@@ -426,7 +426,7 @@ class _WrongArguments:
             lambda torch, state: {**state, "0.weight": state["0.weight"].to_sparse()},
             "holds a sparse_coo tensor at 0.weight",
         ),
-        (lambda torch, state: {**state, "0.weight": _WrongArguments()}, "_rebuild_tensor_v2() missing"),
+        (lambda torch, state: {**state, "0.weight": _WrongArguments()}, "torch.Size() takes an iterable of 'int'"),
         (lambda torch, state: {**state, "0.weight": "text"}, "holds a str at 0.weight, not a tensor"),
         (lambda torch, state: [1, 2], "holds a list, not a state_dict of tensors"),
     ],
