@@ -19,16 +19,12 @@ from .errors import SpecError, UsageError
 from .limits import applied, parse
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
-_HELD: list | None = None  # in the `archspec` command: what a check made, left for the system to free
 
 
 def run() -> None:
-    """The `archspec` command: main(), then an exit that leaves what the check made to the system.
-    Freeing the millions of objects of a 100,000-layer check one by one, as the interpreter would at
-    exit, costs a few percent of its time, spent on memory the system takes back at once. (main()
-    called in a user's process frees everything as usual.)"""
-    global _HELD
-    _HELD = []
+    """The `archspec` command: main(), then a hard exit, as mypy's `hard_exit`: the interpreter's own
+    teardown of every module a command imported (pydantic's models, torch's) adds tens of
+    milliseconds to each command, for memory the system takes back at once."""
     status = main()
     for stream in (sys.stdout, sys.stderr):  # what os._exit would not write
         try:
@@ -461,8 +457,6 @@ def _check(args) -> int:
         if args.format in ("sarif", "github") or (args.quiet and args.format != "json"):
             continue  # errors only: no costs to compute
         costs = measure(model, args.batch, args.dtype)
-        if _HELD is not None:
-            _HELD.append((model, costs))
         if args.format == "json":
             files.append({**report.as_json(costs, path, args.depth), "errors": []})
         elif not args.quiet:

@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import math
 from fractions import Fraction
-from operator import add, mul
 from typing import NamedTuple
 
 from . import registry
 from .fields import magnitude_bounds
 from .inputs import Sizes, Windows, valid_sizes, windows
-from .ir import INPUT, Block, Model, Node, Op, deep_stack, new_record, source_path, walk
+from .ir import INPUT, Block, Model, Node, Op, source_path, walk
+from .limits import ensure_stack
 from .registry import Window
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -35,8 +35,7 @@ class Field(NamedTuple):
 
     `size`: input positions seen; `jump`: input positions between neighbouring outputs;
     `padding`: how far the first output's field starts before the input (effective padding).
-    `whole`: every output sees the whole input (after a global pool or a flatten). (A NamedTuple,
-    like every record a check makes per layer: a frozen dataclass is several times slower to make.)"""
+    `whole`: every output sees the whole input (after a global pool or a flatten)."""
 
     size: tuple[int | Fraction, ...]  # Fractions only after resizing by a ratio that is not whole
     jump: tuple[int | Fraction, ...]
@@ -110,8 +109,8 @@ def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     """The costs of a shaped model (archspec.analyze's result)."""
     if dtype not in DTYPE_BYTES:
         raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
-    with deep_stack():  # its passes recurse once per level of nesting, as the shape stage does
-        return _measure(model, batch, dtype)
+    ensure_stack()  # its passes recurse once per level of nesting, as the shape stage does
+    return _measure(model, batch, dtype)
 
 
 def _measure(model: Model, batch: int, dtype: str) -> Costs:
@@ -124,20 +123,17 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
     layers = tuple(
-        new_record(
-            Layer,
-            (
-                node.path,
-                node.kind,
-                node.path.count(".") + 1,
-                node.in_shape,
-                node.out_shape,
-                node.params,
-                node.params,  # a spec has no frozen layers: every parameter trains
-                node.macs,
-                totals[node.path],
-                fields.get(node.path),
-            ),
+        Layer(
+            node.path,
+            node.kind,
+            node.path.count(".") + 1,
+            node.in_shape,
+            node.out_shape,
+            node.params,
+            node.params,  # a spec has no frozen layers: every parameter trains
+            node.macs,
+            totals[node.path],
+            fields.get(node.path),
         )
         for node in nodes
         if node.path
@@ -184,7 +180,6 @@ class _Memory:
         self.tensors: list[_Tensor] = []
         self.extra: dict[str, int] = {}  # path -> bytes of indices and masks
         self.made: dict[str, _Tensor] = {}  # path -> the tensor it output
-        self.saves: dict[str, object] = {}  # kind -> what its backward keeps (registry), looked up once
 
     def new(self, elements: int, owner: str) -> _Tensor:
         tensor = _Tensor(elements, owner)
@@ -206,16 +201,13 @@ class _Memory:
     def op(self, op: Op, x: _Tensor) -> _Tensor:
         if op.out_shape is None:
             return x
-        saves = self.saves.get(op.kind)
-        if saves is None:
-            saves = self.saves[op.kind] = registry.layer_kind(op.kind).saves
+        saves = registry.layer_kind(op.kind).saves
         if callable(saves):
             saves = saves(op)
         if "view" in saves:
             return x
         size = math.prod(op.out_shape)
-        out = _Tensor(size, op.path)  # what new() does, without a call more for each layer
-        self.tensors.append(out)
+        out = self.new(size, op.path)
         x.kept |= "input" in saves
         out.kept |= "output" in saves
         extra = (INT64_BYTES * size if "indices" in saves else 0) + (size if "mask" in saves else 0)
@@ -229,10 +221,7 @@ class _Memory:
             if child.inputs:  # `from: input` reads x itself, a tensor already counted where it was made
                 sources = [x if name == INPUT else made[siblings.path(name)] for name in child.inputs]
                 current = self.merge(child, sources)
-            if type(child) is Op:  # what visit() does, without a call for each layer
-                current = made[child.path] = self.op(child, current)
-            else:
-                current = self.visit(child, current)
+            current = self.visit(child, current)
         return current
 
     def merge(self, node: Node, sources: list[_Tensor]) -> _Tensor:
@@ -296,22 +285,18 @@ def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | 
     total = kept.get(node.path, 0)
     if isinstance(node, Block):
         for child in (*node.children, *((node.shortcut,) if node.shortcut is not None else ())):
-            if type(child) is Op:  # its own bytes: what a call would give, without one for each layer
-                own = totals[child.path] = kept.get(child.path, 0)
-                total += own
-            else:
-                _totals_by_block(child, kept, totals)
-                total += totals[child.path]
+            _totals_by_block(child, kept, totals)
+            total += totals[child.path]
     totals[node.path] = total
     return totals
 
 
 def _buffer_bytes(nodes: list[Node], item: int) -> int:
     """The bytes of the buffers (a batch norm's running statistics...) of the shaped ops among `nodes`."""
-    total, buffers_of = 0, registry.Asked("buffers")
+    total = 0
     for op in nodes:
-        if type(op) is Op and op.in_shape is not None:
-            buffers = buffers_of(op)
+        if isinstance(op, Op) and op.in_shape is not None and registry.layer_kind(op.kind).buffers is not None:
+            buffers = registry.layer_kind(op.kind).buffers(op)
             if buffers:
                 total += sum(count * (INT64_BYTES if dtype == "int64" else item) for count, dtype in buffers)
     return total
@@ -336,7 +321,6 @@ class _Composition:
         self.bound = magnitude_bounds()[0]
         self.fields: dict[str, Field] = {}
         self.notes: list[str] = []
-        self.sliding: dict[int, tuple] = {}  # id of an op's windows -> _sliding(them)
 
     def field(self, node: Node, seen: Field) -> Field:
         if isinstance(node, Op):
@@ -357,15 +341,11 @@ class _Composition:
 
     def sequence(self, block: Block, seen: Field) -> Field:
         current, siblings = seen, _Siblings(block)
-        fields, known = self.fields, self.known
         for child in block.children:
             if child.inputs:  # `from: input` sees what the sequence's input sees
-                paths = [seen if name == INPUT else fields[siblings.path(name)] for name in child.inputs]
+                paths = [seen if name == INPUT else self.fields[siblings.path(name)] for name in child.inputs]
                 current = self.widest(paths, child.path)
-            if type(child) is Op and child.path not in known:  # no window (most layers): what field() gives
-                fields[child.path] = current
-            else:
-                current = self.field(child, current)
+            current = self.field(child, current)
         return current
 
     def widest(self, paths: list[Field], where: str) -> Field:
@@ -388,16 +368,6 @@ class _Composition:
         found = self.known.get(op.path)
         if seen.whole or not found:
             return seen
-        sliding = self.sliding.get(id(found))  # (the windows are alive as long as `known`)
-        if sliding is None:
-            sliding = self.sliding[id(found)] = _sliding(found)
-        if sliding and len(sliding[0]) == len(seen.size) and _ints(seen):  # what _step does, in whole numbers
-            grow, strides, pads = sliding
-            size = tuple(map(add, seen.size, map(mul, grow, seen.jump)))
-            jump = tuple(map(mul, seen.jump, strides))
-            padding = tuple(map(add, seen.padding, map(mul, pads, seen.jump)))
-            if max(size) < self.bound and max(jump) < self.bound and max(map(abs, padding)) < self.bound:
-                return new_record(Field, (size, jump, padding, False))
         if any(window.whole for window in found):
             return Field(seen.size, seen.jump, seen.padding, whole=True)
         dims = [_step(w, *dim, n) for w, dim, n in zip(found, zip(seen.size, seen.jump, seen.padding), op.in_shape[1:])]
@@ -410,21 +380,6 @@ class _Composition:
                 # than any input has: the whole of it, as after a global pool; its figures would grow without end.
                 return Field(seen.size, seen.jump, seen.padding, whole=True)
         return Field(*(tuple(part) for part in zip(*dims)))
-
-
-def _sliding(windows: tuple[Window, ...]) -> tuple:
-    """(extent - 1, stride, padding) of each window, where all slide (a conv, a pooling); else ()."""
-    if any(w.size is not None or w.scale is not None or w.transposed or w.whole for w in windows):
-        return ()
-    return tuple(w.extent - 1 for w in windows), tuple(w.stride for w in windows), tuple(w.pad for w in windows)
-
-
-def _ints(field: Field) -> bool:
-    """Whether a field's figures are all whole numbers (Fractions come only after resizing)."""
-    return {*map(type, field.size), *map(type, field.jump), *map(type, field.padding)} <= _INT
-
-
-_INT = {int}
 
 
 def _tamed(value, bound: int):

@@ -49,9 +49,8 @@ from .errors import (
     show_value,
 )
 from .fields import magnitude_bounds, too_big
-from .ir import deep_stack, new_record
 from .limits import current as current_limits
-from .limits import how_to_raise
+from .limits import ensure_stack, how_to_raise
 from .load import Document, UnreadableFile, load_file
 
 Note = tuple[Location, str]
@@ -59,7 +58,7 @@ CONTAINER_FIELDS = schema.CONTAINER_FIELDS
 PARAM_TYPES = {"int": int, "float": float, "bool": bool}
 
 
-class Origin(NamedTuple):  # a NamedTuple: expansion makes several per layer, and a frozen dataclass is slow to make
+class Origin(NamedTuple):
     doc: Document
     ypath: tuple
     trace: tuple[Note, ...] = ()  # the block uses this node was expanded through, innermost last
@@ -108,9 +107,9 @@ def expand(doc: Document, overrides: dict[str, Any] | None = None) -> Expanded:
     if not doc.values:  # data given as such (a dict to analyze()), not read from YAML: check its shape first
         check_plain_data(doc)
     errors: list[Diagnostic] = []
+    ensure_stack()
     try:
-        with deep_stack():
-            result = _Expander(doc, errors).run(overrides or {})
+        result = _Expander(doc, errors).run(overrides or {})
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         where = doc.locate(())
         message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
@@ -1000,7 +999,7 @@ class _Expander:
         out: list = []
         doc, ypath, trace = origin
         for j, item in enumerate(items):
-            item_origin = new_record(Origin, (doc, ypath + (j,), trace))
+            item_origin = Origin(doc, ypath + (j,), trace)
             entry = _entry(item)
             refused = self.refused(item, entry, item_origin, scope, level)
             if refused is not None:  # too many layers: one stand-in, and none of them made
@@ -1020,9 +1019,7 @@ class _Expander:
                 self.origins[at] = layer_origin
                 if kind_written is not None and layer.get("kind") != kind_written:  # a block's use, made a group
                     # (where the kind is as written, the layer's origin locates its fields as well)
-                    kind_origin = new_record(
-                        Origin, (layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
-                    )
+                    kind_origin = Origin(layer_origin.doc, layer_origin.ypath + (kind_written,), layer_origin.trace)
                     self.origins.setdefault(at + (layer.get("kind"),), kind_origin)
                 if id(layer) in self.standin_ids:
                     self.standins.add(at)
@@ -1178,7 +1175,7 @@ class _Expander:
                 out[key] = value
                 continue
             if fields_origin is None:  # made only where a field needs it
-                fields_origin = new_record(Origin, (origin.doc, origin.ypath + (kind,), origin.trace))
+                fields_origin = Origin(origin.doc, origin.ypath + (kind,), origin.trace)
             if key in CONTAINER_FIELDS and isinstance(value, list):
                 child_origin = Origin(fields_origin.doc, fields_origin.ypath + (key,), fields_origin.trace)
                 out[key] = self.layer_list(value, path + (kind, key), child_origin, scope, level + 1)

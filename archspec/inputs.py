@@ -62,12 +62,12 @@ Windows = dict[str, tuple]  # an op's path -> its Window per spatial dim (ops wi
 
 def windows(model: Model, nodes: list[Node] | None = None) -> Windows:
     """Every shaped op's windows, asked of its kind once for all the analyses (`nodes`: the model's, walked)."""
-    found, window_of = {}, registry.Asked("window")
+    found = {}
     for op in walk(model.body) if nodes is None else nodes:
-        if type(op) is Op and op.in_shape is not None and op.out_shape is not None:
-            windows_of_op = window_of(op)
-            if windows_of_op is not None:
-                found[op.path] = windows_of_op
+        if isinstance(op, Op) and op.in_shape is not None and op.out_shape is not None:
+            window = registry.layer_kind(op.kind).window
+            if window is not None:
+                found[op.path] = window(op)
     return found
 
 
@@ -144,7 +144,6 @@ class _Trial:
         # blocks holding a recorded layer: answering them from memory would skip recording it
         self.holding = {path.rsplit(".", i)[0] for path in self.recorded for i in range(1, path.count(".") + 1)}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
-        self.params_fixed: dict[tuple, bool] = {}  # _size_sets_params's answers, by kind, shape and fields
         self.run: Callable = self._compile(model.body)
 
     def __call__(self, n: int) -> bool:
@@ -210,22 +209,12 @@ class _Trial:
 
     def _size_sets_params(self, op: Op) -> bool:
         """Whether `op`'s parameter count changes with the size (a layer norm over H and W; not a batch norm)."""
-        try:  # layers alike answer alike: asked once for each (a spec repeats its norms)
-            key = (op.kind, op.in_shape, op.params, *op.args.items())
-            hash(key)
-        except TypeError:  # a field holding a list
-            key = None
-        if key in self.params_fixed:
-            return self.params_fixed[key]
         shape = list(op.in_shape)
         shape[self.dim + 1] += 1
         try:
-            answer = registry.layer_kind(op.kind).shape(op, tuple(shape))[1] != op.params
+            return registry.layer_kind(op.kind).shape(op, tuple(shape))[1] != op.params
         except ShapeError:
-            answer = True
-        if key is not None:
-            self.params_fixed[key] = answer
-        return answer
+            return True
 
     def _fixed_params(self, op: Op) -> Callable:
         """A layer with parameters on a rank the size reaches: its parameters must keep their shape."""
@@ -251,11 +240,7 @@ class _Trial:
         return fixed
 
     def _sequence(self, block: Block) -> Callable:
-        recorded = self.recorded  # a plain layer's step is its _op (what _compile gives it), without a call more
-        steps = [
-            (child, self._op(child) if type(child) is Op and child.path not in recorded else self._compile(child))
-            for child in block.children
-        ]
+        steps = [(child, self._compile(child)) for child in block.children]
         if not any(child.inputs for child in block.children):
             chain = [step for _, step in steps if step is not _same]
 

@@ -10,7 +10,6 @@ pydantic objects: a node's `args` are its validated fields, read-only.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Literal, NamedTuple
@@ -19,7 +18,7 @@ from . import registry
 from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
 from .fields import LAYER_FIELDS, field_names
 from .limits import current as current_limits
-from .limits import deep_stack, how_to_raise
+from .limits import ensure_stack, how_to_raise
 
 if TYPE_CHECKING:
     from .expand import Expanded
@@ -31,8 +30,7 @@ INPUT = "input"  # the `from:` name of the input its sequence received; no layer
 
 
 class Op(NamedTuple):
-    """One torch layer. IR nodes are NamedTuples: each stage makes a new node per layer, and a frozen
-    dataclass is several times slower to make and to copy (a check of 100,000 layers makes millions)."""
+    """One torch layer."""
 
     kind: str
     name: str
@@ -83,31 +81,10 @@ class Block(NamedTuple):
 
 Node = Op | Block
 
-# new_record(Op, values): a record made from all its values at once. The stages make several per
-# layer, and a NamedTuple's own __new__ is a Python function, which fills in defaults by name.
-new_record = tuple.__new__
-
-# An Op ends with what the shape stage infers, so it makes a shaped Op from a slice and four values
-# (once per layer: replace() looks each field up by name)
-_SHAPED = ("in_shape", "out_shape", "params", "macs")
-assert Op._fields[-len(_SHAPED) :] == _SHAPED
-
-
-def shaped_op(op: Op, in_shape: Shape, out_shape: Shape | None, params: int, macs: int) -> Op:
-    """`op` with its shapes, parameter count and multiply-adds."""
-    return new_record(Op, (*op[: -len(_SHAPED)], in_shape, out_shape, params, macs))
-
 
 def replace(node, **changes):
-    """`node` (an Op, Block or Model) with some fields changed: NamedTuple._replace, made faster by
-    looking up only the fields that change (every stage replaces every node)."""
-    positions = _POSITIONS.get(type(node))
-    if positions is None:  # a subclass
-        return node._replace(**changes)
-    values = list(node)
-    for name, value in changes.items():
-        values[positions[name]] = value
-    return new_record(type(node), values)
+    """`node` (an Op, Block or Model) with some fields changed."""
+    return node._replace(**changes)
 
 
 class Model(NamedTuple):
@@ -116,9 +93,6 @@ class Model(NamedTuple):
     input_shape: Shape
     body: Block
     vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
-
-
-_POSITIONS = {record: {name: i for i, name in enumerate(record._fields)} for record in (Op, Block, Model)}
 
 
 def source_path(siblings: dict[str, str], name: str) -> str:
@@ -148,15 +122,12 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Mod
     are the paths of layers put in place of wrong ones: their outputs are unknown."""
     errors: list[Diagnostic] = []
     root_loc = doc.locate(("layers",))
-    outer, _made.args = getattr(_made, "args", None), {}
+    ensure_stack()
     try:
-        with deep_stack():
-            children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
+        children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, root_loc)]) from None
-    finally:
-        _made.args = outer
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
@@ -284,35 +255,15 @@ def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -
     if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
         yaml_path = entry_path + (layer.kind,)
         return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins, level)
-    made = _made.args.get(id(layer))
-    if made is not None:  # a record alike layers share (schema validates them once): one args for all
-        args = made[1]
-    else:
-        fields = _fields(type(layer))
-        try:  # the instance's own values, where they are all there: read as attributes, one by one, they cost more
-            args = MappingProxyType({field: layer.__dict__[field] for field in fields})
-        except (AttributeError, KeyError):
-            args = MappingProxyType({field: getattr(layer, field) for field in fields})
-        _made.args[id(layer)] = (layer, args)  # (the layer kept: its id is not reused while resolve runs)
+    args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
-    return new_record(Op, (layer.kind, name, path, loc, args, *_OP_DEFAULTS))
-
-
-_made = threading.local()  # while resolve runs: id of a layer record -> (it, the args made of it)
+    return Op(layer.kind, name, path, loc, args)
 
 
 def _fields(model: type) -> list[str]:
-    """A kind's own fields: not kind, name, from or merge. Read as attributes: model_dump would have
-    pydantic build a serializer for each model, on every `check`, and the quick path's layers are
-    instances of the kinds' declarations (fields.record_schema), not models."""
-    if model not in _FIELDS:
-        _FIELDS[model] = [f for f in field_names(model) if f not in ("kind", *LAYER_FIELDS)]
-    return _FIELDS[model]
-
-
-_FIELDS: dict[type, list[str]] = {}
-_OP_DEFAULTS = tuple(Op._field_defaults[name] for name in Op._fields[5:])
+    """A kind's own fields: not kind, name, from or merge."""
+    return [f for f in field_names(model) if f not in ("kind", *LAYER_FIELDS)]
 
 
 def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
@@ -353,7 +304,6 @@ __all__ = [
     "Node",
     "Op",
     "Shape",
-    "new_record",
     "op",
     "replace",
     "resolve",

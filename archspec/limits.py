@@ -60,21 +60,15 @@ def applied(limits: Limits | None):
         _active.reset(token)
 
 
-@contextlib.contextmanager
-def deep_stack():
+def ensure_stack() -> None:
     """Room on Python's stack for layers nested limit depth deep: each level of nesting takes a few
     frames in each stage (loading, expansion, resolution, shapes, costs), more than Python's default
-    1,000 leaves at 100 levels under a caller's own frames. Raised for the duration only, and never
-    past 10,000 frames; past that, a stage reports the nesting as an error rather than recurse."""
-    wanted, before = min(1_000 + 15 * current().depth, 10_000), sys.getrecursionlimit()
-    if wanted <= before:
-        yield
-        return
-    sys.setrecursionlimit(wanted)
-    try:
-        yield
-    finally:
-        sys.setrecursionlimit(before)
+    1,000 leaves at 100 levels under a caller's own frames. Raised where a limit needs it, never past
+    10,000 frames (past that a stage reports the nesting as an error rather than recurse), and never
+    lowered again: threads share the limit, and one lowering it would fail another one deep inside."""
+    wanted = min(1_000 + 15 * current().depth, 10_000)
+    if sys.getrecursionlimit() < wanted:
+        sys.setrecursionlimit(wanted)
 
 
 def how_to_raise(name: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import functools
 import os
 import re
 import stat
@@ -12,7 +11,6 @@ from pathlib import Path
 
 import yaml
 
-from . import plain_yaml
 from .errors import (
     LIMIT,
     YAML_DOCUMENTS,
@@ -24,40 +22,15 @@ from .errors import (
     SpecError,
     UsageError,
 )
-from .limits import current, deep_stack, how_to_raise, show_size
+from .limits import current, ensure_stack, how_to_raise, show_size
 
 try:
-    _SafeLoader = yaml.CSafeLoader
+    _Loader = yaml.CSafeLoader
 except AttributeError:  # PyYAML built without libyaml
-    _SafeLoader = yaml.SafeLoader
+    _Loader = yaml.SafeLoader
 
-
-class _Loader(_SafeLoader):
-    """The safe loader, made quicker for the composer's calls into Python, once per node.
-
-    It remembers the tag it resolves for each plain scalar (a spec repeats few values: kinds, field
-    names, sizes; each resolution runs PyYAML's patterns in Python), in a C cache. And it has no
-    path resolvers (PyYAML's add_path_resolver), so the composer's hooks for them, called as it
-    enters and leaves every node, are C callables that do nothing."""
-
-    def __init__(self, stream):
-        super().__init__(stream)
-        self.resolve = functools.lru_cache(maxsize=None)(super().resolve)
-        self.descend_resolver = {}.get  # (parent, index) -> index, ignored
-        self.ascend_resolver = tuple  # () -> (), ignored
-
-
-_PLAIN_TAGS = {
-    "tag:yaml.org,2002:str",
-    "tag:yaml.org,2002:int",
-    "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool",
-    "tag:yaml.org,2002:null",
-}
+_PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 _STR = "tag:yaml.org,2002:str"
-_SEQ = "tag:yaml.org,2002:seq"
-_INT = "tag:yaml.org,2002:int"
-_MAP = "tag:yaml.org,2002:map"
 
 YamlPath = tuple  # keys and indices from the document root
 
@@ -68,48 +41,21 @@ class Document:
 
     path: str
     data: object
-    # where every value and key starts (a YAML Mark, 0-based); a Location is made only when one is asked for
-    values: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
-    keys: dict[YamlPath, yaml.Mark] = field(default_factory=dict)
-    # sequence items written on one line, read by plain_yaml: path -> (line, column of the "-", its
-    # plain_yaml.Line), whose marks are made into `values` and `keys` when a path inside is asked for
-    lines: dict[YamlPath, tuple] = field(default_factory=dict)
+    values: dict[YamlPath, yaml.Mark] = field(default_factory=dict)  # where every value starts (0-based)
+    keys: dict[YamlPath, yaml.Mark] = field(default_factory=dict)  # where every mapping key starts
 
     def locate(self, path: YamlPath, *, key: bool = False) -> Location:
         """The position of `path`, or of its nearest ancestor the file has."""
         if not self.values:  # data given as such (a dict to analyze()): every path is the document's
             return Location(self.path, 1, 1)
-        if type(path) is not tuple:
-            path = tuple(path)
-        if self.lines:
-            line = self.lines.get(path)
-            if line is not None:  # a layer on one line: the IR asks this of every layer
-                number, column, template = line
-                return tuple.__new__(Location, (self.path, number + 1, column + template.offset + 1))
-            self._unfold(path)
+        path = tuple(path)
         while path:
             found = (self.keys if key else self.values).get(path) or self.values.get(path)
-            if found:  # (a NamedTuple's own __new__ is a Python function, and the IR asks this of every layer)
-                return tuple.__new__(Location, (self.path, found.line + 1, found.column + 1))
+            if found:
+                return _location(self.path, found)
             path = path[:-1]
         found = self.values.get(())
-        return Location(self.path, found.line + 1, found.column + 1) if found else Location(self.path, 1, 1)
-
-    def _unfold(self, path: YamlPath) -> None:
-        """The marks inside the one-line item that holds `path`, if one does, made into `values` and `keys`."""
-        for end in range(len(path) - 1, 0, -1):
-            line = self.lines.pop(path[:end], None)
-            if line is not None:
-                number, column, template = line
-                self.values[path[:end]] = tuple.__new__(plain_yaml.Mark, (number, column + template.offset))
-                plain_yaml.unfold(template, number, column, path[:end], self.values, self.keys)
-                return
-
-    def positions(self) -> tuple[dict, dict]:
-        """The marks of every value and of every key, by path (tests compare them)."""
-        for path in list(self.lines):
-            self._unfold(path + (None,))
-        return self.values, self.keys
+        return _location(self.path, found) if found else Location(self.path, 1, 1)
 
 
 class UnreadableFile(UsageError):
@@ -204,15 +150,8 @@ def _too_large(name: str, size: int) -> None:
 
 
 def load_text(text: str, path: str = "<string>") -> Document:
-    with deep_stack():
-        quick = plain_yaml.read(text, _Loader("").resolve)
-    if quick is not None:  # the plain YAML most specs are: read without libyaml's nodes
-        return Document(path, *quick)
-    return load_composed(text, path)
-
-
-def load_composed(text: str, path: str = "<string>") -> Document:
-    """`text` read through libyaml's composer: any YAML, every error located."""
+    """`text` read through PyYAML's safe composer (libyaml's where PyYAML has it): any YAML, every
+    error located."""
     doc = Document(path, None)
     try:
         _check_nesting(text, path)
@@ -228,6 +167,9 @@ def load_composed(text: str, path: str = "<string>") -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = _location(path, mark) if mark else None
         problem = exc.problem or str(exc)
+        if "maximum nesting depth" in problem:  # libyaml 0.2.6's own bound (1,000 levels)
+            message = "the document is nested deeper than the YAML reader goes"
+            raise SpecError([Diagnostic(message, LIMIT, where)]) from None
         raise SpecError([Diagnostic(f"invalid YAML: {problem}", YAML_SYNTAX, where)]) from None
     except yaml.YAMLError as exc:
         raise SpecError([Diagnostic(f"invalid YAML: {exc}", YAML_SYNTAX, Location(path, 1, 1))]) from None
@@ -238,9 +180,9 @@ def load_composed(text: str, path: str = "<string>") -> Document:
     if "&" in text and "*" in text:  # anchors and aliases, perhaps: count what they expand to before expanding anything
         _check_expansion(nodes[0], path)
     errors: list[Diagnostic] = []
+    ensure_stack()
     try:
-        with deep_stack():
-            doc.data = _Converter(doc, errors).convert(nodes[0], ())
+        doc.data = _Converter(doc, errors).convert(nodes[0], ())
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the document nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, Location(path, 1, 1))]) from None
@@ -350,47 +292,41 @@ def _location(path: str, mark) -> Location:
 
 
 class _Converter:
-    """Turns composed nodes into dicts, lists and scalars; refuses every non-data tag.
-
-    A collection's plain scalars are read in its own loop, not by a call each: they are most of a
-    spec's nodes."""
+    """Turns composed nodes into dicts, lists and scalars; refuses every non-data tag."""
 
     def __init__(self, doc: Document, errors: list[Diagnostic]):
         self.doc = doc
         self.errors = errors
         self.scalars = yaml.SafeLoader("")  # only its scalar constructors are used
-        self.constructors = self.scalars.yaml_constructors
-        self.made: dict[tuple[str, str], object] = {}  # (tag, text) -> the number, bool or null it reads as
         self.active: set[int] = set()
         self.count = 0
-        limits = current()
-        self.max_depth, self.max_nodes, self.max_digits = limits.depth, limits.yaml_nodes, limits.digits
+        self.limits = current()
 
     def convert(self, node, path: YamlPath):
         self.doc.values[path] = node.start_mark
         self.count += 1
-        if len(self.active) > self.max_depth or self.count > self.max_nodes:
-            if len(self.active) > self.max_depth:
-                limit = f"nested more than {self.max_depth:,} deep ({how_to_raise('depth')})"
-            else:
-                limit = f"more than {self.max_nodes:,} nodes once aliases are expanded ({how_to_raise('yaml_nodes')})"
+        if len(self.active) > self.limits.depth:
+            limit = f"nested more than {self.limits.depth:,} deep ({how_to_raise('depth')})"
+            raise SpecError([Diagnostic(f"the document is {limit}", LIMIT, self.doc.locate(path))])
+        if self.count > self.limits.yaml_nodes:
+            limit = f"more than {self.limits.yaml_nodes:,} nodes once aliases are expanded"
+            limit += f" ({how_to_raise('yaml_nodes')})"
             raise SpecError([Diagnostic(f"the document is {limit}", LIMIT, self.doc.locate(path))])
         if id(node) in self.active:
             self._error(node, "a YAML alias refers to the node that contains it", YAML_SYNTAX)
             return None
-        kind = type(node)
-        if kind is _ScalarNode and node.tag in _PLAIN_TAGS:
+        if isinstance(node, yaml.ScalarNode) and node.tag in _PLAIN_TAGS:
             return self._scalar(node)
-        if kind is _SequenceNode and node.tag == _SEQ:
+        if isinstance(node, yaml.SequenceNode) and node.tag == "tag:yaml.org,2002:seq":
             self.active.add(id(node))
-            result = self._sequence(node, path)
+            items = [self.convert(item, path + (i,)) for i, item in enumerate(node.value)]
             self.active.discard(id(node))
-            return result
-        if kind is _MappingNode and node.tag == _MAP:
+            return items
+        if isinstance(node, yaml.MappingNode) and node.tag == "tag:yaml.org,2002:map":
             self.active.add(id(node))
-            result = self._mapping(node, path)
+            mapping = self._mapping(node, path)
             self.active.discard(id(node))
-            return result
+            return mapping
         if node.tag == "tag:yaml.org,2002:timestamp":
             self._error(node, "YAML reads this unquoted date as a timestamp; put it in quotes", YAML_TAG)
         else:
@@ -398,70 +334,35 @@ class _Converter:
             self._error(node, f"the YAML tag {tag} is not allowed; a spec holds only plain data", YAML_TAG)
         return None
 
-    def _sequence(self, node, path: YamlPath) -> list:
-        values, made, items = self.doc.values, self.made, []
-        shallow = len(self.active) <= self.max_depth  # as its children are
-        for i, item in enumerate(node.value):
-            tag = item.tag
-            if shallow and type(item) is _ScalarNode and tag in _PLAIN_TAGS and self.count < self.max_nodes:
-                # what convert does for a scalar
-                values[path + (i,)] = item.start_mark
-                self.count += 1
-                found = item.value if tag == _STR else made.get((tag, item.value), _UNMADE)
-                items.append(self._scalar(item) if found is _UNMADE else found)
-            else:
-                items.append(self.convert(item, path + (i,)))
-        return items
-
     def _mapping(self, node, path: YamlPath) -> dict:
         result: dict = {}
-        keys, values, made = self.doc.keys, self.doc.values, self.made
-        shallow = len(self.active) <= self.max_depth  # as its children are
         for key_node, value_node in node.value:
-            if not (type(key_node) is _ScalarNode and key_node.tag == _STR):
+            if not (isinstance(key_node, yaml.ScalarNode) and key_node.tag == _STR):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     self._error(key_node, "YAML merge keys (<<) are not supported; write the fields out", YAML_TAG)
                 else:
                     self._error(key_node, "mapping keys must be plain strings", YAML_TAG)
                 continue
             key = key_node.value
-            at = path + (key,)
             if key in result:
-                first = keys[at]
+                first = self.doc.keys[path + (key,)]
                 message = f'duplicate key "{key}" (first given at {first.line + 1}:{first.column + 1})'
                 self._error(key_node, message, YAML_DUPLICATE_KEY)
                 continue
-            keys[at] = key_node.start_mark
-            tag = value_node.tag
-            if shallow and type(value_node) is _ScalarNode and tag in _PLAIN_TAGS and self.count < self.max_nodes:
-                # what convert does for a scalar
-                values[at] = value_node.start_mark
-                self.count += 1
-                found = value_node.value if tag == _STR else made.get((tag, value_node.value), _UNMADE)
-                result[key] = self._scalar(value_node) if found is _UNMADE else found
-            else:
-                result[key] = self.convert(value_node, at)
+            self.doc.keys[path + (key,)] = key_node.start_mark
+            result[key] = self.convert(value_node, path + (key,))
         return result
 
     def _scalar(self, node):
         """A plain scalar's value, made by SafeLoader's constructor for its tag (not through
-        construct_object, which also remembers every node it made, for aliases of collections), once
-        for each text: these values are immutable, and a spec repeats few of them."""
-        if node.tag == _STR:
-            return node.value  # what construct_yaml_str gives
-        key = (node.tag, node.value)
-        if key not in self.made:
-            if node.tag == _INT and len(node.value) > self.max_digits + 3:  # Python reads at most 4,300 digits
-                written = f"{node.value[:4]}...{node.value[-4:]} ({sum(c.isdigit() for c in node.value):,} digits)"
-                message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
-                self._error(node, message, LIMIT)
-                return None
-            self.made[key] = self.constructors[node.tag](self.scalars, node)
-        return self.made[key]
+        construct_object, which also remembers every node it made, for aliases of collections)."""
+        if node.tag == "tag:yaml.org,2002:int" and len(node.value) > self.limits.digits + 3:
+            # (Python reads at most 4,300 digits)
+            written = f"{node.value[:4]}...{node.value[-4:]} ({sum(c.isdigit() for c in node.value):,} digits)"
+            message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
+            self._error(node, message, LIMIT)
+            return None
+        return self.scalars.yaml_constructors[node.tag](self.scalars, node)
 
     def _error(self, node, message: str, code: str) -> None:
         self.errors.append(Diagnostic(message, code, _location(self.doc.path, node.start_mark)))
-
-
-_ScalarNode, _SequenceNode, _MappingNode = yaml.ScalarNode, yaml.SequenceNode, yaml.MappingNode
-_UNMADE = object()

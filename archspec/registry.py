@@ -83,7 +83,6 @@ class Window(NamedTuple):
     (adaptive pooling, resizing to a size). `whole`: after it one output sees every input position
     (a global pool, with size 1; a flatten, with no size: its features count on the input's size).
     `exact`: the input size must be a multiple of the stride (pixel_unshuffle); `out` is 0 for any other.
-    A NamedTuple: the analyses make one per layer and dim, and a frozen dataclass is slow to make.
     """
 
     extent: int = 1
@@ -213,39 +212,6 @@ def _lookup(table: dict, name: str, what: str):
     return found
 
 
-def built_in(rule: Callable | None) -> bool:
-    """Whether a kind's rule (shape, macs, window, buffers) is archspec's own: those read only a
-    layer's fields and input shape, so the analyses ask them once for alike layers. A plugin's may
-    read more (the layer's name, its path), and is asked for each layer."""
-    return (getattr(rule, "__module__", None) or "").startswith("archspec.")
-
-
-class Asked:
-    """What a kind's rule (`which`: "window", "buffers") answers for each shaped op: asked once per
-    (args, kind, input shape) where the rule is archspec's own, since alike layers share their args
-    (ir.resolve); a plugin's rule for each op. None where the op's kind has no such rule."""
-
-    def __init__(self, which: str):
-        self.which = which
-        self.rules: dict[str, Callable | None] = {}  # kind -> its rule (a model has few kinds, many layers)
-        self.made: dict[tuple, tuple] = {}  # (id of args, kind, input shape) -> (args, answer)
-
-    def __call__(self, op):
-        if op.kind not in self.rules:
-            self.rules[op.kind] = getattr(layer_kind(op.kind), self.which)
-        rule = self.rules[op.kind]
-        if rule is None:
-            return None
-        key = (id(op.args), op.kind, op.in_shape)
-        known = self.made.get(key)
-        if known is not None and known[0] is op.args:  # (kept in `made`: its id is not reused)
-            return known[1]
-        answer = rule(op)
-        if built_in(rule):
-            self.made[key] = (op.args, answer)
-        return answer
-
-
 def kind(name: str) -> Kind:
     return KINDS.get(name) or _lookup(KINDS, name, "node kind")
 
@@ -274,12 +240,6 @@ def merge(name: str) -> Merge:
 
 def defaults(name: str) -> dict[str, Any]:
     """A kind's field defaults, as its fields declare them (the one place they are spelled)."""
-    key = (name, _state["version"])
-    if key not in _defaults:
-        from .fields import defaults_of  # fields.py imports this module
+    from .fields import defaults_of  # fields.py imports this module
 
-        _defaults[key] = defaults_of(kind(name).fields)
-    return _defaults[key]
-
-
-_defaults: dict[tuple, dict] = {}
+    return defaults_of(kind(name).fields)

@@ -294,17 +294,14 @@ def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, lis
         return None, errors, frozenset()
     standins = set(expanded.standins)
     unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
-    distinct, positions = _distinct_layers(expanded.data)
-    named = _kinds_named(distinct)  # (alike layers name the same kind)
+    named = _kinds_named(expanded.data)
     validator = record_validator(named) if quick else None
     if validator is not None:
         try:
-            spec = validator.validate_python(distinct)
+            spec = validator.validate_python(expanded.data)
         except ValidationError:
             pass  # the spec model says what is wrong, as it always has
         else:
-            if positions is not None:  # each layer in its place again: alike layers share one record
-                spec.layers[:] = [spec.layers[k] for k in positions]
             return (None if unsure else spec), errors, frozenset(standins)
     model = spec_model(named)
     try:
@@ -321,42 +318,6 @@ def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, lis
         return model.model_validate(data), errors, frozenset(standins)
     except ValidationError:
         return None, errors, frozenset()
-
-
-def _distinct_layers(data: dict) -> tuple[dict, list[int] | None]:
-    """`data` with each of its layers that is written alike (a repeat's copies, a long spec's conv,
-    batchnorm, relu) once, and where each layer went, by its index there (None: none alike).
-
-    Layers are alike when their keys, values and the values' types are equal: whole numbers,
-    strings, booleans and None. A layer holding a float (-0.0 equals 0.0), a list or a mapping is
-    kept as it is. Each is validated by itself, so one record serves every place it was written."""
-    layers = data.get("layers")
-    if not isinstance(layers, list) or len(layers) < 2:
-        return data, None
-    index: dict[tuple, int] = {}
-    distinct, positions = [], []
-    for layer in layers:
-        key = None
-        if type(layer) is dict:
-            values = tuple(layer.values())
-            types = tuple(map(type, values))
-            if _ALIKE_TYPES.issuperset(types):
-                key = (tuple(layer), values, types)
-        if key is None:
-            positions.append(len(distinct))
-            distinct.append(layer)
-            continue
-        found = index.get(key)
-        if found is None:
-            found = index[key] = len(distinct)
-            distinct.append(layer)
-        positions.append(found)
-    if len(distinct) == len(layers):
-        return data, None
-    return {**data, "layers": distinct}, positions
-
-
-_ALIKE_TYPES = frozenset({int, str, bool, type(None)})
 
 
 def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict | None:

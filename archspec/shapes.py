@@ -10,7 +10,6 @@ once, at the layer that causes it, and all independent errors come out in one ru
 from __future__ import annotations
 
 import math
-import threading
 
 from . import registry
 from .errors import (
@@ -27,9 +26,9 @@ from .errors import (
     show_number,
 )
 from .fields import magnitude_bounds
-from .ir import INPUT, Block, Model, Node, Op, Shape, deep_stack, op, replace, shaped_op
+from .ir import INPUT, Block, Model, Node, Op, Shape, op, replace
 from .limits import current as current_limits
-from .limits import how_to_raise
+from .limits import ensure_stack, how_to_raise
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 CONV_FORMULA = "floor((in + 2p - d(k-1) - 1)/s) + 1"
@@ -51,45 +50,27 @@ def fmt_shape(shape: Shape | None) -> str:
 
 def infer(model: Model) -> Model:
     errors: list[Diagnostic] = []
-    outer = getattr(_bound, "value", None), getattr(_bound, "made", None)
-    _bound.value, _bound.made = magnitude_bounds()[0], {}
+    ensure_stack()
     try:
-        with deep_stack():
-            body = _infer(model.body, model.input_shape, errors)
+        body = _infer(model.body, model.input_shape, errors)
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the model nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, model.body.loc)]) from None
-    finally:
-        _bound.value, _bound.made = outer
     if errors:
         raise SpecError(in_file_order(errors))
     return replace(model, body=body)
 
 
-# While infer runs: 10**digits (looked up once, not at every layer), and what built-in layers made,
-# by (id of their args, kind, input shape): alike layers share their args (ir.resolve), and a
-# built-in kind's rules read only the fields and the input shape. (A plugin's may read more.)
-_bound = threading.local()
-
-
 def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
     if shape is None:
         return node
-    is_op = type(node) is Op
-    if is_op and node.standin:
+    if isinstance(node, Op) and node.standin:
         return replace(node, in_shape=shape)
     try:
-        if is_op:
-            key = (id(node.args), node.kind, shape)
-            made = _bound.made.get(key)
-            if made is not None and made[0] is node.args:  # (kept in `made`: its id is not reused)
-                return shaped_op(node, shape, *made[1:])
+        if isinstance(node, Op):
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
-            shaped = _bounded(_shaped(kind, node, shape, out, params))
-            if registry.built_in(kind.shape) and (kind.macs is None or registry.built_in(kind.macs)):
-                _bound.made[key] = (node.args, shaped.out_shape, shaped.params, shaped.macs)
-            return shaped
+            return _bounded(_shaped(kind, node, shape, out, params))
         if not node.expanded:
             _admit(node)
             node = registry.block_kind(node.kind).expand(node, shape)
@@ -106,7 +87,7 @@ def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
 def _bounded(op: Op) -> Op:
     """`op`, if its output sizes, parameters and multiply-adds are below 10**digits (limit digits):
     every later figure (a flatten's features, a block's totals, a table) then stays small."""
-    bound = _bound.value
+    bound = magnitude_bounds()[0]
     if op.params < bound and op.macs < bound and max(op.out_shape, default=0) < bound:
         return op
     digits = current_limits().digits
@@ -133,8 +114,8 @@ def _admit(block: Block) -> None:
 def _shaped(kind: registry.LayerKind, op: Op, shape: Shape, out: Shape, params: int) -> Op:
     """`op` with its shapes, parameters and multiply-adds: the kind's rule, or else torchinfo's for
     the rest (each parameter once)."""
-    shaped = shaped_op(op, shape, out, params, params)
-    return shaped_op(op, shape, out, params, kind.macs(shaped)) if kind.macs else shaped
+    shaped = replace(op, in_shape=shape, out_shape=out, params=params, macs=params)
+    return replace(shaped, macs=kind.macs(shaped)) if kind.macs else shaped
 
 
 def _describe(node: Node) -> str:

@@ -1,9 +1,10 @@
-"""The loader's converter against a plain one: the same data, positions and errors for any YAML.
+"""The loader against an independent reading: the same data, positions and errors for any YAML.
 
-archspec.load reads a collection's plain scalars in the collection's own loop, not by a call each
-(a 100,000-layer spec has 300,000 of them). The reference below reads every node by one recursive
-function, as the loader did before. Both must agree on every document, under any limits, including
-where a limit cuts the document off.
+archspec.load composes a document with PyYAML's safe loader (libyaml's) and converts its nodes to
+plain data, keeping each node's mark and refusing what a spec must not hold (tags, merge keys,
+aliases of themselves), within the limits. The reference below reads the nodes its own way, with
+PyYAML's construct_object for scalars; both must agree on every document, under any limits,
+including where a limit cuts the document off.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import event, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archspec import load, plain_yaml
+from archspec import load
 from archspec.errors import LIMIT, YAML_DUPLICATE_KEY, YAML_SYNTAX, YAML_TAG, Diagnostic, SpecError
 from archspec.limits import Limits, applied
 
@@ -108,7 +109,7 @@ def loaded(text: str, limits: Limits):
             return "limit", _limit(first)
         return "errors", [_shown(d) for d in exc.diagnostics]
     position = lambda mark: (mark.line + 1, mark.column + 1)
-    values, keys = doc.positions()
+    values, keys = doc.values, doc.keys
     return doc.data, {path: position(mark) for path, mark in values.items()}, {k: position(m) for k, m in keys.items()}
 
 
@@ -181,154 +182,19 @@ def test_a_limit_reached_by_a_collections_last_scalar_is_reported():
         assert loaded(text, Limits(yaml_nodes=limit)) == ("limit", f"more than {limit:,} nodes")
 
 
-# ---------------------------------------------------------------- the plain reader against libyaml
-#
-# archspec.plain_yaml reads the plain YAML specs are written in without libyaml's nodes, and declines
-# (returns None) anything else. Wherever it reads a text, it must give what the composed path gives:
-# the same data and the same position for every value and key; wherever libyaml reports an error or
-# a limit, it must decline. The texts are written the ways people write specs (block and flow
-# collections, items on one line, comments, quotes, odd spacing), then damaged at random.
-
-# fmt: off
-SAFE = ["relu", "conv", "out", "x_1", "a b", "a  b", "-7", "+3", ".5", "-.5", "3.5", "$w", "(a)", "4 * dim", "f(a, b)",
-        "w[0]", "a, b", "0", "true", '"a # b"', '"x, y"', "'s'", '""', "''", '"[1]"', '"yes"']
-RISKY = ["yes", "No", "null", "on", ".inf", "1e3", "0x1F", "007", "1_000", "2026-11-29", "12:30", "x:y", "a#b", "=",
-         "-", "~", "<<", "~x", "a ~", "00", "1" * 40, '"a\\"b"', "'it''s'", "{a}", "[]", "{}", "a: b"]
-# fmt: on
-WORDS = SAFE * 8 + RISKY  # mostly what specs hold, so that most texts are read
-
-
-@st.composite
-def spec_texts(draw):
-    """A YAML text written as people write specs, from random data."""
-    data = draw(
-        st.recursive(
-            st.one_of(st.sampled_from(WORDS), st.integers(-(10**6), 10**6).map(str)),
-            lambda inner: st.one_of(st.lists(inner, max_size=4), st.dictionaries(keys, inner, max_size=4)),
-            max_leaves=20,
-        )
-    )
-    if not isinstance(data, dict):
-        data = {"layers": data}
-    lines = _block(data, 0, draw)
-    if draw(st.booleans()):
-        lines.insert(
-            draw(st.integers(0, len(lines))),
-            " " * draw(st.integers(0, 3)) + draw(st.sampled_from(["# c", "", "#", "  # x: 1"])),
-        )
-    return "\n".join(lines) + draw(st.sampled_from(["\n", "", "\n\n"]))
-
-
-def _gap(draw) -> str:
-    return " " * draw(st.sampled_from([1, 1, 1, 2, 3]))
-
-
-def _inline(value, draw) -> str:
-    if isinstance(value, dict):
-        inner = ", ".join(f"{k}:{_gap(draw)}{_inline(v, draw)}" for k, v in value.items())
-        return "{" + draw(st.sampled_from(["", " "])) + inner + draw(st.sampled_from(["", " "])) + "}"
-    if isinstance(value, list):
-        return "[" + draw(st.sampled_from([", ", ",", " , "])).join(_inline(v, draw) for v in value) + "]"
-    return value
-
-
-def _comment(draw) -> str:
-    return draw(st.sampled_from(["", "", "", "  # note", " #", "#x"]))
-
-
-def _block(value, column: int, draw) -> list[str]:
-    pad = " " * column
-    lines = []
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if isinstance(item, (dict, list)) and item and draw(st.booleans()):
-                lines.append(f"{pad}{key}:{_comment(draw)}")
-                same = isinstance(item, list) and draw(st.booleans())  # a sequence at its key's column
-                lines += _block(item, column if same else column + draw(st.sampled_from([2, 4, 1])), draw)
-            else:
-                lines.append(f"{pad}{key}:{_gap(draw)}{_inline(item, draw)}{_comment(draw)}")
-        return lines or [pad + "{}"]
-    for item in value:
-        dash = "-" + _gap(draw)
-        if isinstance(item, dict) and item and draw(st.booleans()):  # a mapping starting on the item's line
-            inner = _block(item, column + len(dash), draw)
-            lines += [pad + dash + inner[0].lstrip(" "), *inner[1:]]
-        else:
-            lines.append(f"{pad}{dash}{_inline(item, draw)}{_comment(draw)}")
-    return lines or [pad + "[]"]
-
-
-# fmt: off
-DAMAGE = [" ", "  ", "-", "- ", ":", ": ", "#", "\n", ",", "[", "]", "{", "}", '"', "'", "&a ", "*a", "!!str ", "? ",
-          "|", ">", "%", "\t", "\r", "---\n", "...", "\u00e9", "\ufeff", "\x85", "~", "<<: ", "0"]
-# fmt: on
-
-
-@st.composite
-def damaged(draw, texts):
-    text = draw(texts)
-    for _ in range(draw(st.sampled_from([0, 0, 0, 0, 1, 1, 2, 3]))):
-        at = draw(st.integers(0, len(text)))
-        cut = draw(st.sampled_from([0, 0, 1, 2]))
-        text = text[:at] + draw(st.sampled_from(DAMAGE)) + text[at + cut :]
-    return text
-
-
-def _composed(text: str, limits: Limits):
-    try:
-        with applied(limits):
-            doc = load.load_composed(text, "spec.yaml")
-    except SpecError:
-        return None
-    position = lambda mark: (mark.line, mark.column)
-    return doc.data, {p: position(m) for p, m in doc.values.items()}, {p: position(m) for p, m in doc.keys.items()}
-
-
-def _quick(text: str, limits: Limits):
-    with applied(limits):
-        read = plain_yaml.read(text, load._Loader("").resolve)
-    if read is None:
-        return None
-    values, keys = load.Document("spec.yaml", *read).positions()
-    position = lambda mark: (mark.line, mark.column)
-    return read[0], {p: position(m) for p, m in values.items()}, {p: position(m) for p, m in keys.items()}
-
-
-@settings(max_examples=1500, deadline=None)
-@given(
-    damaged(spec_texts()),
-    st.one_of(
-        st.just(Limits()),
-        st.builds(Limits, depth=st.integers(1, 8), yaml_nodes=st.integers(1, 80), digits=st.integers(1, 12)),
-    ),
-)
-def test_the_plain_reader_reads_as_libyaml_or_declines(text, limits):
-    quick = _quick(text, limits)
-    event("read" if quick is not None else "declined")
-    if quick is not None:
-        assert quick == _composed(text, limits), text
-
-
 @pytest.mark.parametrize("spec", sorted(SPECS.glob("*.yaml")), ids=lambda path: path.stem)
-def test_the_plain_reader_reads_every_example_spec_as_libyaml(spec):
-    """It reads every spec in specs/ (else it would be tested only on generated texts), as libyaml does."""
-    text = spec.read_text()
-    quick = _quick(text, Limits())
-    assert quick is not None
-    assert quick == _composed(text, Limits())
+def test_every_example_spec_loads_as_pyyaml_reads_it(spec):
+    text = spec.read_text(encoding="utf-8")
+    assert load.load_text(text, "s.yaml").data == yaml.safe_load(text)
 
 
-def test_a_one_line_item_is_located_and_unfolded_when_asked():
+def test_values_and_keys_are_located_at_their_first_character():
     text = "layers:\n  - conv: {out: 8, kernel: [3, 5]}\n  - relu   # c\n  - conv: {out: 8, kernel: [3, 5]}\n"
     doc = load.load_text(text, "s.yaml")
-    assert set(doc.lines) == {("layers", 2)}  # a line met again is read once for both; the others in place
-    assert doc.locate(("layers", 2)) == (("s.yaml", 4, 5))
+    assert doc.locate(("layers", 2)) == ("s.yaml", 4, 5)
     assert doc.locate(("layers", 2, "conv", "kernel", 1)) == ("s.yaml", 4, 32)
     assert doc.locate(("layers", 2, "conv", "kernel"), key=True) == ("s.yaml", 4, 20)
     assert doc.locate(("layers", 2, "conv", "missing")) == ("s.yaml", 4, 11)
-    again = load.load_text(text + "  - conv: {out: 8, kernel: [3, 5]}\n", "s.yaml").data["layers"]
-    again[2]["conv"]["kernel"].append(7)  # each item is its own copy, however often its line recurs
-    assert again[3]["conv"]["kernel"] == again[0]["conv"]["kernel"] == [3, 5]
 
 
 @pytest.mark.parametrize("flow", [True, False])

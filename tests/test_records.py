@@ -234,38 +234,3 @@ def test_a_spec_model_takes_its_own_union_whenever_the_structures_models_were_ma
         assert registry.kind(name).model is not None  # made while the first spec model's union is bound
     quick, model = both(nested, schema._kinds_named(nested))
     assert quick[0] == "valid" and quick == model
-
-
-TWINS = [  # pairs alike to Python (True == 1, -0.0 == 0.0), not as a layer's fields
-    ({"kind": "linear", "out": 1}, {"kind": "linear", "out": True}),
-    ({"kind": "conv", "out": 8, "bias": False}, {"kind": "conv", "out": 8, "bias": 0}),
-    ({"kind": "dropout", "p": 0.0}, {"kind": "dropout", "p": -0.0}),
-    ({"kind": "leaky_relu", "negative_slope": 0.0}, {"kind": "leaky_relu", "negative_slope": -0.0}),
-]
-
-
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    st.lists(st.one_of(mutated_layers(), layers()), max_size=3),
-    st.sampled_from(TWINS),
-    st.lists(st.integers(0, 4), min_size=1, max_size=10),
-)
-def test_layers_written_alike_are_validated_once_to_what_each_gives_alone(pool, twins, picks):
-    """A spec's alike layers (a long spec repeats a few) are validated once and share one record:
-    the spec must validate exactly as it does layer by layer, each layer in its place."""
-    pool = [*twins, *pool]
-    data = {"archspec": 1, "name": "n", "input": [3, 8, 8], "layers": [pool[k % len(pool)] for k in picks]}
-    validator = schema.record_validator(schema._kinds_named(data))
-    distinct, positions = schema._distinct_layers(data)
-
-    def once(data):
-        spec = validator.validate_python(distinct)
-        if positions is not None:
-            spec.layers[:] = [spec.layers[k] for k in positions]
-        return spec
-
-    expected = outcome(validator.validate_python, data)
-    found = outcome(once, data)
-    assert found[0] == expected[0]
-    if expected[0] == "valid":
-        assert repr(found) == repr(expected)  # (repr tells -0.0 from 0.0)

@@ -7,7 +7,6 @@ formula and the numbers filled in.
 
 from __future__ import annotations
 
-import functools
 import math
 from typing import ClassVar, Literal
 
@@ -75,23 +74,6 @@ class Conv(Fields):
 
 
 def _conv_shape(op, shape):
-    """(output shape, parameters); once for each input shape and set of fields (a network repeats
-    few; a wrong one raises each time)."""
-    a = op.args
-    key = (shape, a["out"], _key(a["kernel"]), _key(a["stride"]), _key(a["padding"]), _key(a["dilation"]))
-    key += (a["groups"], a["bias"])
-    found = _CONV_SHAPES.get(key)
-    if found is None:
-        if len(_CONV_SHAPES) > 4096:
-            _CONV_SHAPES.clear()
-        found = _CONV_SHAPES[key] = _conv_shape_of(op, shape)
-    return found
-
-
-_CONV_SHAPES: dict[tuple, tuple] = {}
-
-
-def _conv_shape_of(op, shape):
     n = spatial(op, shape)
     channels, out_channels = shape[0], op.args["out"]
     kernel, stride, dilation = (per_dim(op, f, n) for f in ("kernel", "stride", "dilation"))
@@ -112,29 +94,13 @@ def _conv_shape_of(op, shape):
 
 
 def _conv_window(op) -> tuple[Window, ...]:
-    a = op.args
-    return _conv_windows(dims(op), _key(a["kernel"]), _key(a["stride"]), _key(a["dilation"]), _key(a["padding"]))
-
-
-@functools.lru_cache(maxsize=1024)
-def _conv_windows(n: int, kernel, stride, dilation, padding) -> tuple[Window, ...]:
-    """A convolution's windows, made once for each set of fields: a network repeats few."""
-    pads = (0,) * n if padding in ("same", "valid") else per_dim(None, "padding", n, padding)
+    n, padding = dims(op), op.args["padding"]
     windows = []
-    sizes = (
-        per_dim(None, name, n, value)
-        for name, value in (("kernel", kernel), ("stride", stride), ("dilation", dilation))
-    )
-    for k, s, d, p in zip(*sizes, pads):
+    for k, s, d, p in zip(*(per_dim(op, f, n) for f in ("kernel", "stride", "dilation")), _pads(op, n)):
         e = extent(k, d)
         total = e - 1 if padding == "same" else 2 * p  # PyTorch puts the odd one of "same" at the end
         windows.append(Window(e, s, total // 2 if padding == "same" else p, total))
     return tuple(windows)
-
-
-def _key(value):
-    """A field's value as a cache key: a list of sizes as a tuple."""
-    return tuple(value) if isinstance(value, list) else value
 
 
 def _pads(op, n) -> tuple[int, ...]:
