@@ -20,10 +20,9 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from . import registry
-from .fields import magnitude_bounds
 from .inputs import Sizes, Windows, valid_sizes, windows
 from .ir import INPUT, Block, Model, Node, Op, source_path, walk
-from .limits import ensure_stack
+from .limits import ensure_stack, magnitude_bounds
 from .registry import Window
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}

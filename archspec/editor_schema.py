@@ -4,10 +4,10 @@
 (yaml-language-server) reads it through a `# yaml-language-server: $schema=...` first line or its
 `yaml.schemas` setting (docs/editor.md). It is generated from the declarations that validate specs:
 every registered kind (archspec/kinds/, and plugins registered before the call) with its `doc`, and
-its fields from its pydantic model (type, default, description, required, the `primary` field that
-`kind: value` sets); the activations and merges from their tables; the evaluator's functions from
-expand.py. The field types are PlainValidators, opaque to pydantic's own json schema, so `_types`
-gives each one's JSON schema by hand, keyed by the validator (what the field is), never by kind.
+its declared fields (type, default, description, required, the `primary` field that `kind: value`
+sets); the activations and merges from their tables; the evaluator's functions from expand.py. Each
+field type's JSON schema is the fragment its `fields.Check` carries; a plugin's own field types get
+pydantic's JSON schema of them.
 
 What a JSON schema cannot know, and how this one copes:
 - Expressions. Any numeric field (and `input`, and the items of size lists) may be a string that
@@ -37,30 +37,26 @@ What a JSON schema cannot know, and how this one copes:
 
 Editors (yaml-language-server) report, when every alternative of an anyOf fails alike, the first
 one's mistake; so alternatives are ordered, and values are judged by their YAML type first
-(`_typed`), for messages that name the mistake made. Imports no torch.
+(`fields.typed`), for messages that name the mistake made. Imports no torch.
 """
 
 from __future__ import annotations
 
 import json
 import keyword
-import re
 import types
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, ForwardRef, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import PlainValidator, TypeAdapter
-from pydantic.fields import FieldInfo
+from pydantic import TypeAdapter
 
 from . import expand, fields, registry, schema
+from .fields import Declared, except_words, integer, typed
 
 DRAFT = "https://json-schema.org/draft/2020-12/schema"
 
 # ---------------------------------------------------------------- patterns
-# ECMAScript and Python regexes alike: yaml-language-server compiles them in JavaScript, the tests
-# with Python's `re` (the jsonschema package).
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _NUMBER = (
@@ -84,19 +80,7 @@ EXPRESSION_PATTERN = _expression_pattern(_NAME)  # over any names: vars, block p
 PLAIN_NAMES = ["i", *sorted(expand._FUNCTIONS)]
 PLAIN_EXPRESSION_PATTERN = _expression_pattern("|".join(sorted(PLAIN_NAMES, key=len, reverse=True)))
 IDENTIFIER_PATTERN = rf"^{_NAME}$"  # var, block and parameter names (expand._is_identifier)
-# fields._name, with the {expression} parts expand fills in (`block{s + 1}-{i}`)
-LAYER_NAME_PATTERN = r"^[A-Za-z](?:[A-Za-z0-9_-]|\{[^{}]+\})*$"
-
-
-def _except(words, pattern: str) -> str:
-    """`pattern` (^...$) but not any of `words`: in the pattern, so an editor shows its message."""
-    return f"^(?!(?:{'|'.join(re.escape(w) for w in sorted(words))})$){pattern[1:]}"
-
-
-REFERENCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)*$"  # fields._reference
 OVERRIDE_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$"  # qualified names, unnamed layers by index
-# PyYAML (YAML 1.1) reads these as booleans; yaml-language-server (YAML 1.2) as strings.
-YAML11_BOOLEANS = [w for word in ("yes", "no", "on", "off") for w in (word, word.capitalize(), word.upper())]
 
 
 @dataclass(frozen=True)
@@ -113,163 +97,8 @@ VARS = _Mode("vars", any_names=True, blocks=False)
 BLOCKS = _Mode("blocks", any_names=True, blocks=True)
 
 
-class _LayerItem:
-    """Stands for `AnyLayer` (schema.py's union of every kind) when reading container fields."""
-
-
 def _ref(name: str) -> dict:
     return {"$ref": f"#/$defs/{name}"}
-
-
-# ---------------------------------------------------------------- field types
-# Each: (def name, its description, whether it depends on the mode, (expression ref) -> schema).
-# A value is judged by its YAML type first (`_typed`): a string must be an expression (or one of
-# the field's words), anything else the number or list. The same as an anyOf for a validator, and
-# an editor then reports the mistake that was made: "not an expression" for `out: 6 apples`,
-# "above the maximum" for `p: 1.5`, rather than the type one of the other alternatives wanted.
-
-
-def _typed(other: dict | None, *strings: dict) -> dict:
-    """A schema of strings `strings` (any of) and non-strings `other`."""
-    words = strings[0] if len(strings) == 1 else {"anyOf": list(strings)}
-    if other is None:
-        return words
-    return {"if": {"type": "string"}, "then": words, "else": other}
-
-
-def _int(low: int | None) -> dict:
-    return {"type": "integer"} if low is None else {"type": "integer", "minimum": low}
-
-
-def _per_dim(low: int, expr: dict) -> dict:
-    return {"type": "array", "minItems": 1, "maxItems": 3, "items": _typed(_int(low), expr)}
-
-
-def _sizes(low: int, *words: dict) -> Callable[[dict], dict]:
-    return lambda expr: _typed({"anyOf": [_int(low), _per_dim(low, expr)]}, *words, expr)
-
-
-def _number(**bounds) -> Callable[[dict], dict]:
-    return lambda expr: _typed({"type": "number", **bounds}, expr)
-
-
-def _numbers(**bounds) -> Callable[[dict], dict]:
-    return lambda expr: _typed(
-        {"type": "array", "minItems": 1, "items": _typed({"type": "number", **bounds}, expr)}, expr
-    )
-
-
-def _enum(table: str, docs: Callable[[str], str | None]) -> Callable[[dict], dict]:
-    def build(expr: dict) -> dict:
-        names = sorted(getattr(registry, table))
-        return {"enum": names, "enumDescriptions": [docs(name) or name for name in names]}
-
-    return build
-
-
-def _activation_doc(name: str) -> str | None:
-    found = registry.KINDS.get(name)
-    return found.doc if found is not None else "nothing after the add" if name == "identity" else None
-
-
-def _name_schema(expr: dict) -> dict:
-    return {
-        "type": "string",
-        "pattern": _except({*keyword.kwlist, *fields.RESERVED_NAMES}, LAYER_NAME_PATTERN),
-        "patternErrorMessage": "a name is ASCII letters, digits, _ and - starting with a letter, not a Python "
-        "keyword nor an attribute of torch.nn.Module (forward, train, ...)",
-    }
-
-
-def _reference_schema() -> dict:
-    return {"type": "string", "pattern": REFERENCE_PATTERN}
-
-
-def _validator(annotated) -> Callable:
-    """The function of the PlainValidator in an Annotated type."""
-    return next(m.func for m in get_args(annotated)[1:] if isinstance(m, (PlainValidator, fields.Plain)))
-
-
-def _types() -> dict[Callable, tuple[str, str, bool, Callable[[dict], dict]]]:
-    F = fields
-    at_least_1, at_least_0 = "an integer >= 1", "an integer >= 0"
-    per_dim = "for every spatial dim, or a list of one per spatial dim (1 to 3)"
-    table = [
-        (
-            F.Name,
-            "name",
-            "a name: ASCII letters, digits, _ and - starting with a letter, not a Python keyword nor an "
-            "attribute of torch.nn.Module; it becomes the module's name and state_dict prefix. "
-            "{expression} parts are filled in: block{s + 1}-{i}",
-            False,
-            _name_schema,
-        ),
-        (F.PosInt, "int_at_least_1", at_least_1, True, lambda e: _typed(_int(1), e)),
-        (F.Int, "int", "an integer", True, lambda e: _typed(_int(None), e)),
-        (F.Sizes, "sizes", f"{at_least_1} {per_dim}", True, _sizes(1)),
-        (F.NonNegSizes, "sizes_at_least_0", f"{at_least_0} {per_dim}", True, _sizes(0)),
-        (
-            F.Padding,
-            "padding",
-            f"{at_least_0} {per_dim}, or same or valid",
-            True,
-            _sizes(0, {"enum": ["same", "valid"]}),
-        ),
-        (
-            F.Bool,
-            "bool",
-            "true or false",
-            True,
-            # YAML 1.1 words: PyYAML, and so archspec, reads `bias: no` as false; YAML 1.2 editors as a string
-            lambda e: _typed({"type": "boolean"}, {"enum": YAML11_BOOLEANS}, e),
-        ),
-        (F.PosFloat, "number_above_0", "a number > 0", True, _number(exclusiveMinimum=0)),
-        (F.Momentum, "number_0_to_1", "a number from 0 to 1", True, _number(minimum=0, maximum=1)),
-        (F.Probability, "number_0_to_1", "a number from 0 to 1", True, _number(minimum=0, maximum=1)),
-        (F.Fraction, "fraction", "a number > 0 and <= 1", True, _number(exclusiveMinimum=0, maximum=1)),
-        (F.Float, "number", "a number", True, _number()),
-        (
-            F.PosFloatOrSizes,
-            "scale",
-            "a number > 0, or a list of integers >= 1, one per spatial dim",
-            True,
-            lambda e: _typed({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, _per_dim(1, e)]}, e),
-        ),
-        (
-            F.Permutation,
-            "permutation",
-            "the batched tensor's dims in their new order: 0 (the batch) first, then the others",
-            True,
-            lambda e: _typed(
-                {"type": "array", "minItems": 2, "maxItems": 5, "prefixItems": [{"const": 0}], "items": _int(0)}, e
-            ),
-        ),
-        (F.Means, "means", "a list of numbers, one per channel", True, _numbers()),
-        (F.Stds, "stds", "a list of numbers > 0, one per channel", True, _numbers(exclusiveMinimum=0)),
-        (F.Activation, "activation", "an activation kind", False, _enum("ACTIVATIONS", _activation_doc)),
-        (
-            F.MergeName,
-            "merge",
-            "how several inputs combine",
-            False,
-            _enum("MERGES", lambda name: registry.MERGES[name].doc),
-        ),
-    ]
-    found = {_validator(t): (key, doc, modal, build) for t, key, doc, modal, build in table}
-    found[fields._sources] = (
-        "sources",
-        "the name of an earlier layer of this sequence (group.layer reaches into an earlier group), "
-        "or a list of two or more, merged by `merge`",
-        False,
-        lambda e: _typed({"type": "array", "minItems": 2, "items": _reference_schema()}, _reference_schema()),
-    )
-    found[fields._input_shape] = (
-        "input",
-        "one sample's shape: channels, then 1 to 3 spatial sizes (the batch is implicit)",
-        True,
-        lambda e: _typed({"type": "array", "minItems": 2, "maxItems": 4, "items": _typed(_int(1), e)}, e),
-    )
-    return found
 
 
 # ---------------------------------------------------------------- the builder
@@ -288,7 +117,6 @@ LAYER_DOCS = {
 class _Builder:
     def __init__(self) -> None:
         self.defs: dict[str, dict] = {}
-        self.types = _types()
         self.unknown: list[str] = []  # "kind.field: annotation" of fields no schema above describes
         self._fields: dict[str, list] = {}
 
@@ -328,26 +156,24 @@ class _Builder:
             },
         )
 
-    def field_type(self, validator: Callable, mode: _Mode) -> dict | None:
-        found = self.types.get(validator)
-        if found is None:
-            return None
-        key, doc, modal, build = found
+    def field_type(self, check: fields.Check, mode: _Mode) -> dict:
         expr = self.expression(mode)
-        name = f"{key}.{'vars' if mode.any_names else 'plain'}" if modal else key
-        return self.define(name, lambda: {"description": doc, **build(expr)})
+        name = f"{check.key}.{'vars' if mode.any_names else 'plain'}" if check.modal else check.key
+        return self.define(name, lambda: {"description": check.doc, **check.json(expr)})
 
     # ---- a type annotation
 
     def annotation(self, tp: Any, mode: _Mode, where: str) -> dict:
         origin = get_origin(tp)
-        if tp is _LayerItem:
+        if tp is fields.AnyLayer:
             return self.layer(mode)
         if origin is Annotated:
-            validators = [m for m in get_args(tp)[1:] if isinstance(m, (PlainValidator, fields.Plain))]
-            if validators:
-                found = self.field_type(validators[-1].func, mode)
-                return found if found is not None else self.fallback(tp, validators[-1], mode, where)
+            check = fields.check_of(tp)
+            if check is not None and check.json is not None:
+                return self.field_type(check, mode)
+            validator = next((m for m in tp.__metadata__ if callable(getattr(m, "func", None))), None)
+            if validator is not None:  # a plugin's own: pydantic's PlainValidator, say
+                return self.fallback(tp, validator, mode, where)
             return self.annotation(get_args(tp)[0], mode, where)
         if origin in (Union, types.UnionType):
             members = [self.annotation(arg, mode, where) for arg in get_args(tp)]
@@ -360,34 +186,30 @@ class _Builder:
             return {"type": "null"}
         return self.fallback(tp, None, mode, where)
 
-    def fallback(self, tp: Any, validator: PlainValidator | None, mode: _Mode, where: str) -> dict:
-        """A field type not in _TYPES (a plugin's): pydantic's schema of it, or of the validator's
-        declared input type, with expressions where it is a number; anything if neither says."""
+    def fallback(self, tp: Any, validator: Any, mode: _Mode, where: str) -> dict:
+        """A field type without a Check's fragment (a plugin's): pydantic's schema of it, or of the
+        validator's declared input type, with expressions where it is a number; anything if neither says."""
         self.unknown.append(f"{where}: {tp!r}")
-        target = validator.json_schema_input_type if validator is not None else tp
+        target = getattr(validator, "json_schema_input_type", Any) if validator is not None else tp
         try:
             found = TypeAdapter(target).json_schema() if target is not Any else {}
         except Exception:  # pydantic cannot describe it: accept anything, archspec check judges
             found = {}
         if found.get("type") in ("integer", "number"):
-            return _typed(found, self.expression(mode))
+            return typed(found, self.expression(mode))
         return found
 
     # ---- kinds
 
-    def kind_fields(self, name: str) -> list[tuple[str, FieldInfo, Any]]:
-        """(name as written, field info, type) of every field of kind `name`."""
+    def kind_fields(self, name: str) -> list[Declared]:
+        """Every field of kind `name`, but its tag."""
         if name not in self._fields:
-            model = registry.KINDS[name].model or fields.Layer
-            self._fields[name] = [
-                (info.alias or field, info, _field_type(model, field, info))
-                for field, info in model.model_fields.items()
-                if field != "kind"
-            ]
+            declared = registry.KINDS[name].fields or fields.Fields
+            self._fields[name] = [f for f in fields.declared_fields(declared) if f.name != "kind"]
         return self._fields[name]
 
     def holds_layers(self, name: str) -> bool:
-        return any(_mentions_layers(tp) for _, _, tp in self.kind_fields(name))
+        return any(_mentions_layers(f.annotation) for f in self.kind_fields(name))
 
     def kind(self, name: str, mode: _Mode) -> dict:
         """The def of the mapping form of kind `name`: `conv: {out: 6, kernel: 5}`."""
@@ -397,28 +219,27 @@ class _Builder:
 
     def _kind(self, name: str, mode: _Mode) -> dict:
         properties, required = {}, []
-        model = registry.KINDS[name].model or fields.Layer
-        shared = fields.Layer.model_fields
-        for written, info, tp in self.kind_fields(name):
-            field = next(f for f, i in model.model_fields.items() if i is info)
-            if field in shared and _same(info, shared[field]):  # name, from, merge: one def for every kind
-                properties[written] = self.define(f"field.{written}", lambda w=written, t=tp: self.shared(w, t))
+        shared = {f.name: f for f in fields.declared_fields(fields.Fields)}
+        for f in self.kind_fields(name):
+            if f == shared.get(f.name):  # name, from, merge: one def for every kind
+                properties[f.written] = self.define(
+                    f"field.{f.written}", lambda f=f: self.shared(f.written, f.annotation)
+                )
                 continue
-            prop = dict(self.annotation(tp, mode, f"{name}.{written}"))
-            min_length = next((m.min_length for m in info.metadata if hasattr(m, "min_length")), None)
-            if min_length and prop.get("type") == "array":
-                prop["minItems"] = min_length
-            if info.description:
-                prop["description"] = info.description
-            if info.is_required():
-                required.append(written)
-            elif _default(info) is not None:
-                prop["default"] = _default(info)
-            properties[written] = prop
+            prop = dict(self.annotation(f.annotation, mode, f"{name}.{f.written}"))
+            if f.min_length and prop.get("type") == "array":
+                prop["minItems"] = f.min_length
+            if f.description:
+                prop["description"] = f.description
+            if f.required:
+                required.append(f.written)
+            elif _default(f) is not None:
+                prop["default"] = _default(f)
+            properties[f.written] = prop
         written_fields = sorted(properties)
         properties["repeat"] = self.define(
             f"field.repeat.{'vars' if mode.any_names else 'plain'}",
-            lambda: {"description": LAYER_DOCS["repeat"], **_typed(_int(0), self.expression(mode)), "default": 1},
+            lambda: {"description": LAYER_DOCS["repeat"], **typed(integer(0), self.expression(mode)), "default": 1},
         )
         properties["first"] = {
             "description": LAYER_DOCS["first"],
@@ -442,16 +263,15 @@ class _Builder:
     def kind_description(self, name: str) -> str:
         entry = registry.KINDS[name]
         parts = []
-        for written, info, _ in self.kind_fields(name):
-            if written in LAYER_DOCS:
+        for f in self.kind_fields(name):
+            if f.written in LAYER_DOCS:
                 continue
-            if info.is_required():
-                parts.append(f"{written} (required)")
+            if f.required:
+                parts.append(f"{f.written} (required)")
             else:
-                default = _default(info)
-                parts.append(f"{written} ({json.dumps(default)})" if default is not None else written)
-        model = entry.model
-        primary = getattr(model, "primary", None) if model is not None else None
+                default = _default(f)
+                parts.append(f"{f.written} ({json.dumps(default)})" if default is not None else f.written)
+        primary = getattr(entry.fields, "primary", None)
         text = entry.doc
         text += f"\nFields: {', '.join(parts)}." if parts else "\nNo fields of its own."
         if primary:
@@ -467,15 +287,14 @@ class _Builder:
     def _kind_value(self, name: str, mode: _Mode) -> dict:
         # Ordered for editors, which report the first alternative's mistake when all fail alike:
         # the primary field's value (`dropout: 1.5` is above the maximum), then the mapping.
-        model = registry.KINDS[name].model
         options = []
         written = self.kind_fields(name)
-        primary = getattr(model, "primary", None) if model is not None else None
+        primary = getattr(registry.KINDS[name].fields, "primary", None)
         if primary:
-            tp = next(tp for field, _, tp in written if field == primary)
+            tp = next(f.annotation for f in written if f.written == primary)
             options.append(self.annotation(_without_none(tp), mode, f"{name}.{primary}"))
         options.append(self.kind(name, mode))
-        if not any(info.is_required() for _, info, _ in written):
+        if not any(f.required for f in written):
             options.append({"type": "null"})
         return {"title": name, "description": self.kind_description(name), "anyOf": options}
 
@@ -486,7 +305,7 @@ class _Builder:
 
     def _layer(self, mode: _Mode) -> dict:
         names = sorted(registry.KINDS)
-        bare = [n for n in names if not any(info.is_required() for _, info, _ in self.kind_fields(n))]
+        bare = [n for n in names if not any(f.required for f in self.kind_fields(n))]
         by_name = {
             "enum": bare,
             "enumDescriptions": [registry.KINDS[n].doc for n in bare],
@@ -525,7 +344,7 @@ class _Builder:
             self.kind("identity", mode)  # defines the field.* defs block_use names
             mapping["propertyNames"] = {"pattern": IDENTIFIER_PATTERN}
             mapping["additionalProperties"] = block_use
-            by_block = {"type": "string", "pattern": _except({*names, "repeat"}, IDENTIFIER_PATTERN)}
+            by_block = {"type": "string", "pattern": except_words({*names, "repeat"}, IDENTIFIER_PATTERN)}
             by_name = {"anyOf": [by_name, by_block]}
         else:
             mapping["additionalProperties"] = False
@@ -547,7 +366,7 @@ class _Builder:
                 "description": "the layers, `times` times over, spliced into this list and numbered on with their "
                 "neighbours; the var i (or `index`) is the copy's index",
                 "properties": {
-                    "times": {"description": "how many copies", **_typed(_int(0), self.expression(mode))},
+                    "times": {"description": "how many copies", **typed(integer(0), self.expression(mode))},
                     "index": {
                         "description": "the name of the var holding the copy's index (default i), so repeats nest",
                         **self.identifier(),
@@ -571,17 +390,17 @@ class _Builder:
 
     def spec(self) -> dict:
         top = {}
-        for name, info in schema.Spec.model_fields.items():
-            if name == "archspec":
-                top[name] = {"const": schema.FORMAT_VERSION, "description": "the spec format version"}
-            elif name == "input":  # its type depends on the mode, below
-                top[name] = {"description": self.types[fields._input_shape][1]}
-            elif name == "description":
-                top[name] = {"description": "optional text", "anyOf": [{"type": "string"}, {"type": "null"}]}
+        spec_fields = [f for f in fields.declared_fields(schema.Spec) if f.name != "layers"]
+        for f in spec_fields:
+            if f.name == "archspec":
+                top[f.name] = {"const": schema.FORMAT_VERSION, "description": "the spec format version"}
+            elif f.name == "input":  # its type depends on the mode, below
+                top[f.name] = {"description": fields.check_of(fields.InputShape).doc}
+            elif f.name == "description":
+                top[f.name] = {"description": "optional text", "anyOf": [{"type": "string"}, {"type": "null"}]}
             else:
-                top[name] = dict(self.annotation(_field_type(schema.Spec, name, info), PLAIN, f"spec.{name}"))
-                if info.description or name == "name":
-                    top[name]["description"] = info.description or "the model's name, a Python identifier"
+                top[f.name] = dict(self.annotation(f.annotation, PLAIN, f"spec.{f.name}"))
+                top[f.name]["description"] = f.description or "the model's name, a Python identifier"
         top["layers"] = {"description": "the layers, applied in order", "type": "array"}
         top["vars"] = {
             "description": "vars: names for numbers, lists or expressions over other vars, usable in any "
@@ -594,7 +413,7 @@ class _Builder:
             "type": "object",
             # "repeat": a block of that name would take the place of the flat repeat; the schema keeps the latter
             "propertyNames": {
-                "pattern": _except({*keyword.kwlist, *registry.KINDS, "repeat"}, IDENTIFIER_PATTERN),
+                "pattern": except_words({*keyword.kwlist, *registry.KINDS, "repeat"}, IDENTIFIER_PATTERN),
                 "patternErrorMessage": "a block name is an ASCII identifier, not a Python keyword nor a built-in kind",
             },
             "additionalProperties": self.block(),
@@ -613,10 +432,9 @@ class _Builder:
         }
 
         def parts(mode: _Mode) -> dict:
-            expr = self.expression(mode)
             return {
                 "properties": {
-                    "input": self.field_type(fields._input_shape, mode) or expr,
+                    "input": self.field_type(fields.check_of(fields.InputShape), mode),
                     "layers": self.layers(mode),
                 }
             }
@@ -626,7 +444,7 @@ class _Builder:
             "then": parts(BLOCKS),
             "else": {"if": {"required": ["vars"]}, "then": parts(VARS), "else": parts(PLAIN)},
         }
-        needed = sorted(n for n, info in schema.Spec.model_fields.items() if info.is_required()) + ["layers"]
+        needed = sorted(f.name for f in spec_fields if f.required) + ["layers"]
         return {
             "$schema": DRAFT,
             "title": "archspec spec",
@@ -644,7 +462,7 @@ class _Builder:
 
     def identifier(self) -> dict:
         return {
-            "pattern": _except(keyword.kwlist, IDENTIFIER_PATTERN),
+            "pattern": except_words(keyword.kwlist, IDENTIFIER_PATTERN),
             "patternErrorMessage": "an ASCII identifier, not a Python keyword",
         }
 
@@ -684,43 +502,20 @@ class _Builder:
         )
 
 
-def _same(a: FieldInfo, b: FieldInfo) -> bool:
-    return all(getattr(a, k) == getattr(b, k) for k in ("annotation", "metadata", "default", "alias", "description"))
-
-
-def _default(info: FieldInfo) -> Any:
+def _default(f: Declared) -> Any:
     """A field's default as JSON data; None when it has none, or none JSON can hold."""
     try:
-        default = info.get_default(call_default_factory=True)
-        json.dumps(default)
+        json.dumps(f.default)
     except (TypeError, ValueError):
         return None
-    return default
-
-
-def _field_type(model: type, field: str, info: FieldInfo) -> Any:
-    """A field's type with its validators, `Annotated[int, PlainValidator(...)]`, as declared."""
-    tp = info.annotation
-    if _unresolved(tp):  # group's and residual's fields name AnyLayer, which schema.py makes at assembly
-        return typing.get_type_hints(model, localns={"AnyLayer": _LayerItem}, include_extras=True)[field]
-    return Annotated[(tp, *info.metadata)] if info.metadata else tp
-
-
-def _unresolved(tp: Any) -> bool:
-    if isinstance(tp, (str, ForwardRef)):
-        return True
-    return any(_unresolved(arg) for arg in get_args(tp))
+    return None if f.required else f.default
 
 
 def _is_layer(tp: Any) -> bool:
-    """`AnyLayer`: the marker, or the assembled union of the kinds' models."""
-    if tp is _LayerItem:
-        return True
+    """`AnyLayer`: a layer of the spec."""
     if get_origin(tp) is Annotated:
         return _is_layer(get_args(tp)[0])
-    if get_origin(tp) in (Union, types.UnionType):
-        return all(isinstance(arg, type) and issubclass(arg, fields.Layer) for arg in get_args(tp))
-    return False
+    return tp is fields.AnyLayer
 
 
 def _mentions_layers(tp: Any) -> bool:

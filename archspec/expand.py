@@ -48,9 +48,8 @@ from .errors import (
     show_number,
     show_value,
 )
-from .fields import magnitude_bounds, too_big
 from .limits import current as current_limits
-from .limits import ensure_stack, how_to_raise
+from .limits import ensure_stack, how_to_raise, magnitude_bounds, too_big
 from .load import Document, UnreadableFile, load_file
 
 Note = tuple[Location, str]

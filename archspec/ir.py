@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 
 from . import registry
 from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
-from .fields import LAYER_FIELDS, field_names
+from .fields import LAYER_FIELDS, declared_fields
 from .limits import current as current_limits
 from .limits import ensure_stack, how_to_raise
 
@@ -263,7 +263,7 @@ def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -
 
 def _fields(model: type) -> list[str]:
     """A kind's own fields: not kind, name, from or merge."""
-    return [f for f in field_names(model) if f not in ("kind", *LAYER_FIELDS)]
+    return [f.name for f in declared_fields(model) if f.name not in ("kind", *LAYER_FIELDS)]
 
 
 def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import math
 import sys
 from dataclasses import dataclass, fields, replace
 
@@ -69,6 +70,23 @@ def ensure_stack() -> None:
     wanted = min(1_000 + 15 * current().depth, 10_000)
     if sys.getrecursionlimit() < wanted:
         sys.setrecursionlimit(wanted)
+
+
+def magnitude_bounds() -> tuple[int, float]:
+    """(int bound, float bound): every number a spec holds or computes is below them in magnitude
+    (limit digits: 10**60 by default, far beyond any tensor)."""
+    digits = current().digits
+    return 10**digits, float(10**digits) if digits <= 308 else math.inf
+
+
+def too_big(value) -> bool:
+    """Whether a number is at or beyond the bound of limit digits (or not finite)."""
+    if type(value) is int:
+        bound = magnitude_bounds()[0]
+        return not -bound < value < bound
+    if type(value) is float:
+        return not math.isfinite(value) or abs(value) >= magnitude_bounds()[1]
+    return False
 
 
 def how_to_raise(name: str) -> str:

@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import expand, inplace, ir, load, schema, shapes
+from . import expand, fields, inplace, ir, load, schema, shapes
 from .errors import SpecError, in_file_order
 from .limits import Limits, applied
 
@@ -55,7 +55,7 @@ def read(source: SpecSource) -> load.Document:
     if isinstance(source, load.Document):
         return source
     if schema.is_spec(source):
-        return load.Document("<spec>", source.model_dump())
+        return load.Document("<spec>", fields.dump(source))
     if isinstance(source, dict):
         return load.Document("<dict>", source)
     if isinstance(source, Path) or (isinstance(source, str) and "\n" not in source and _looks_like_path(source)):

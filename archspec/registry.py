@@ -36,14 +36,6 @@ def call(func: str, *args, defaults: Mapping | None = None, **kwargs) -> Call:
     return Call(func, args, kept, tuple((k, kwargs[k]) for k in kwargs if k in at_default))
 
 
-def _model(entry):
-    """The pydantic model of a kind's fields (None: it has none), made on first use: what reads a
-    kind's fields reads `kind.model`, since `fields` may be a plain Fields declaration."""
-    from .fields import model_of  # fields.py imports this module
-
-    return model_of(entry.fields)
-
-
 class LayerKind(NamedTuple):
     """A layer that is one torch module."""
 
@@ -68,8 +60,6 @@ class LayerKind(NamedTuple):
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
-
-    model = property(_model)
 
 
 class Window(NamedTuple):
@@ -130,8 +120,6 @@ class BlockKind(NamedTuple):
     variant: Callable = lambda block: {}
     helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
 
-    model = property(_model)
-
 
 class Structure(NamedTuple):
     """A kind the IR knows as a flow of its own (group: sequential, residual): resolved by ir.py."""
@@ -139,8 +127,6 @@ class Structure(NamedTuple):
     name: str
     doc: str
     fields: type | None = None  # schema.py declares these two, since their fields hold layers
-
-    model = property(_model)
 
 
 class Activation(NamedTuple):
@@ -181,11 +167,11 @@ def register(entry: Kind | Activation | Merge) -> Any:
         raise ValueError(f"{type(entry).__name__} {entry.name!r} is already registered")
     fields = getattr(entry, "fields", None)
     if fields is not None:
-        from .fields import declares_fields  # fields.py imports this module
+        from .fields import declaration_problem  # fields.py imports this module
 
-        if not declares_fields(fields):
-            message = f"its fields are {fields!r}, not a fields.Layer or fields.Fields class"
-            raise TypeError(f"cannot register {entry.name!r}: {message}")
+        problem = declaration_problem(fields)
+        if problem is not None:
+            raise TypeError(f"cannot register {entry.name!r}: {problem}")
     table[entry.name] = entry
     _state["version"] += 1
     return entry

@@ -1,24 +1,24 @@
 """Stage 2: validate plain spec data with pydantic v2 into schema objects.
 
 A layer is written `relu`, `linear: 10` (the kind's primary field) or `conv: {out: 6, kernel: 5}`.
-expand.py rewrites those forms into `{"kind": ..., **fields}` so pydantic can pick the model by
-its discriminator; `Expanded.locate` maps pydantic's error `loc` back to a line and column.
+expand.py rewrites those forms into `{"kind": ..., **fields}` so the validator can pick the kind by
+its tag; `Expanded.locate` maps an error's `loc` back to a line and column.
 
-Two validators, one declaration of the fields (archspec/kinds/ declares each kind's on a plain
-`fields.Fields` class). The quick one, `record_validator`, is pydantic-core with a schema written
-from the declarations (fields.record_schema): a valid spec becomes instances of them, and no pydantic
-model is made. The spec model, `spec_model`, is the pydantic models of the same declarations in one
-discriminated union, tagged with the kinds that share each; it validates what the quick one refuses,
-and its errors are the ones reported. Both are assembled from the registry for the kinds a spec
-names, on first use and again after a plugin registers a kind.
+One validator: pydantic-core, with a tagged union of the layer kinds a spec names, each by the
+schema of its fields (fields.core_schema: written from a Fields declaration, or a plugin's pydantic
+model's own). A spec validates into instances of the declarations, and its errors are translated
+into located diagnostics here; a layer in error stands in as an identity, so that the shape stage
+still checks every layer that does not depend on it.
 """
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError
+from pydantic_core import core_schema as cs
 
 from . import (
     fields,
@@ -49,33 +49,25 @@ from .errors import (
 from .fields import (
     LAYER_REF,
     Activation,
+    AnyLayer,
     Bool,
     Declaration,
     Fields,
+    FormatVersion,
+    InputShape,
     Name,
-    Plain,
-    _input_shape,
-    _int_at_least,
-    _name,
-    _show,
     after,
+    check_name,
+    declared_fields,
     field,
-    model_of,
-    record_schema,
 )
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-
     from .expand import Expanded
-
-    Spec = BaseModel
 
 FORMAT_VERSION = 1
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
 _CONTAINERS = frozenset(CONTAINER_FIELDS)
-# `AnyLayer`, the union of every registered kind's model, is a module global set by _assemble; the
-# container fields below name it before it exists, so pydantic resolves it at assembly.
 
 
 class Group(Fields):
@@ -104,14 +96,14 @@ registry.register(
 )
 
 
-class SpecFields(Declaration):
-    """A spec's own fields; `Spec` is their pydantic model, and the spec model adds `layers` from
-    the registry (_assemble)."""
+class Spec(Declaration):
+    """A validated spec: its own fields and its layers, each an instance of its kind's fields."""
 
-    archspec: Annotated[int, Plain(_int_at_least(1))]
+    archspec: FormatVersion
     name: Name
     description: str | None = None
-    input: Annotated[tuple, Plain(_input_shape)]
+    input: InputShape
+    layers: list[AnyLayer] = field(min_length=1)
 
     @after
     def _checks(self):
@@ -124,83 +116,40 @@ class SpecFields(Declaration):
         return self
 
 
-def __getattr__(name: str):
-    if name == "Spec":  # the base of every spec model: made when first asked for, as the kinds' models
-        return model_of(SpecFields, "Spec")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
 def is_spec(value) -> bool:
-    """Whether `value` is a validated spec model's instance (without making the model to ask)."""
-    made = fields._MODELS.get(SpecFields)
-    return made is not None and isinstance(value, made)
+    """Whether `value` is a validated spec."""
+    return isinstance(value, Spec)
 
 
-def _for_kinds(made: dict, named: frozenset[str] | None, make):
-    """`make(kinds)`, once per registry state, for the registered kinds among `named` (all of them
-    when None). Building a kind's schema is most of what validation costs a short-lived `check`, so
-    a spec is validated by a validator of the kinds it uses: a kind it names that is not registered
-    fails the same way either way ("unknown layer kind")."""
-    registered = frozenset(registry.KINDS)
-    chosen = registered if named is None else (registered & named) | {"identity"}  # identity: stand-ins
-    key = (registry.version(), chosen)
-    if key not in made:
-        if len(made) > 16:
-            made.clear()
-        made[key] = make(chosen)
-    return made[key]
-
-
-_assembled: dict[tuple, type[Spec]] = {}
-_validators: dict[tuple, SchemaValidator | None] = {}
-
-
-def spec_model(named: frozenset[str] | None = None) -> type[Spec]:
-    """The spec model (pydantic) for the registered kinds among `named` (all of them when None)."""
-    return _for_kinds(_assembled, named, _assemble)
-
-
-def record_validator(named: frozenset[str] | None = None) -> SchemaValidator | None:
-    """The quick path's validator for the registered kinds among `named`: the spec model's schema,
-    written from the declarations (fields.record_schema), validating into instances of them; no
-    pydantic model is made. None where a kind's fields are a pydantic model or say what
-    record_schema does not write: the spec model validates those specs."""
-    return _for_kinds(_validators, named, _record_validator)
-
-
-def _record_validator(chosen: frozenset[str]) -> SchemaValidator | None:
+def validator(named: frozenset[str] | None = None) -> SchemaValidator:
+    """The validator of specs whose layers are of the registered kinds among `named` (all of them
+    when None; a kind it names that is not registered fails as "unknown layer kind" either way).
+    Made for the kinds a spec uses: a union of every kind costs a check more than the spec's own."""
+    chosen = set(registry.KINDS) if named is None else (set(registry.KINDS) & named) | {"identity"}  # stand-ins
     definitions, choices = [], {}
     for declared, names in _families().items():
-        if not chosen.intersection(names):
+        if chosen.isdisjoint(names):
             continue
-        if declared is not None and not issubclass(declared, Declaration):
-            return None  # a plugin's pydantic model
-        schema = record_schema(declared or Fields, tuple(names))
-        if schema is None:
-            return None
-        ref = f"archspec-kind-{len(definitions)}"
-        definitions.append({**schema, "ref": ref})
-        choices.update({name: {"type": "definition-ref", "schema_ref": ref} for name in names})
-    layers = {"type": "list", "items_schema": {"type": "definition-ref", "schema_ref": LAYER_REF}, "min_length": 1}
-    spec = record_schema(SpecFields, more={"layers": {"type": "model-field", "schema": layers, "metadata": {}}})
-    union = {"type": "tagged-union", "choices": choices, "discriminator": "kind", "ref": LAYER_REF}
-    try:
-        return SchemaValidator({"type": "definitions", "schema": spec, "definitions": [union, *definitions]})
-    except Exception:  # a pydantic-core of another version may want another form: the spec model then
-        return None
+        schema = fields.core_schema(declared, tuple(names))
+        if schema["type"] != "definitions":  # (a plugin's model's may be: it holds refs of its own)
+            definitions.append({**schema, "ref": f"archspec-kind-{len(definitions)}"})
+            schema = cs.definition_reference_schema(definitions[-1]["ref"])
+        choices.update({name: schema for name in names if name in chosen})
+    union = {**cs.tagged_union_schema(choices, "kind"), "ref": LAYER_REF}
+    return SchemaValidator(cs.definitions_schema(fields.declaration_schema(Spec), [union, *definitions]))
 
 
 def _families() -> dict[type | None, list[str]]:
-    """The registered kinds by their fields: kinds that share a declaration share one model."""
+    """The registered kinds by their fields: kinds that share a declaration share one schema."""
     families: dict[type | None, list[str]] = {}
     for name, kind in registry.KINDS.items():
         families.setdefault(kind.fields, []).append(name)
     return families
 
 
-def _kinds_named(data: dict) -> frozenset[str]:
+def kinds_named(data: dict) -> frozenset[str]:
     """Every kind the layers of `data` name (expand.py's tagged layers): layers are found only in
-    the spec's `layers` and in the CONTAINER_FIELDS of layers, where the spec model looks for them."""
+    the spec's `layers` and in the CONTAINER_FIELDS of layers, where the validator looks for them."""
     found, lists = set(), [data.get("layers")]
     while lists:
         layers = lists.pop()
@@ -216,62 +165,17 @@ def _kinds_named(data: dict) -> frozenset[str]:
     return frozenset(found)
 
 
-def _assemble(chosen: frozenset[str]) -> type[Spec]:
-    global AnyLayer
-    from pydantic import Field, create_model
-
-    # The union's members are the kinds' own models, built (once) at first use; group and residual,
-    # whose fields hold layers, cannot be built before the union exists, so the spec model builds
-    # them inline. Kinds without fields share one model.
-    globals().pop("AnyLayer", None)
-    models = [_tagged(declared, names) for declared, names in _families().items() if chosen.intersection(names)]
-    AnyLayer = Annotated[Union[tuple(models)], Field(discriminator="kind")]  # noqa: UP007
-    return create_model(
-        "Spec",
-        __base__=model_of(SpecFields, "Spec"),
-        __module__=__name__,
-        layers=(list[AnyLayer], Field(min_length=1)),
-        __config__=None,
-    )
-
-
-def _tagged(declared: type | None, names: list[str]) -> type:
-    """The model of the kinds `names`: their fields' model if it declares `kind: Literal[...]`
-    naming them (every built-in does), else that model (or no fields) made to."""
-    from pydantic import create_model
-
-    # A structure's model resolves `AnyLayer` when it is made: made here, with none bound, it takes
-    # this spec model's union; one made earlier (kind.model) may hold another spec model's.
-    structure = any(isinstance(registry.KINDS[name], registry.Structure) for name in names)
-    fields = model_of(declared, fresh=structure)
-    declared = fields.model_fields.get("kind") if fields is not None else None
-    if declared is not None:
-        if set(get_args(declared.annotation)) != set(names):
-            raise TypeError(f"{fields.__name__}.kind names {get_args(declared.annotation)}, registered as {names}")
-        return fields
-    return create_model(
-        fields.__name__ if fields else "No",
-        __base__=fields or model_of(Fields),
-        __module__=__name__,
-        kind=(Literal[tuple(names)], ...),
-    )
-
-
 def fields_of(kind: str) -> list[str]:
     """The fields a kind takes, as a user writes them."""
-    model = registry.kind(kind).model
-    if model is None:
-        return []
-    return [info.alias or name for name, info in model.model_fields.items() if name != "kind"]
+    return [f.written for f in declared_fields(registry.kind(kind).fields) if f.name != "kind"]
 
 
 # ---------------------------------------------------------------- validation
 
 
 def validate(expanded: Expanded) -> Spec:
-    """The validated spec, a pydantic model; `expanded` is the tagged data of expand.expand, which
-    locates its nodes."""
-    spec, errors, _ = validate_partially(expanded, quick=False)
+    """The validated spec; `expanded` is the tagged data of expand.expand, which locates its nodes."""
+    spec, errors, _ = validate_partially(expanded)
     if errors:
         raise SpecError(in_file_order(errors))
     return spec
@@ -282,30 +186,18 @@ def validate(expanded: Expanded) -> Spec:
 _STANDIN_CODES = {BAD_EXPRESSION, LAYER_FORM, BAD_ARGUMENT, BLOCK_RECURSION, LIMIT}
 
 
-def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, list[Diagnostic], frozenset]:
+def validate_partially(expanded: Expanded) -> tuple[Any, list[Diagnostic], frozenset]:
     """(spec, errors, stand-ins): when layers are wrong, the spec has an identity in place of each,
     and stand-ins holds their paths, so the shape stage still checks every layer that does not
-    depend on them. The spec is None when what is wrong leaves nothing to check (the input, say).
-
-    `quick`: a spec that is valid is validated into instances of the declarations (record_validator),
-    which the later stages read alike; anything else, by the spec model, whose errors are reported."""
+    depend on them. The spec is None when what is wrong leaves nothing to check (the input, say)."""
     errors = list(expanded.errors)
     if not isinstance(expanded.data, dict):
         return None, errors, frozenset()
     standins = set(expanded.standins)
     unsure = any(d.code not in _STANDIN_CODES for d in expanded.errors)
-    named = _kinds_named(expanded.data)
-    validator = record_validator(named) if quick else None
-    if validator is not None:
-        try:
-            spec = validator.validate_python(expanded.data)
-        except ValidationError:
-            pass  # the spec model says what is wrong, as it always has
-        else:
-            return (None if unsure else spec), errors, frozenset(standins)
-    model = spec_model(named)
+    check = validator(kinds_named(expanded.data))
     try:
-        spec = model.model_validate(expanded.data)
+        spec = check.validate_python(expanded.data)
         return (None if unsure else spec), errors, frozenset(standins)
     except ValidationError as exc:
         seen = {d.loc for d in errors}  # an expression already reported is not reported again as a bad value
@@ -315,7 +207,7 @@ def validate_partially(expanded: Expanded, quick: bool = True) -> tuple[Any, lis
     if data is None or unsure:
         return None, errors, frozenset()
     try:
-        return model.model_validate(data), errors, frozenset(standins)
+        return check.validate_python(data), errors, frozenset(standins)
     except ValidationError:
         return None, errors, frozenset()
 
@@ -368,7 +260,7 @@ def _innermost_layer(data, loc: tuple) -> tuple[tuple, tuple] | None:
 
 def _is_name(value) -> bool:
     try:
-        _name(value)
+        check_name(value)
     except PydanticCustomError:
         return False
     return True
@@ -381,8 +273,6 @@ def _diagnostic(err: dict, doc: Expanded) -> Diagnostic:
 
 def _misspelt_required(errors: list[dict]) -> list[dict]:
     """Drop "needs the field kernel" where the same layer has the unknown field "kernal": one mistake."""
-    import difflib
-
     missing = {(tuple(e["loc"][:-1]), e["loc"][-1]) for e in errors if e["type"] == "missing"}
     explained = set()
     for e in errors:
@@ -405,7 +295,7 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
         return Diagnostic("a layer needs a kind", LAYER_FORM, doc.locate(loc))
     if kind == "extra_forbidden":
         field = loc[-1]
-        fields = fields_of(owner) if owner else [*model_of(SpecFields, "Spec").model_fields, "layers"]
+        fields = fields_of(owner) if owner else [f.written for f in declared_fields(Spec)]
         what = owner or "a spec"
         message = f"unknown field {_quote(field)} for {what}{did_you_mean(field, fields)}"
         return Diagnostic(message, UNKNOWN_FIELD, doc.locate(loc, key=True))
@@ -423,7 +313,9 @@ def _describe_error(err: dict, doc: Expanded) -> Diagnostic:
     prefix = f"{owner}: " if owner else ""
     prefix += f"{field}: " if field else ""
     message = (
-        err["msg"] if kind == "bad_value" else f"{err['msg'][0].lower()}{err['msg'][1:]}, got {_show(err.get('input'))}"
+        err["msg"]
+        if kind == "bad_value"
+        else f"{err['msg'][0].lower()}{err['msg'][1:]}, got {show_value(err.get('input'))}"
     )
     return Diagnostic(prefix + message, BAD_VALUE, doc.locate(loc))
 

@@ -25,10 +25,9 @@ from .errors import (
     in_file_order,
     show_number,
 )
-from .fields import magnitude_bounds
 from .ir import INPUT, Block, Model, Node, Op, Shape, op, replace
 from .limits import current as current_limits
-from .limits import ensure_stack, how_to_raise
+from .limits import ensure_stack, how_to_raise, magnitude_bounds
 
 SPATIAL_NAMES = {1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 CONV_FORMULA = "floor((in + 2p - d(k-1) - 1)/s) + 1"

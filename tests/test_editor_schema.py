@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from archspec import registry, schema
+from archspec import fields, registry, schema
 from archspec.editor_schema import (
     EXPRESSION_PATTERN,
     LITERAL_PATTERN,
@@ -116,10 +116,7 @@ def test_every_registered_kind_and_field_is_in_the_schema(mode):
     bare = by_name["enum"] if "enum" in by_name else by_name["anyOf"][0]["enum"]
     for name, kind in registry.KINDS.items():
         assert name in mapping["properties"], f"kind {name} is missing from the editor schema"
-        model = kind.model
-        required = [
-            f for f, info in (model.model_fields.items() if model else ()) if info.is_required() and f != "kind"
-        ]
+        required = [f.written for f in fields.declared_fields(kind.fields) if f.required and f.name != "kind"]
         assert (name in bare) == (not required), name
         declared = _kind_def(name, mode)
         assert set(schema.fields_of(name)) <= set(declared["properties"]), name
@@ -515,9 +512,8 @@ def _value(draw, field: str):
 
 
 def _required(kind: str) -> list[str]:
-    model = registry.KINDS[kind].model if kind in registry.KINDS else None
-    found = [info.alias or f for f, info in (model.model_fields.items() if model else ()) if info.is_required()]
-    return [f for f in found if f != "kind"]
+    declared = registry.KINDS[kind].fields if kind in registry.KINDS else None
+    return [f.written for f in fields.declared_fields(declared) if f.required and f.name != "kind"]
 
 
 @st.composite
@@ -534,10 +530,10 @@ def layer_entries(draw, depth: int = 2):
         if draw(st.booleans()):
             body["index"] = draw(st.sampled_from(["s", "i", "2s"]))
         return {"repeat": body}
-    model = registry.KINDS[kind].model if kind in registry.KINDS else None
+    declared = registry.KINDS[kind].fields if kind in registry.KINDS else None
     forms = (
         ["mapping", "mapping"]
-        + (["value"] if getattr(model, "primary", None) else [])
+        + (["value"] if getattr(declared, "primary", None) else [])
         + ([] if _required(kind) else ["bare", "null"])
     )
     form = draw(st.sampled_from(forms if draw(st.integers(0, 9)) else ["bare", "null", "value", "mapping"]))

@@ -545,7 +545,7 @@ def test_a_schema_spec_nested_past_the_limit_is_refused_by_resolution():
     data = {"kind": "relu"}
     for _ in range(30):
         data = {"kind": "group", "layers": [data]}
-    spec = schema.spec_model().model_validate(_spec(data))
+    spec = schema.validator().validate_python(_spec(data))
     found = one(refused(spec, Limits(depth=10)))
     assert "nest more than 10 deep" in found.message
 

@@ -15,14 +15,12 @@ emitter too (emitted module == live module).
 from __future__ import annotations
 
 import textwrap
-from typing import Literal
 
 import pytest
 import torch
-from pydantic import Field
 
 from archspec import SpecError, analyze, compile_spec, registry, schema
-from archspec.fields import LAYER_FIELDS, Fields
+from archspec.fields import LAYER_FIELDS, declared_fields
 from archspec.ir import Op, walk
 from archspec.expand import expand
 from archspec.pipeline import read
@@ -472,12 +470,10 @@ def test_every_field_is_exercised():
     exercised: set[tuple[str, str]] = set()
     for source in _passing_sources():
         for layer in user_layers(source):
-            fields = type(layer).model_fields
-            for field in layer.model_fields_set - {"kind", "name"}:
-                info = fields[field]
-                if info.is_required() or getattr(layer, field) != info.default:
-                    exercised.add((layer.kind, field))
-    every = {(kind, field) for kind, entry in registry.KINDS.items() if entry.model for field in entry.model.model_fields}
+            for field in declared_fields(type(layer)):
+                if field.required or getattr(layer, field.name) != field.default:
+                    exercised.add((layer.kind, field.name))
+    every = {(kind, field.name) for kind, entry in registry.KINDS.items() for field in declared_fields(entry.fields)}
     # The fields every kind shares (name, from, merge) are covered by test_graph.py and the specs.
     expected = {(kind, field) for kind, field in every if field not in ("kind", *LAYER_FIELDS)}
     missing = sorted(expected - exercised)

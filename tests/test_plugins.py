@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +10,13 @@ from typing import ClassVar
 import pytest
 import torch
 from pydantic import model_validator
+from pydantic_core import PydanticCustomError
 
 from archspec import SpecError, analyze, compile_spec, registry
 from archspec.cli import main
 from archspec.emit import emit_python
-from archspec.fields import Fields, PosInt
+from archspec import fields
+from archspec.fields import Fields, PosInt, after
 from archspec.kinds.layers import same_shape
 from test_emit import assert_equivalent
 
@@ -137,11 +138,25 @@ class BaseWindowFields(Fields):  # at module level: the model resolves its annot
 class WindowFields(BaseWindowFields):
     high: PosInt = 4
 
-    @model_validator(mode="after")
+    @after
     def _ordered(self):
         if self.high < self.low:
-            raise ValueError("high must be at least low")
+            raise PydanticCustomError("bad_value", "high must be at least low")
         return self
+
+
+class PydanticSpelt(BaseWindowFields):
+    @model_validator(mode="after")
+    def _ordered(self):
+        return self
+
+
+def test_a_fields_declaration_with_pydantics_validator_is_refused_at_registration():
+    """A Fields declaration checks its fields together with fields.after; pydantic's own spellings
+    belong to a pydantic model (a fields.Layer), whose schema pydantic makes."""
+    with pytest.raises(TypeError, match="PydanticSpelt._ordered is pydantic's; .* archspec.fields.after"):
+        registry.register(registry.LayerKind("spelt", "a test kind", PydanticSpelt, same_shape, lambda op: None))
+    assert "spelt" not in registry.KINDS
 
 
 def test_a_fields_declaration_validates_like_a_model():
@@ -150,7 +165,7 @@ def test_a_fields_declaration_validates_like_a_model():
     kind = registry.LayerKind("clip_window", "a test kind", WindowFields, same_shape, lambda op: registry.call("nn.Identity"))
     registry.register(kind)
     try:
-        assert kind.model is kind.model and set(kind.model.model_fields) >= {"low", "high", "name"}
+        assert {f.name for f in fields.declared_fields(WindowFields)} >= {"low", "high", "name"}
         assert registry.defaults("clip_window") == {"low": 1, "high": 4}
         spec = {"archspec": 1, "name": "n", "input": [3, 4, 4], "layers": [{"clip_window": 2}, {"clip_window": {"high": 9}}]}
         assert [op.args["low"] for op in analyze(spec).body.children] == [2, 1]
@@ -161,29 +176,9 @@ def test_a_fields_declaration_validates_like_a_model():
         registry.unregister("clip_window")
 
 
-def _models_made_by_check(spec: str) -> list:
-    code = (
-        "import sys, json; from archspec.cli import main; from archspec import fields; "
-        f"status = main(['check', '-q', {spec!r}]); "
-        "print(json.dumps([status, sorted(model.__name__ for model in fields._MODELS.values()), "
-        "'pydantic.main' in sys.modules]))"
-    )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return json.loads(result.stdout)
-
-
-def test_check_of_a_valid_spec_makes_no_pydantic_model():
-    """A valid spec is validated by pydantic-core into the declarations' instances (schema.record_validator):
-    no model is made, and the pydantic package (its models' machinery: ~60 ms of imports) is never
-    imported."""
-    assert _models_made_by_check("specs/densenet121.yaml") == [0, [], False]
-
-
-def test_check_of_a_wrong_spec_makes_the_models_of_only_the_kinds_it_names(tmp_path):
-    spec = tmp_path / "wrong.yaml"
-    spec.write_text("archspec: 1\nname: w\ninput: [3, 8, 8]\nlayers:\n  - conv: {out: 0, kernel: 3}\n  - relu\n")
-    status, made, imported = _models_made_by_check(str(spec))
-    assert (status, made, imported) == (1, ["Conv", "InPlace", "Layer", "Spec"], True)  # InPlace: relu's
+def test_a_plugins_layer_model_has_the_fields_every_kind_has():
+    """fields.Layer, the base of a plugin's pydantic model, declares what fields.Fields declares."""
+    assert fields.declared_fields(fields.Layer) == fields.declared_fields(fields.Fields)
 
 
 def test_fields_that_are_neither_a_model_nor_a_declaration_are_refused_at_registration():
