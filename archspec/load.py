@@ -167,8 +167,10 @@ def load_text(text: str, path: str = "<string>") -> Document:
         mark = exc.problem_mark or exc.context_mark
         where = _location(path, mark) if mark else None
         problem = exc.problem or str(exc)
-        if "maximum nesting depth" in problem:  # libyaml 0.2.6's own bound (1,000 levels)
-            message = "the document is nested deeper than the YAML reader goes"
+        if "maximum nesting depth" in problem:  # libyaml 0.2.6's own bound (1,000 levels), met before limit depth
+            depth = current().depth
+            message = f"nested more than {depth:,} deep ({how_to_raise('depth')})" if depth < 1_000 else ""
+            message = f"the document is {message or 'nested deeper than the YAML reader goes'}"
             raise SpecError([Diagnostic(message, LIMIT, where)]) from None
         raise SpecError([Diagnostic(f"invalid YAML: {problem}", YAML_SYNTAX, where)]) from None
     except yaml.YAMLError as exc:
