@@ -5,12 +5,12 @@
 
 from __future__ import annotations
 
-from .errors import Diagnostic, SpecError, UsageError, WeightsError
-from .limits import Limits
+from .core.errors import Diagnostic, SpecError, UsageError, WeightsError
+from .core.limits import Limits
+from .core.version import DISTRIBUTION, __version__
 
-__version__ = "0.2.0"
-DISTRIBUTION = "archspec-nn"  # pip install archspec-nn; PyPI's "archspec" is another project
 __all__ = [
+    "DISTRIBUTION",
     "Diagnostic",
     "Limits",
     "SpecError",
@@ -24,11 +24,11 @@ __all__ = [
 
 
 def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None, limits: Limits | None = None):
-    """The statically shaped IR of `spec` (see archspec.pipeline.analyze); imports no torch.
+    """The statically shaped IR of `spec` (see archspec.analyses.analyze); imports no torch.
 
     Every node carries its shapes, `params` and `macs` (multiply-adds per sample); `measure`
     gives the rest of the costs. `limits` bound the work a spec may cause (docs/limits.md)."""
-    from .pipeline import analyze
+    from .analyses.analyze import analyze
 
     return analyze(spec, overrides, input_shape, limits)
 
@@ -36,7 +36,7 @@ def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = Non
 def measure(model, batch: int = 1, dtype: str = "float32"):
     """The costs of an analyzed model (archspec.costs.Costs): per-layer rows with params, MACs,
     receptive field, activation memory; totals; a training peak estimate at `batch`. No torch."""
-    from .costs import measure
+    from .analyses.costs import measure
 
     return measure(model, batch, dtype)
 
@@ -49,7 +49,7 @@ def compile_spec(
     limits: Limits | None = None,
     memory_efficient: bool | None = None,
 ):
-    """A torch.nn.Module for `spec` (a path, YAML text, a dict or a schema.Spec).
+    """A torch.nn.Module for `spec` (a path, YAML text, a dict, or a validated spec).
 
     `overrides` replace values of the spec's vars, e.g. {"num_classes": 10}. `weights` is a
     state_dict file to load: strictly by default (WeightsError lists what does not fit); with
@@ -61,15 +61,15 @@ def compile_spec(
     torchvision's checkpointed bottleneck on (off) in every dense block, whatever the spec says; None
     keeps each block's own `memory_efficient` field.
     """
+    from .analyses.analyze import analyze
+    from .backends.live import build_model  # imports torch
+    from .core.limits import applied
     from .kinds.blocks import memory_efficient as dense_memory_efficient
-    from .limits import applied
-    from .pipeline import analyze
-    from .torch_builder import build_model
 
     with applied(limits):
         module = build_model(dense_memory_efficient(analyze(spec, overrides), memory_efficient))
         if weights is not None:
-            from .weights import load_weights
+            from .backends.weights import load_weights
 
             module.weights_report = load_weights(module, weights, strict)
     return module

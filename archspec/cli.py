@@ -14,9 +14,9 @@ import stat
 import sys
 from pathlib import Path
 
-from . import DISTRIBUTION, __version__
-from .errors import SpecError, UsageError
-from .limits import applied, parse
+from .core.errors import SpecError, UsageError
+from .core.limits import applied, parse
+from .core.version import DISTRIBUTION, __version__
 
 EXIT_OK, EXIT_SPEC, EXIT_USAGE = 0, 1, 2
 
@@ -279,7 +279,7 @@ def _count(text: str) -> int:
 
 
 def _columns(text: str) -> tuple[str, ...]:
-    from .report import COLUMNS
+    from .reports.table import COLUMNS
 
     names = tuple(name.strip() for name in text.split(",") if name.strip())
     unknown = [name for name in names if name not in COLUMNS]
@@ -371,7 +371,7 @@ def load_plugin(name: str) -> None:
 
 def _limit(text: str) -> str:
     """One --limit NAME=VALUE, checked here (exit 2 on a bad one); main folds them into Limits."""
-    from .limits import parse
+    from .core.limits import parse
 
     try:
         parse([text])
@@ -399,7 +399,7 @@ def _override(text: str) -> tuple[str, object]:
 def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: tuple[int, ...] | None = None):
     """The shaped IR, or the errors of the spec. A path that names no regular file (missing, a
     directory, a FIFO, a device, a name the system refuses) is a UsageError (load.UnreadableFile)."""
-    from .pipeline import analyze
+    from .analyses.analyze import analyze
 
     try:
         return analyze(Path(path), dict(overrides), input_shape), None
@@ -431,8 +431,8 @@ def _summary(count: int) -> None:
 
 
 def _check(args) -> int:
-    from . import report
-    from .costs import measure
+    from .analyses.costs import measure
+    from .reports import table as report
 
     worst, error_count, files, found = EXIT_OK, 0, [], []
     for path in args.specs:
@@ -474,7 +474,7 @@ def _check(args) -> int:
 
 
 def _diagram(args) -> int:
-    from . import diagram
+    from .reports import diagram
 
     model, exc = _analyze(args.spec, args.set, args.input)
     if exc is not None:
@@ -514,7 +514,7 @@ def _diff(args) -> int:
     if any(exc is not None for _, exc in analyzed):
         return EXIT_SPEC
     _quiet_torch_import()
-    from . import diff
+    from .backends import statedicts as diff
 
     (old, _), (new, _) = analyzed
     found = diff.compare(diff.manifest(old), diff.manifest(new))
@@ -545,7 +545,7 @@ def _quiet_torch_import() -> None:
 
 
 def _schema(args) -> int:
-    from .editor_schema import render
+    from .reports.editor_schema import render
 
     text = render()
     if args.output is None:
@@ -556,7 +556,8 @@ def _schema(args) -> int:
 
 
 def _kinds(args) -> int:
-    from . import registry, schema
+    from . import registry
+    from .frontend import validate as schema
 
     rows = [("kind", "fields (primary first)", "what it is")]
     for name, kind in registry.KINDS.items():
@@ -601,20 +602,20 @@ def _build(args) -> int:
     _quiet_torch_import()
     import torch
 
-    from .errors import WeightsError
-    from .shapes import fmt_shape
-    from .torch_builder import build_model
+    from .backends.live import build_model
+    from .core.errors import WeightsError
+    from .core.shape_rules import fmt_shape
 
     try:
         from .kinds.blocks import memory_efficient as dense_memory_efficient
 
         module = build_model(dense_memory_efficient(model, args.memory_efficient)).eval()  # SpecError: no room
         if args.weights:
-            from .weights import load_weights
+            from .backends.weights import load_weights
 
             transfer = load_weights(module, args.weights, strict=not args.partial)
             if transfer is not None:
-                from .diff import text
+                from .backends.statedicts import text
 
                 print(text(transfer, args.weights, args.spec), file=sys.stderr)
         with torch.no_grad():
@@ -649,7 +650,7 @@ def _out_of_memory(exc: BaseException) -> bool:
 
 
 def _emit(model, output: str | None, spec: str, overrides: dict, memory_efficient: bool | None) -> int:
-    from .emit import num_classes_variant, render
+    from .backends.emit import num_classes_variant, render
     from .kinds.blocks import memory_efficient as dense_memory_efficient
 
     model = dense_memory_efficient(model, memory_efficient)

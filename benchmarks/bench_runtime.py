@@ -35,9 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from archspec import analyze, compile_spec  # noqa: E402
-from archspec.emit import emit_python  # noqa: E402
-from archspec.inplace import without  # noqa: E402
-from archspec.torch_builder import build_model  # noqa: E402
+from archspec.backends.emit import emit_python  # noqa: E402
+from archspec.analyses.inplace import without  # noqa: E402
+from archspec.backends.live import build_model  # noqa: E402
 
 
 def machine() -> str:

@@ -36,26 +36,27 @@ def mark(name):
     last = now
 import yaml; from pydantic import BaseModel
 mark("floor imports")
-import archspec.errors, archspec.limits, archspec.registry
-mark("errors, limits, registry")
-import archspec.fields
-mark("archspec.fields")
+import archspec.core, archspec.registry
+mark("core, registry and fields")
 import archspec.kinds
-mark("archspec.kinds")
-import archspec.schema, archspec.expand, archspec.load, archspec.ir, archspec.shapes, archspec.inplace
-import archspec.pipeline, archspec.report, archspec.costs, archspec.cli
+mark("kinds")
+import archspec.frontend.validate, archspec.frontend.expand, archspec.frontend.resolve
+import archspec.analyses.analyze, archspec.reports.table, archspec.cli
 mark("other modules")
 from pathlib import Path
-from archspec import costs, expand, inplace, ir, load, report, schema, shapes
+from archspec.analyses import costs, inplace, shapes
+from archspec.frontend import expand, load, resolve
+from archspec.frontend import validate as schema
+from archspec.reports import table as report
 doc = load.load_file(Path(sys.argv[1]))
 mark("load")
 located = expand.expand(doc, {})
 mark("expand")
-schema.record_validator(schema._kinds_named(located.data))
+schema.validator(schema.kinds_named(located.data))
 mark("validator build")
 spec, errors, standins = schema.validate_partially(located)
 mark("validate")
-shaped = inplace.decide(shapes.infer(ir.resolve(spec, located, standins)))
+shaped = inplace.decide(shapes.infer(resolve.resolve(spec, located, standins)))
 mark("resolve, shapes, in place")
 measured = costs.measure(shaped, 1, "float32")
 mark("costs")

@@ -154,7 +154,7 @@ def test_check_github_annotations(capsys, monkeypatch, tmp_path):
 def test_check_sarif_log(capsys, monkeypatch, tmp_path):
     import json
 
-    from archspec.errors import CODES
+    from archspec.core.errors import CODES
 
     monkeypatch.chdir(tmp_path)
     Path("bad.yaml").write_text(BAD_SPEC)

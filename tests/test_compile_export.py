@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from archspec import compile_spec
-from archspec.emit import emit_python
+from archspec.backends.emit import emit_python
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -16,8 +16,8 @@ from test_differential import random_specs
 from torch import nn
 
 from archspec import SpecError, analyze, compile_spec, measure
-from archspec.costs import Field
-from archspec.ir import Block, walk
+from archspec.analyses.costs import Field
+from archspec.core.ir import Block, walk
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

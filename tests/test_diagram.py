@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from archspec import analyze
-from archspec.diagram import dot, dot_text, mermaid, mermaid_text
-from archspec.ir import Block, Op, replace, walk
-from archspec.shapes import fmt_shape
+from archspec.reports.diagram import dot, dot_text, mermaid, mermaid_text
+from archspec.core.ir import Block, Op, replace, walk
+from archspec.core.shape_rules import fmt_shape
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

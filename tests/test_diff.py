@@ -15,7 +15,8 @@ from conftest import examples
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from archspec import WeightsError, analyze, compile_spec, diff
+from archspec import WeightsError, analyze, compile_spec
+from archspec.backends import statedicts as diff
 from archspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent

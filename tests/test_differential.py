@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from archspec import SpecError, analyze, compile_spec, registry
-from archspec.emit import emit_python
+from archspec.backends.emit import emit_python
 
 try:
     from test_layer_kinds import CASES
@@ -230,7 +230,7 @@ def test_final_linear_inside_a_group_with_from_inputs():
 def test_a_block_on_rgb_input_keeps_its_literal_threes():
     """A user block's in_channels stands only for channel counts: with 3 input channels, a kernel of
     3 and a pool of 3 stay 3 (they once became in_channels, right only while the input stays RGB)."""
-    from archspec.emit import emit_python
+    from archspec.backends.emit import emit_python
 
     unit = [{"conv": {"out": "out", "kernel": 3, "padding": 1}}, "batchnorm",
             {"maxpool": {"kernel": 3, "stride": 1, "padding": 1}}]  # fmt: skip

@@ -25,8 +25,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-from archspec import fields, registry, schema
-from archspec.editor_schema import (
+from archspec import registry
+from archspec.frontend import validate as schema
+from archspec.registry import fields
+from archspec.reports.editor_schema import (
     EXPRESSION_PATTERN,
     LITERAL_PATTERN,
     PLAIN_EXPRESSION_PATTERN,
@@ -34,9 +36,9 @@ from archspec.editor_schema import (
     render,
     unknown_field_types,
 )
-from archspec.errors import SpecError, UsageError
-from archspec.expand import ExpressionError, evaluate, expand
-from archspec.load import Document, load_file, load_text
+from archspec.core.errors import SpecError, UsageError
+from archspec.frontend.expand import ExpressionError, evaluate, expand
+from archspec.frontend.load import Document, load_file, load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_FILE = ROOT / "archspec" / "spec.schema.json"

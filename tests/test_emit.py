@@ -17,7 +17,7 @@ import torch
 import archspec
 from archspec import SpecError, compile_spec
 from archspec.cli import main
-from archspec.emit import emit_python
+from archspec.backends.emit import emit_python
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -124,7 +124,7 @@ def test_emitted_files_pass_ruff_and_compile(emitted, specs):
 def test_long_merge_lines_are_written_as_ruff_formats_them(tmp_path, count, width, merge):
     """Inception's six-way concatenations, long adds and products: each form _statement picks (one
     line, the contents on a line, one item per line) is already ruff-formatted."""
-    from archspec.emit import _statement
+    from archspec.backends.emit import _statement
 
     names = [f"branch{i}_".ljust(width, "x") for i in range(count)]
     expression = merge.format(", ".join(names)) if merge.startswith("torch") else f" {merge} ".join(names)
@@ -286,7 +286,7 @@ def test_installed_wheel_can_emit(tmp_path):
     work = tmp_path / "elsewhere"
     work.mkdir()
     code = (
-        "import archspec, sys; from archspec.emit import emit_python; "
+        "import archspec, sys; from archspec.backends.emit import emit_python; "
         "assert archspec.__file__.startswith(sys.prefix), archspec.__file__; "
         "print(emit_python(sys.argv[1]))"
     )

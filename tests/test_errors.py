@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from archspec import load
+from archspec.frontend import load
 from archspec.cli import main
-from archspec.errors import CODES
+from archspec.core.errors import CODES
 
 ROOT = Path(__file__).resolve().parent.parent
 ERRORS = Path(__file__).parent / "errors"

@@ -18,9 +18,9 @@ from test_diagram import read_dot, read_mermaid, same_graph
 from test_differential import assert_emitted_equals_live
 
 from archspec import SpecError, analyze, compile_spec, measure
-from archspec.diagram import dot, mermaid
-from archspec.emit import emit_python
-from archspec.ir import Op, walk
+from archspec.reports.diagram import dot, mermaid
+from archspec.backends.emit import emit_python
+from archspec.core.ir import Op, walk
 
 HEADER = "archspec: 1\nname: {name}\ninput: {input}\n"
 

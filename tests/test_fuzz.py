@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from archspec import SpecError, UsageError, analyze
 from archspec.cli import main
-from archspec.emit import emit_python
+from archspec.backends.emit import emit_python
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = [
@@ -244,7 +244,7 @@ def run_api(path: Path) -> None:
     compile(source, "<emitted>", "exec")  # a SyntaxError is an emitter bug
     import torch
 
-    from archspec.torch_builder import build_model
+    from archspec.backends.live import build_model
 
     with time_limit(SECONDS, "build on meta"), torch.device("meta"):
         build_model(model)

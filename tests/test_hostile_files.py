@@ -17,7 +17,7 @@ import pytest
 
 from archspec import Limits, SpecError, UsageError, WeightsError, analyze
 from archspec.cli import main
-from archspec.limits import MiB
+from archspec.core.limits import MiB
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -537,7 +537,7 @@ def test_a_lowered_memory_limit_names_itself(capsys):
 
 
 def test_an_allocator_failure_during_build_is_a_clean_error(capsys, monkeypatch, torch):
-    import archspec.torch_builder
+    import archspec.backends.live
 
     def refuse(model):
         raise RuntimeError(
@@ -545,7 +545,7 @@ def test_an_allocator_failure_during_build_is_a_clean_error(capsys, monkeypatch,
             "you tried to allocate 4000000000000 bytes.\nmore"
         )
 
-    monkeypatch.setattr(archspec.torch_builder, "build_model", refuse)
+    monkeypatch.setattr(archspec.backends.live, "build_model", refuse)
     status, _, err = run(capsys, "build", "specs/conv_unit.yaml")
     assert status == 1
     assert err.startswith("archspec: error: building specs/conv_unit.yaml ran out of memory: [enforce fail")
@@ -608,7 +608,7 @@ def test_ten_thousand_errors_print_a_few_lines(tmp_path, capsys):
 
 
 def test_docs_list_every_limit():
-    from archspec.limits import NAMES
+    from archspec.core.limits import NAMES
 
     text = (ROOT / "docs" / "limits.md").read_text()
     table = [line for line in text.splitlines() if line.startswith("| `")]

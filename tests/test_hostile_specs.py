@@ -28,10 +28,10 @@ import pytest
 from conftest import time_limit
 
 from archspec import Limits, SpecError, analyze, measure
-from archspec.errors import LIMIT, did_you_mean, digits, show_number, show_value
-from archspec.expand import ExpressionError, evaluate, expand
-from archspec.limits import applied, how_to_raise
-from archspec.load import load_text
+from archspec.core.errors import LIMIT, did_you_mean, digits, show_number, show_value
+from archspec.frontend.expand import ExpressionError, evaluate, expand
+from archspec.core.limits import applied, how_to_raise
+from archspec.frontend.load import load_text
 
 ROOT = Path(__file__).resolve().parent.parent
 HEAD = "archspec: 1\nname: hostile\ninput: [3, 8, 8]\n"
@@ -425,8 +425,8 @@ def test_huge_sizes_give_output_size_errors_or_bounded_figures():
 
 
 def test_the_transposed_span_and_adaptive_windows_in_closed_form_match_the_loops():
-    from archspec.costs import _adaptive_taps, _transposed_span
-    from archspec.registry import Window
+    from archspec.analyses.costs import _adaptive_taps, _transposed_span
+    from archspec.core.shape_rules import Window
 
     for kernel in range(1, 9):
         for dilation in range(1, 5):
@@ -499,7 +499,7 @@ def test_the_expression_limits_can_be_raised():
     "body", ["{nxt}", "{{residual: {{body: [{nxt}]}}}}", "{{repeat: {{times: 1, layers: [{nxt}]}}}}"]
 )
 def test_layers_nested_99_deep_pass_every_stage_and_101_deep_are_refused(body):
-    from archspec import report
+    from archspec.reports import table as report
 
     with within():
         costs = measure(analyze(block_chain(99, body)))
@@ -540,7 +540,7 @@ def test_data_given_to_analyze_that_holds_itself_or_nests_deeply_is_refused():
 
 
 def test_a_schema_spec_nested_past_the_limit_is_refused_by_resolution():
-    from archspec import schema
+    from archspec.frontend import validate as schema
 
     data = {"kind": "relu"}
     for _ in range(30):

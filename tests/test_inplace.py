@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from archspec import SpecError, analyze, compile_spec
-from archspec.emit import emit_python
-from archspec.inplace import without
-from archspec.ir import Block, Op, walk
-from archspec.torch_builder import build_model
+from archspec.backends.emit import emit_python
+from archspec.analyses.inplace import without
+from archspec.core.ir import Block, Op, walk
+from archspec.backends.live import build_model
 
 try:
     from test_differential import load_emitted_class, random_specs

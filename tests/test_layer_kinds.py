@@ -19,11 +19,12 @@ import textwrap
 import pytest
 import torch
 
-from archspec import SpecError, analyze, compile_spec, registry, schema
-from archspec.fields import LAYER_FIELDS, declared_fields
-from archspec.ir import Op, walk
-from archspec.expand import expand
-from archspec.pipeline import read
+from archspec import SpecError, analyze, compile_spec, registry
+from archspec.frontend import validate as schema
+from archspec.registry.fields import LAYER_FIELDS, declared_fields
+from archspec.core.ir import Op, walk
+from archspec.frontend.expand import expand
+from archspec.analyses.analyze import read
 
 TRAIN_BATCH, EVAL_BATCH = 2, 3
 

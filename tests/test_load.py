@@ -16,9 +16,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from archspec import load
-from archspec.errors import LIMIT, YAML_DUPLICATE_KEY, YAML_SYNTAX, YAML_TAG, Diagnostic, SpecError
-from archspec.limits import Limits, applied
+from archspec.frontend import load
+from archspec.core.errors import LIMIT, YAML_DUPLICATE_KEY, YAML_SYNTAX, YAML_TAG, Diagnostic, SpecError
+from archspec.core.limits import Limits, applied
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 PLAIN = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}

@@ -16,9 +16,9 @@ import torch
 import torch.utils.checkpoint
 from reference_weights import fill, reference_input
 
-import archspec.torch_builder
+import archspec.kinds.torch_modules
 from archspec import compile_spec
-from archspec.emit import emit_python
+from archspec.backends.emit import emit_python
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).parent / "data"
@@ -74,7 +74,7 @@ class Checkpoints:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(torch.utils.checkpoint, "checkpoint", counting)  # emitted: cp.checkpoint
-        monkeypatch.setattr(archspec.torch_builder, "checkpoint", counting)  # live: imported by name
+        monkeypatch.setattr(archspec.kinds.torch_modules, "checkpoint", counting)  # live: imported by name
 
 
 def step(model: torch.nn.Module, x: torch.Tensor, steps: int = 2):

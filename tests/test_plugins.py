@@ -14,9 +14,9 @@ from pydantic_core import PydanticCustomError
 
 from archspec import SpecError, analyze, compile_spec, registry
 from archspec.cli import main
-from archspec.emit import emit_python
-from archspec import fields
-from archspec.fields import Fields, PosInt, after
+from archspec.backends.emit import emit_python
+from archspec.registry import fields
+from archspec.registry.fields import Fields, PosInt, after
 from archspec.kinds.layers import same_shape
 from test_emit import assert_equivalent
 

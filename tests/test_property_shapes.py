@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import archspec
-from archspec import ir
+from archspec.core import ir
 
 EXAMPLES = int(os.environ.get("ARCHSPEC_HYPOTHESIS_EXAMPLES", "300"))
 PROPERTY_SETTINGS = settings(

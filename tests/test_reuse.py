@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 from archspec import SpecError, UsageError, analyze, compile_spec
 from archspec.cli import main
-from archspec.expand import ExpressionError, evaluate
-from archspec.ir import walk
+from archspec.frontend.expand import ExpressionError, evaluate
+from archspec.core.ir import walk
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from archspec import analyze, compile_spec, registry
-from archspec.ir import Op, walk
+from archspec.core.ir import Op, walk
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -24,9 +24,11 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from pydantic_core import ValidationError
 from test_layer_kinds import CASES
 
-from archspec import fields, registry, schema
-from archspec.expand import expand
-from archspec.pipeline import read
+from archspec import registry
+from archspec.frontend import validate as schema
+from archspec.registry import fields
+from archspec.frontend.expand import expand
+from archspec.analyses.analyze import read
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

@@ -6,7 +6,7 @@ import itertools
 
 import torch
 
-from archspec.registry import Window
+from archspec.core.shape_rules import Window
 
 
 def test_sliding_windows_give_torchs_output_size_or_none():

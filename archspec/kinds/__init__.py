@@ -1,3 +1,3 @@
 """The built-in kinds, each declared once (see archspec/registry.py). Importing this registers them."""
 
-from . import activations, blocks, layers, merges  # noqa: F401  (each registers its kinds)
+from . import activations, blocks, layers, merges, structures  # noqa: F401  (each registers its kinds)

@@ -11,8 +11,8 @@ from typing import ClassVar, Literal
 
 from pydantic_core import PydanticCustomError
 
-from ..fields import Bool, Fields, Float, PosFloat, after
 from ..registry import Activation, LayerKind, call, register
+from ..registry.fields import Bool, Fields, Float, PosFloat, after
 from .layers import same_shape
 
 

@@ -13,11 +13,11 @@ from typing import ClassVar, Literal
 
 from pydantic_core import PydanticCustomError
 
-from ..errors import CHANNEL_MISMATCH, RANK
-from ..fields import Bool, Fields, Fraction, PosFloat, PosInt, Probability, after
-from ..ir import INPUT, Block, op, replace
-from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, register
-from ..shapes import ShapeError
+from ..core.errors import CHANNEL_MISMATCH, RANK
+from ..core.ir import INPUT, Block, replace
+from ..core.shape_rules import ShapeError
+from ..registry import ACTIVATIONS, BlockKind, Call, call, layer_kind, op, register
+from ..registry.fields import Bool, Fields, Fraction, PosFloat, PosInt, Probability, after
 from . import activations  # noqa: F401  (registered before squeeze_excite lists them)
 
 ONE = {"stride": 1, "groups": 1}  # the defaults of the ResNet blocks' keyword arguments

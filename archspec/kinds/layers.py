@@ -12,8 +12,21 @@ from typing import ClassVar, Literal
 
 from pydantic_core import PydanticCustomError
 
-from ..errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
-from ..fields import (
+from ..core.errors import BAD_ARG, CHANNEL_MISMATCH, NEEDS_FLATTEN, OUTPUT_SIZE, RANK
+from ..core.shape_rules import (
+    CONV_FORMULA,
+    SPATIAL_NAMES,
+    TRANSPOSED_FORMULA,
+    ShapeError,
+    Window,
+    below_one,
+    dims,
+    groups_divide,
+    per_dim,
+    spatial,
+)
+from ..registry import Call, LayerKind, call, register
+from ..registry.fields import (
     Bool,
     Eps,
     Fields,
@@ -30,18 +43,6 @@ from ..fields import (
     Sizes,
     Stds,
     after,
-)
-from ..registry import Call, LayerKind, Window, call, register
-from ..shapes import (
-    CONV_FORMULA,
-    SPATIAL_NAMES,
-    TRANSPOSED_FORMULA,
-    ShapeError,
-    below_one,
-    dims,
-    groups_divide,
-    per_dim,
-    spatial,
 )
 
 
@@ -312,7 +313,7 @@ def _layernorm2d_shape(op, shape):
 
 
 def _layernorm2d_module():
-    from ..torch_builder import LayerNorm2d as module
+    from .torch_modules import LayerNorm2d as module
 
     return module
 
@@ -455,7 +456,7 @@ def _normalize_shape(op, shape):
 
 
 def _normalize_module():
-    from ..torch_builder import Normalize as module
+    from .torch_modules import Normalize as module
 
     return module
 
@@ -886,7 +887,7 @@ def _chunk_shape(op, shape):
 
 
 def _chunk_module():
-    from ..torch_builder import Chunk as module
+    from .torch_modules import Chunk as module
 
     return module
 
@@ -947,7 +948,7 @@ class StochasticDepth(Fields):
 
 
 def _stochastic_depth_module():
-    from ..torch_builder import StochasticDepth as module
+    from .torch_modules import StochasticDepth as module
 
     return module
 
@@ -987,7 +988,7 @@ def _permute_shape(op, shape):
 
 
 def _permute_module():
-    from ..torch_builder import Permute as module
+    from .torch_modules import Permute as module
 
     return module
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import operator
 
-from ..errors import BRANCH_MISMATCH, CONCAT_MISMATCH
+from ..core.errors import BRANCH_MISMATCH, CONCAT_MISMATCH
+from ..core.shape_rules import ShapeError, fmt_shape
 from ..registry import Merge, register
-from ..shapes import ShapeError, fmt_shape
 
 
 def _listed(named: list) -> str:

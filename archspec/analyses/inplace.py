@@ -31,9 +31,9 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import registry
-from .errors import BAD_VALUE, Diagnostic, SpecError, in_file_order
-from .ir import INPUT, Block, Model, Node, Op, replace
+from .. import registry
+from ..core.errors import BAD_VALUE, Diagnostic, SpecError, in_file_order
+from ..core.ir import INPUT, Block, Model, Node, Op, replace
 
 # Layer kinds whose output is a new tensor that their own backward does not read.
 PRODUCERS = frozenset({"conv", "conv_transpose", "linear", "batchnorm", "layernorm", "groupnorm", "instance_norm"})

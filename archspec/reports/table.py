@@ -12,9 +12,9 @@ from functools import lru_cache
 from itertools import starmap
 from operator import itemgetter
 
-from .costs import Costs, Field, Layer
-from .errors import Diagnostic
-from .shapes import fmt_shape
+from ..analyses.costs import Costs, Field, Layer
+from ..core.errors import Diagnostic
+from ..core.shape_rules import fmt_shape
 
 JSON_VERSION = 1
 
@@ -223,7 +223,7 @@ def document(files: list[dict]) -> dict:
 
 def sarif(diagnostics: list[Diagnostic], version: str) -> dict:
     """A SARIF 2.1.0 log of `diagnostics` (GitHub code scanning reads it): one rule per error code."""
-    from .errors import CODES
+    from ..core.errors import CODES
 
     rules = list(CODES)
     results = [

@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import registry, schema
-from .errors import (
+from .. import registry
+from ..core.errors import (
     BAD_ARGUMENT,
     BAD_BLOCK,
     BAD_EXPRESSION,
@@ -48,12 +48,12 @@ from .errors import (
     show_number,
     show_value,
 )
-from .limits import current as current_limits
-from .limits import ensure_stack, how_to_raise, magnitude_bounds, too_big
+from ..core.limits import current as current_limits
+from ..core.limits import ensure_stack, how_to_raise, magnitude_bounds, too_big
+from ..kinds.structures import CONTAINER_FIELDS
 from .load import Document, UnreadableFile, load_file
 
 Note = tuple[Location, str]
-CONTAINER_FIELDS = schema.CONTAINER_FIELDS
 PARAM_TYPES = {"int": int, "float": float, "bool": bool}
 
 
@@ -697,7 +697,7 @@ class _Expander:
     def load_base(self, doc: Document, target: Any, chain: list[str], trace: tuple[Note, ...] = ()) -> Document | None:
         """The base spec `extends:` names; None, with the problem reported at that line (and, for
         a problem inside the base, noted there: "extended here"), when there is none to merge."""
-        from .limits import current, how_to_raise
+        from ..core.limits import current, how_to_raise
         from .load import shown as printable
 
         origin = Origin(doc, ("extends",))

@@ -34,8 +34,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .ir import INPUT, Block, Model, Node, Op
-from .shapes import fmt_shape
+from ..core.ir import INPUT, Block, Model, Node, Op
+from ..core.shape_rules import fmt_shape
 
 # ---------------------------------------------------------------- the drawing, format-free
 

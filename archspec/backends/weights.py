@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from .diff import compatible
-from .errors import WeightsError
-from .limits import current, how_to_raise, show_size
+from ..core.errors import WeightsError
+from ..core.limits import current, how_to_raise, show_size
+from .statedicts import compatible
 
 SHOWN = 5  # keys listed per kind of mismatch before "and N more"
 
@@ -20,7 +20,7 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
     file or of loading it, is a WeightsError that names the file."""
     state = read_state_dict(path)
     if not strict:
-        from .diff import load_partially
+        from .statedicts import load_partially
 
         try:
             return load_partially(module, state)
@@ -94,7 +94,7 @@ def _check_size(path: str | Path) -> None:
         raise WeightsError(
             f"{path} holds {show_size(size)} once read, more than weights may take ({how_to_raise('weights_bytes')})"
         )
-    from .memory import available_memory
+    from ..analyses.fit import available_memory
 
     memory = current().memory
     available = memory if memory is not None else available_memory(torch.device("cpu"))

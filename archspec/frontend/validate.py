@@ -15,17 +15,16 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic_core import PydanticCustomError, SchemaValidator, ValidationError
 from pydantic_core import core_schema as cs
 
-from . import (
-    fields,
+from .. import (
     kinds,  # noqa: F401  (registers the built-in kinds)
     registry,
 )
-from .errors import (
+from ..core.errors import (
     BAD_ARGUMENT,
     BAD_EXPRESSION,
     BAD_INPUT,
@@ -43,16 +42,13 @@ from .errors import (
     in_file_order,
     show_value,
 )
-from .errors import (
-    FORMAT_VERSION as FORMAT_VERSION_CODE,
-)
-from .fields import (
+from ..core.errors import FORMAT_VERSION as FORMAT_VERSION_CODE
+from ..kinds.structures import CONTAINER_FIELDS
+from ..registry import fields
+from ..registry.fields import (
     LAYER_REF,
-    Activation,
     AnyLayer,
-    Bool,
     Declaration,
-    Fields,
     FormatVersion,
     InputShape,
     Name,
@@ -66,34 +62,7 @@ if TYPE_CHECKING:
     from .expand import Expanded
 
 FORMAT_VERSION = 1
-CONTAINER_FIELDS = ("layers", "body", "shortcut")  # fields that hold lists of layers
 _CONTAINERS = frozenset(CONTAINER_FIELDS)
-
-
-class Group(Fields):
-    primary: ClassVar = "layers"
-    kind: Literal["group"]
-    layers: list[AnyLayer] = field(min_length=1)
-
-
-class Residual(Fields):
-    kind: Literal["residual"]
-    body: list[AnyLayer] = field(min_length=1)
-    shortcut: Literal["auto", "identity"] | list[AnyLayer] = "auto"
-    shortcut_name: Name = "shortcut"
-    activation: Activation | None = "relu"
-    shortcut_first: Bool = False  # register the shortcut before the body: its keys come first (RegNet's proj, f)
-
-
-registry.register(registry.Structure("group", "a named sequence: its name prefixes its layers' names", Group))
-registry.register(
-    registry.Structure(
-        "residual",
-        "activation(body(x) + shortcut(x)); the shortcut is auto (identity or a 1x1 projection), "
-        "identity, or a list of layers",
-        Residual,
-    )
-)
 
 
 class Spec(Declaration):

@@ -7,16 +7,19 @@ builder and the emitter are generic and dispatch through these tables; a kind th
 fails loudly in every stage. The built-in kinds live in archspec/kinds/; a plugin registers its
 own with `register` (see docs/extending.md).
 
-Imports no torch, and builds no pydantic model: schema.py assembles the spec model from the
-tables when a spec is first validated.
+Imports no torch. The tables themselves are in tables.py, which field types read too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
-Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
+from ..core.errors import Location
+from ..core.ir import Op
+from .fields import declaration_problem, defaults_of
+from .tables import ACTIVATIONS, KINDS, MERGES
 
 
 class Call(NamedTuple):
@@ -62,49 +65,6 @@ class LayerKind(NamedTuple):
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
 
 
-class Window(NamedTuple):
-    """How a layer maps positions along one spatial dim, for receptive fields and valid input sizes.
-
-    A sliding window (conv, pooling): out = floor((in + pad_total - extent) / stride) + 1, rounded up
-    with `ceil` (PyTorch's ceil_mode), where extent = dilation * (kernel - 1) + 1 and `pad` is the
-    padding before the first position. `transposed`: out = (in - 1) * stride - pad_total + extent
-    + output_padding, stride being the upsampling factor. `scale`: out = floor(in * scale) with an
-    interpolation `extent` (1 nearest, 2 linear, 4 cubic). `size`: out = size whatever the input
-    (adaptive pooling, resizing to a size). `whole`: after it one output sees every input position
-    (a global pool, with size 1; a flatten, with no size: its features count on the input's size).
-    `exact`: the input size must be a multiple of the stride (pixel_unshuffle); `out` is 0 for any other.
-    """
-
-    extent: int = 1
-    stride: int = 1
-    pad: int = 0
-    pad_total: int = 0
-    ceil: bool = False
-    transposed: bool = False
-    output_padding: int = 0
-    dilation: int = 1  # transposed: the kernel's positions are 0, dilation, ..., extent - 1
-    scale: float | None = None
-    size: int | None = None
-    whole: bool = False
-    exact: bool = False
-
-    def out(self, size: int) -> int:
-        """The output size for an input of `size`, as PyTorch computes it (before its range checks)."""
-        if self.size is not None:
-            return self.size
-        if self.scale is not None:
-            return int(size * self.scale)
-        if self.transposed:
-            return (size - 1) * self.stride - self.pad_total + self.extent + self.output_padding
-        if self.exact and size % self.stride:
-            return 0
-        span = size + self.pad_total - self.extent  # may be negative: in ceil mode one window still fits
-        out = (span + (self.stride - 1 if self.ceil else 0)) // self.stride + 1  # floor, as PyTorch's div_rtn
-        if self.ceil and out > 0 and (out - 1) * self.stride >= size + self.pad:  # the last window starts past it
-            out -= 1
-        return max(out, 0)
-
-
 class BlockKind(NamedTuple):
     """A built-in block: expanded into layers once its input shape is known, emitted as one class."""
 
@@ -122,11 +82,14 @@ class BlockKind(NamedTuple):
 
 
 class Structure(NamedTuple):
-    """A kind the IR knows as a flow of its own (group: sequential, residual): resolved by ir.py."""
+    """A kind whose fields hold layers (group, residual): resolved into a Block by its own rule."""
 
     name: str
     doc: str
-    fields: type | None = None  # schema.py declares these two, since their fields hold layers
+    fields: type
+    # (validated layer, name, path, location, nested) -> its Block; `nested.layers(items, field,
+    # prefix, reserved=())` resolves the layers a field holds, `nested.locate(field)` places a field
+    resolve: Callable
 
 
 class Activation(NamedTuple):
@@ -152,11 +115,6 @@ class Merge(NamedTuple):
 
 Kind = LayerKind | BlockKind | Structure
 
-KINDS: dict[str, Kind] = {}
-ACTIVATIONS: dict[str, Activation] = {}
-MERGES: dict[str, Merge] = {}
-_state = {"version": 0}  # bumped by every registration, so schema rebuilds its spec model
-
 
 def register(entry: Kind | Activation | Merge) -> Any:
     """Add a kind, activation or merge; a name already taken is an error. Returns `entry`."""
@@ -166,33 +124,20 @@ def register(entry: Kind | Activation | Merge) -> Any:
     if entry.name in table:
         raise ValueError(f"{type(entry).__name__} {entry.name!r} is already registered")
     fields = getattr(entry, "fields", None)
-    if fields is not None:
-        from .fields import declaration_problem  # fields.py imports this module
-
-        problem = declaration_problem(fields)
-        if problem is not None:
-            raise TypeError(f"cannot register {entry.name!r}: {problem}")
+    problem = declaration_problem(fields) if fields is not None else None
+    if problem is not None:
+        raise TypeError(f"cannot register {entry.name!r}: {problem}")
     table[entry.name] = entry
-    _state["version"] += 1
     return entry
 
 
 def unregister(name: str, table: dict | None = None) -> None:
     """Remove a registered entry (tests and plugins that clean up after themselves)."""
     (KINDS if table is None else table).pop(name, None)
-    _state["version"] += 1
-
-
-def version() -> int:
-    return _state["version"]
 
 
 def _lookup(table: dict, name: str, what: str):
     found = table.get(name)
-    if found is None:  # a caller that reached the registry before anything registered the built-ins
-        from . import kinds  # noqa: F401
-
-        found = table.get(name)
     if found is None:
         raise NotImplementedError(f"Unsupported {what} {name!r}: nothing is registered under that name")
     return found
@@ -226,6 +171,9 @@ def merge(name: str) -> Merge:
 
 def defaults(name: str) -> dict[str, Any]:
     """A kind's field defaults, as its fields declare them (the one place they are spelled)."""
-    from .fields import defaults_of  # fields.py imports this module
-
     return defaults_of(kind(name).fields)
+
+
+def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
+    """An Op made by archspec itself (a block's layer), its other fields at the kind's defaults."""
+    return Op(kind, name, path, loc, MappingProxyType({**defaults(kind), **given}))

@@ -18,9 +18,9 @@ import math
 from collections.abc import Callable
 from typing import NamedTuple
 
-from . import registry
-from .ir import INPUT, Block, Model, Node, Op, source_path, walk
-from .shapes import SPATIAL_NAMES, ShapeError
+from .. import registry
+from ..core.ir import INPUT, Block, Model, Node, Op, source_path, walk
+from ..core.shape_rules import SPATIAL_NAMES, ShapeError
 
 MAX_TRIAL = 1 << 14  # the largest size tried; beyond it the pattern is taken to go on
 

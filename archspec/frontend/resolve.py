@@ -1,120 +1,21 @@
-"""Stage 3: resolve validated schema objects into a small typed IR.
-
-The IR is immutable records (NamedTuples): `Op` for one torch layer, `Block` for anything holding
-layers. Every later stage knows three ways data flows through a block: sequential, residual
-(body + shortcut, added) and dense (concatenated). A built-in block (basic_block, dense_block,
-...) stays one unexpanded Block here; the shape stage expands it through its registry entry once
-its input shape is known, the way a Keras layer is built. Nothing after this stage touches
-pydantic objects: a node's `args` are its validated fields, read-only.
-"""
+"""Stage 3: resolve validated spec objects into the IR (archspec.core.ir): names and paths, `from:`
+references checked, each layer's validated fields as its read-only args."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING
 
-from . import registry
-from .errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
-from .fields import LAYER_FIELDS, declared_fields
-from .limits import current as current_limits
-from .limits import ensure_stack, how_to_raise
+from .. import registry
+from ..core.errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
+from ..core.ir import INPUT, Block, Model, Node, Op, replace
+from ..core.limits import current as current_limits
+from ..core.limits import ensure_stack, how_to_raise
+from ..registry.fields import LAYER_FIELDS, declared_fields
 
 if TYPE_CHECKING:
     from .expand import Expanded
-    from .schema import Spec
-
-Shape = registry.Shape
-NO_ARGS: Mapping = MappingProxyType({})
-INPUT = "input"  # the `from:` name of the input its sequence received; no layer may take it
-
-
-class Op(NamedTuple):
-    """One torch layer."""
-
-    kind: str
-    name: str
-    path: str  # qualified name, as in the state_dict
-    loc: Location
-    args: Mapping = NO_ARGS  # the validated fields, read-only; what shapes infer lives in the fields below
-    inputs: tuple[str, ...] = ()  # earlier siblings (or INPUT) whose outputs feed this layer; () is the previous one
-    merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
-    notes: tuple = ()  # the block uses this layer was expanded through
-    exports: tuple[str, ...] = ()  # always () for a single layer; see Block
-    standin: bool = False  # an identity in place of a wrong layer (reported already): its output is unknown
-    inplace: bool = False  # an activation that overwrites its input (archspec.inplace decides, after shapes)
-    in_shape: Shape | None = None
-    out_shape: Shape | None = None
-    params: int = 0
-    macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
-
-
-class Block(NamedTuple):
-    """Anything holding layers: a group, a residual block, a built-in block, the model's body."""
-
-    kind: str  # what the user wrote (group, residual, dense_block, ...) or dense_layer / shortcut
-    name: str
-    path: str
-    loc: Location
-    flow: Literal["sequential", "residual", "dense"]
-    children: tuple[Node, ...]
-    # residual only: how the input reaches the add, and what follows it
-    shortcut_mode: Literal["auto", "identity", "explicit"] | None = None
-    shortcut_name: str = "shortcut"
-    shortcut: Block | None = None
-    activation: str | None = None
-    inplace_add: bool = False  # residual: the add writes onto the body's output (archspec.inplace decides)
-    inplace_activation: bool = False  # residual: the activation after the add works in place
-    stride: int | None = None  # ResNet blocks: a strided block always projects its shortcut, as torchvision's
-    args: Mapping = NO_ARGS  # a built-in block's validated fields
-    expanded: bool = True  # False: a built-in block whose layers the shape stage has yet to make
-    inputs: tuple[str, ...] = ()
-    merge: str | None = None
-    notes: tuple = ()
-    exports: tuple[str, ...] = ()  # inner layers (relative names) whose outputs a later `from:` needs
-    block_args: tuple | None = None  # a user block's use: its (parameter, value)s; None otherwise
-    in_shape: Shape | None = None
-    out_shape: Shape | None = None
-    params: int = 0
-    macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
-
-
-Node = Op | Block
-
-
-def replace(node, **changes):
-    """`node` (an Op, Block or Model) with some fields changed."""
-    return node._replace(**changes)
-
-
-class Model(NamedTuple):
-    name: str
-    source: str
-    input_shape: Shape
-    body: Block
-    vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
-
-
-def source_path(siblings: dict[str, str], name: str) -> str:
-    """The path of the layer a `from:` name reaches, given the paths of the sequence's layers by
-    name: `enc.conv2` is the layer at enc's path + ".conv2"."""
-    head, _, rest = name.partition(".")
-    return f"{siblings[head]}.{rest}" if rest else siblings[head]
-
-
-def walk(node: Node):
-    """Every node below and including `node`, parents first, in forward order."""
-    stack = [node]  # not recursive: a generator per level would pass each node up through every level
-    while stack:
-        node = stack.pop()
-        yield node
-        if isinstance(node, Block):
-            if node.shortcut is not None:
-                stack.append(node.shortcut)
-            stack.extend(reversed(node.children))
-
-
-# ---------------------------------------------------------------- resolve
+    from .validate import Spec
 
 
 def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Model:
@@ -182,7 +83,7 @@ def _resolve_list(
             errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
         seen.setdefault(name, loc)
         qualified = f"{prefix}.{name}" if prefix else name
-        if too_deep and layer.kind in _STRUCTURES:
+        if too_deep and isinstance(registry.KINDS.get(layer.kind), registry.Structure):
             errors.append(
                 Diagnostic(
                     f"layers nest more than {current_limits().depth:,} deep here; {how_to_raise('depth')}",
@@ -252,9 +153,8 @@ def _exporting(block: Block, paths: list[str]) -> Block:
 def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -> Node:
     """The node of `layer`, the entry at `entry_path` of its expanded list."""
     kind = registry.kind(layer.kind)
-    if isinstance(kind, registry.Structure):  # (never dumped: pydantic would build their serializers)
-        yaml_path = entry_path + (layer.kind,)
-        return _STRUCTURES[layer.kind](layer, yaml_path, name, path, loc, doc, errors, standins, level)
+    if isinstance(kind, registry.Structure):
+        return kind.resolve(layer, name, path, loc, _Nested(entry_path + (layer.kind,), doc, errors, standins, level))
     args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
@@ -266,47 +166,16 @@ def _fields(model: type) -> list[str]:
     return [f.name for f in declared_fields(model) if f.name not in ("kind", *LAYER_FIELDS)]
 
 
-def op(kind: str, name: str, path: str, loc: Location, **given) -> Op:
-    """An Op made by archspec itself (a block's layer), its other fields at the kind's defaults."""
-    return Op(kind, name, path, loc, MappingProxyType({**registry.defaults(kind), **given}))
+class _Nested:
+    """What a structure's resolve rule (registry.Structure.resolve) is handed: the lists of layers its
+    fields hold, resolved one level deeper, and its fields' positions."""
 
+    def __init__(self, yaml_path: tuple, doc: Expanded, errors: list, standins: frozenset, level: int):
+        self.yaml_path, self.doc, self.errors, self.standins, self.level = yaml_path, doc, errors, standins, level
 
-def _group(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Block:
-    children = _resolve_list(layer.layers, yaml_path + ("layers",), path, doc, errors, (), standins, level + 1)
-    return Block("group", name, path, loc, "sequential", children)
+    def layers(self, items, field: str, prefix: str, reserved: tuple = ()) -> tuple[Node, ...]:
+        at = self.yaml_path + (field,)
+        return _resolve_list(items, at, prefix, self.doc, self.errors, reserved, self.standins, self.level + 1)
 
-
-def _residual(layer, yaml_path, name, path, loc, doc, errors, standins, level) -> Block:
-    reserved = (layer.shortcut_name,)
-    body = _resolve_list(layer.body, yaml_path + ("body",), path, doc, errors, reserved, standins, level + 1)
-    if isinstance(layer.shortcut, list):
-        short_path = f"{path}.{layer.shortcut_name}"
-        shortcut_children = _resolve_list(
-            layer.shortcut, yaml_path + ("shortcut",), short_path, doc, errors, (), standins, level + 1
-        )
-        where = doc.locate(yaml_path + ("shortcut",))
-        shortcut = Block("shortcut", layer.shortcut_name, short_path, where, "sequential", shortcut_children)
-        mode = "explicit"
-    else:
-        shortcut, mode = None, layer.shortcut
-    args = MappingProxyType({"shortcut_first": True}) if layer.shortcut_first else NO_ARGS
-    return Block(
-        "residual", name, path, loc, "residual", body, mode, layer.shortcut_name, shortcut, layer.activation, args=args
-    )
-
-
-_STRUCTURES = {"group": _group, "residual": _residual}
-
-__all__ = [
-    "INPUT",
-    "Block",
-    "Model",
-    "Node",
-    "Op",
-    "Shape",
-    "op",
-    "replace",
-    "resolve",
-    "source_path",
-    "walk",
-]
+    def locate(self, field: str) -> Location:
+        return self.doc.locate(self.yaml_path + (field,))

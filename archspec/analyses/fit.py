@@ -13,9 +13,9 @@ from __future__ import annotations
 import math
 import os
 
-from .errors import LIMIT, Diagnostic, Location, SpecError
-from .ir import Model, Op, walk
-from .limits import current, how_to_raise, show_size
+from ..core.errors import LIMIT, Diagnostic, Location, SpecError
+from ..core.ir import Model, Op, walk
+from ..core.limits import current, how_to_raise, show_size
 
 
 def check_fits(model: Model) -> None:

@@ -6,9 +6,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from . import expand, fields, inplace, ir, load, schema, shapes
-from .errors import SpecError, in_file_order
-from .limits import Limits, applied
+from ..core.errors import SpecError, in_file_order
+from ..core.ir import Model
+from ..core.limits import Limits, applied
+from ..frontend import expand, load, resolve
+from ..frontend import validate as schema
+from ..registry import fields
+from . import inplace, shapes
 
 SpecSource = Any  # a path, YAML text, or already parsed data (dict or schema.Spec)
 
@@ -18,7 +22,7 @@ def analyze(
     overrides: dict[str, Any] | None = None,
     input_shape: tuple[int, ...] | None = None,
     limits: Limits | None = None,
-) -> ir.Model:
+) -> Model:
     """The shaped IR of a spec; raises SpecError with every problem found.
 
     `overrides` replace the values of the spec's vars (UsageError for a var it doesn't have);
@@ -29,7 +33,7 @@ def analyze(
         return _analyze(source, overrides, input_shape)
 
 
-def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: tuple[int, ...] | None) -> ir.Model:
+def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: tuple[int, ...] | None) -> Model:
     doc = read(source)
     errors: list = []
     if schema.is_spec(source) and input_shape is None:
@@ -43,7 +47,7 @@ def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: 
         if spec is None:
             raise SpecError(in_file_order(errors))
     try:  # with wrong layers stood in for, every layer that does not depend on them is still checked
-        model = inplace.decide(shapes.infer(ir.resolve(spec, located, standins)))
+        model = inplace.decide(shapes.infer(resolve.resolve(spec, located, standins)))
     except SpecError as exc:
         errors += exc.diagnostics
     if errors:

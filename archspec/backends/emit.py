@@ -1,0 +1,742 @@
+"""Stage 5b: render the shaped IR as a standalone PyTorch source file, through jinja2 templates.
+
+The emitted module must be exactly the live one (same state_dict keys in the same order, same
+outputs), so constructor calls come from each kind's registry entry, as the live builder's do.
+Only validated identifiers and numbers from the spec reach the source: names were checked as
+ASCII identifiers at validation, every other name comes from one allocator (`Names`), and every
+value is written by `literal`, which refuses anything but numbers, booleans, None, the spec's
+validated option strings, and tuples/lists of them.
+
+A class written once for several uses (a user block's, a residual block's, or the top-level class
+with `num_classes` as an argument) is written from its first use; `_Context` holds the other uses,
+and a value that differs between them is written as the parameter whose values it has, or the
+class cannot be shared (`_Unexpressible`) and each use is written out.
+"""
+
+from __future__ import annotations
+
+import builtins
+import keyword
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from .. import registry
+from ..analyses.analyze import SpecSource, analyze
+from ..core.errors import NO_SOURCE_FORM, Diagnostic, SpecError
+from ..core.ir import INPUT, Block, Model, Node, Op, walk
+from ..core.shape_rules import fmt_shape
+from ..core.version import __version__
+from ..registry import Call
+
+LINE_LENGTH = 88
+INDENT = "    "
+
+
+class Names:
+    """Hands out identifiers that collide with nothing: keywords, builtins, the names an emitted
+    file uses itself (self, torch, nn, F), the names given in `taken`, and each other."""
+
+    RESERVED = frozenset(keyword.kwlist) | frozenset(keyword.softkwlist) | frozenset(dir(builtins))
+    RESERVED |= {"self", "torch", "nn", "F"}
+
+    def __init__(self, taken=()):
+        self.taken = set(self.RESERVED) | set(taken)
+
+    def claim(self, wanted: str, fallback: str = "value") -> str:
+        base = wanted if wanted.isascii() and wanted.isidentifier() else fallback
+        candidate = base if base not in self.taken else base + "_"
+        n = 2
+        while candidate in self.taken:
+            candidate, n = f"{base}{n}", n + 1
+        self.taken.add(candidate)
+        return candidate
+
+
+class Locals:
+    """The local variable of each tensor an emitted forward keeps: `encoder.enc2` -> `encoder__enc2`."""
+
+    def __init__(self, *own: str):
+        self.names = Names(own)
+        self.of: dict[str, str] = {}
+
+    def __call__(self, reference: str) -> str:
+        if reference not in self.of:
+            self.of[reference] = self.names.claim(reference.replace(".", "__").replace("-", "_"))
+        return self.of[reference]
+
+
+def emit_python(spec: SpecSource, overrides: dict | None = None, memory_efficient: bool | None = None) -> str:
+    """Standalone PyTorch source for `spec`; raises SpecError if the spec is wrong.
+
+    `memory_efficient` True or False sets it on every dense block (None: each block's own field)."""
+    from ..kinds.blocks import memory_efficient as dense_memory_efficient
+
+    model = dense_memory_efficient(analyze(spec, overrides), memory_efficient)
+    variant = num_classes_variant(spec, overrides, model)
+    return render(model, variant and dense_memory_efficient(variant, memory_efficient))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """The spec analysed again with another `num_classes`: where the two differ is where it flows."""
+
+    value: int
+    other: int
+    body: Block  # the other analysis
+
+
+def num_classes_variant(spec: SpecSource, overrides: dict | None, model: Model) -> Variant | None:
+    """For a spec with an integer var `num_classes`, the emitted model takes it as an argument."""
+    value = model.vars.get("num_classes")
+    if type(value) is not int:
+        return None
+    other = value * 7 + 1009  # a value no other field is likely to share
+    try:
+        varied = analyze(spec, {**(overrides or {}), "num_classes": other})
+    except SpecError:
+        return None
+    return Variant(value, other, varied.body)
+
+
+class _Unexpressible(Exception):
+    """num_classes flows somewhere an argument of the top-level class cannot reach."""
+
+
+def templates_dir() -> Path:
+    """The installed templates (package data, archspec/templates), or the source tree's templates/."""
+    package = Path(__file__).resolve().parents[1]
+    installed = package / "templates"
+    return installed if (installed / "model.py.jinja").is_file() else package.parent / "templates"
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+
+
+# ---------------------------------------------------------------- literals and lines
+
+
+def literal(value) -> str:
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"cannot emit the number {value!r}")
+        return repr(value)
+    if isinstance(value, str) and value.isascii() and value.replace("_", "").isalnum():
+        return repr(value)  # an option string the schema validated ('same', 'bilinear', ...)
+    if isinstance(value, tuple):
+        return "(" + ", ".join(map(literal, value)) + ("," if len(value) == 1 else "") + ")"
+    if isinstance(value, list):
+        return "[" + ", ".join(map(literal, value)) + "]"
+    raise ValueError(f"cannot emit {value!r} as a literal")
+
+
+def call_source(call: Call, override: dict[int, str] | None = None) -> tuple[str, list[str]]:
+    """The function name and argument texts of a constructor call."""
+    override = override or {}
+    args = [override.get(i, literal(a)) for i, a in enumerate(call.args)]
+    args += [f"{key}={literal(value)}" for key, value in call.kwargs]
+    return call.func, args
+
+
+def flat(expr) -> str:
+    """An expression: source text, or (function, [argument expressions]) for a call."""
+    if isinstance(expr, str):
+        return expr
+    func, args = expr
+    return f"{func}({', '.join(map(flat, args))})"
+
+
+def statement(prefix: str, expr, indent: int, suffix: str = "") -> list[str]:
+    """`prefix + expr + suffix`, split the way ruff format splits a call that is too long."""
+    one = f"{prefix}{flat(expr)}{suffix}"
+    if indent + len(one) <= LINE_LENGTH or isinstance(expr, str) or not expr[1]:
+        return [one]
+    func, args = expr
+    hugged = ", ".join(map(flat, args))
+    if indent + len(INDENT) + len(hugged) <= LINE_LENGTH:
+        return [f"{prefix}{func}(", INDENT + hugged, f"){suffix}"]
+    lines = [f"{prefix}{func}("]
+    for arg in args:
+        lines += [INDENT + line for line in statement("", arg, indent + len(INDENT), ",")]
+    return lines + [f"){suffix}"]
+
+
+def pascal_case(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[._-]", name) if part)
+
+
+def _attribute(owner: str, name: str) -> str:
+    return f"{owner}.{name}" if name.isidentifier() else f'getattr({owner}, "{name}")'
+
+
+# ---------------------------------------------------------------- the plan of the file
+
+
+@dataclass
+class _ClassSource:
+    name: str
+    text: str
+
+
+@dataclass
+class _Context:
+    """What the code being written stands for: one node of each use (the first is written out),
+    and the names in scope with their value in each use. Where the uses' values differ, the code
+    says the name whose values they are; where no name fits, it cannot be written (_Unexpressible)."""
+
+    roots: list[Node]
+    params: dict[str, list]  # emitted name -> value in each use
+    in_channels: str | None = None  # the emitted name of a user block's input channel count (not written by the user)
+    index: list[dict[str, Node]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.index = [{_relative(node, root): node for node in walk(root)} for root in self.roots]
+
+    def peers(self, node: Node) -> list[Node]:
+        """The nodes that `node` (of the first use) stands for in the other uses."""
+        at = _relative(node, self.roots[0])
+        found = []
+        for index in self.index[1:]:
+            peer = index.get(at)
+            if peer is None or type(peer) is not type(node) or peer.kind != node.kind:
+                raise _Unexpressible
+            found.append(peer)
+        return found
+
+
+def _is_parameter(node: Node) -> bool:
+    return isinstance(node, Op) and registry.layer_kind(node.kind).parameter
+
+
+def _relative(node: Node, root: Node) -> str:
+    if node.path == root.path:
+        return ""
+    return node.path[len(root.path) + 1 :] if root.path else node.path
+
+
+def _structure(root: Node) -> list:
+    """What must agree between uses that share one class, besides the values it takes as arguments."""
+    use_site = lambda n: () if n is root else (n.name, n.inputs, n.merge)  # the root's are its use's own
+    return [
+        (_relative(n, root), type(n).__name__, n.kind, n.exports, n.out_shape is None, *use_site(n))
+        + ((n.flow, n.shortcut_mode, n.shortcut is None, n.activation, len(n.children)) if isinstance(n, Block) else ())
+        for n in walk(root)
+    ]
+
+
+def _same(values: list) -> bool:
+    return all(type(v) is type(values[0]) and v == values[0] for v in values)
+
+
+@dataclass
+class _Emitter:
+    env: jinja2.Environment
+    names: Names  # every class name of the file comes from here
+    context: _Context
+    classes: list[_ClassSource] = field(default_factory=list)
+    builtin_names: dict[tuple, str] = field(default_factory=dict)
+    helper_classes: set[str] = field(default_factory=set)
+    uses_functional: bool = False
+    classifier: Op | None = None
+    uses_of: dict[str, list[Block]] = field(default_factory=dict)  # user block kind -> its uses
+    user_classes: dict[tuple, tuple | None] = field(default_factory=dict)  # (kind, structure) -> its plan
+    structures: dict[int, tuple] = field(default_factory=dict)  # id of a use -> _structure(use)
+    used: list[set[str]] = field(default_factory=lambda: [set()])  # names the class being written takes
+
+    # ---- values: a literal, or the name in scope whose value it is in every use
+
+    def values(self, values: list, node: Node, remake, channels=None) -> list[str]:
+        """Texts for `values` of `node`; `remake(peer)` gives the same values for a peer node.
+        `channels`: the indices of values that are channel counts (None: any may be)."""
+        columns = [[value] for value in values]
+        for peer in self.context.peers(node):
+            others = remake(peer)
+            if len(others) != len(values):
+                raise _Unexpressible
+            for column, other in zip(columns, others):
+                column.append(other)
+        return [self.value(column, channels is None or i in channels) for i, column in enumerate(columns)]
+
+    def value(self, column: list, channel: bool = True) -> str:
+        """The first name in scope with these values in every use, else the literal they all share.
+        A user block's input channel count stands only for channel counts: a kernel of 3 in a block
+        on RGB input stays 3."""
+        for name, known in self.context.params.items():
+            if name == self.context.in_channels and not channel:
+                continue
+            if len(known) == len(column) and all(type(a) is type(b) and a == b for a, b in zip(column, known)):
+                self.used[-1].add(name)
+                return name
+        if _same(column):
+            return literal(column[0])
+        raise _Unexpressible
+
+    def same(self, node: Node, *fields: str) -> None:
+        """Code written once for every use says these fields of `node` as the first use has them."""
+        if any(getattr(peer, f) != getattr(node, f) for peer in self.context.peers(node) for f in fields):
+            raise _Unexpressible
+
+    def shape_note(self, node: Node, which: str = "out_shape") -> str:
+        """The shape comment of a forward step, when every use has the same shape there."""
+        try:
+            peers = self.context.peers(node)
+        except _Unexpressible:
+            return ""
+        shapes = [getattr(n, which) for n in (node, *peers)]
+        return f"  # {fmt_shape(shapes[0])}" if all(s == shapes[0] for s in shapes) else ""
+
+    # ---- classes
+
+    def class_for_builtin(self, block: Block) -> str:
+        kind = registry.block_kind(block.kind)
+        nd = len(block.in_shape) - 1
+        variant = _variant(block)
+        key = (block.kind, nd, tuple(sorted(variant.items())))
+        if key not in self.builtin_names:
+            ranks = [k[1] for k in self.builtin_names if k[0] == block.kind]
+            wanted = kind.class_name if not ranks or nd in ranks else f"{kind.class_name}{nd}d"
+            if nd in ranks:  # another variant of the same rank: SqueezeExcitation2, not SqueezeExcitation_
+                wanted += str(ranks.count(nd) + 1)
+            name = self.names.claim(wanted)
+            helpers = {
+                f"{h}_class": self.names.claim(pascal_case(f"{block.kind.split('_')[0]}_{h}")) for h in kind.helpers
+            }
+            switches = {
+                key: flat(call_source(value)) if isinstance(value, Call) else value for key, value in variant.items()
+            }
+            context = {"name": name, "nd": nd, **switches, **helpers}
+            self.classes.append(_ClassSource(name, self.env.get_template(kind.template).render(context)))
+            self.builtin_names[key] = name
+        return self.builtin_names[key]
+
+    def add_class(self, wanted: str, text: str) -> str:
+        """Add a class whose source is `text` with `{name}` for its name; an identical one is reused."""
+        for existing in self.classes:
+            if existing.text == text.replace("{name}", existing.name):
+                return existing.name
+        name = self.names.claim(wanted, fallback="Block")
+        self.classes.append(_ClassSource(name, text.replace("{name}", name)))
+        return name
+
+    def user_class(self, block: Block):
+        """(class name, [(parameter, emitted name)]) shared by the uses of a user block that have
+        this use's structure, or None when they differ in a value no parameter explains. Uses of
+        another structure (a RegNet stage's first block, which projects its input) get a class of
+        their own."""
+        key = (block.kind, self.structure(block))
+        if key not in self.user_classes:
+            uses = [use for use in self.uses_of[block.kind] if self.structure(use) == key[1]]
+            plan = None
+            saved = (list(self.classes), self.uses_functional, set(self.helper_classes), set(self.names.taken))
+            known = (dict(self.user_classes), dict(self.builtin_names))  # classes written meanwhile
+            try:
+                plan = self.write_user_class(block.kind, uses)
+            except _Unexpressible:
+                # all it added undone, the class names it claimed included
+                self.classes, self.uses_functional, self.helper_classes, self.names.taken = saved
+                self.user_classes, self.builtin_names = known  # and the plans that named those classes
+            self.user_classes[key] = plan
+        return self.user_classes[key]
+
+    def structure(self, use: Block) -> tuple:
+        if id(use) not in self.structures:
+            self.structures[id(use)] = tuple(_structure(use))
+        return self.structures[id(use)]
+
+    def write_user_class(self, kind: str, uses: list[Block]):
+        emitted = Names()  # the parameters' names in source: a block parameter may be called `self` or `nn`
+        signature = [("in_channels", emitted.claim("in_channels"))]
+        signature += [(name, emitted.claim(name)) for name, _ in uses[0].block_args if name != "in_channels"]
+        params = {text: [_argument(use, name) for use in uses] for name, text in signature}
+        outer, self.context = self.context, _Context(list(uses), params, signature[0][1])
+        self.used.append(set())
+        try:
+            first = uses[0]
+            plain = not first.exports and not any(c.inputs or c.exports for c in first.children)
+            if first.flow == "sequential" and plain:
+                init = [line for child in first.children for line in self.construct(child, "self", 8)]
+                template, forward = "user_block.py.jinja", None
+            else:
+                init, forward = self.class_body(first)
+                template = "block.py.jinja"
+            taken = [(name, text) for name, text in signature if text in self.used[-1]]
+        finally:
+            self.context = outer
+            self.used.pop()
+        typed = [f"{text}: {type(params[text][0]).__name__}" for _, text in taken]
+        init_signature = _signature("__init__", typed, "None")
+        if forward is None:
+            text = self.env.get_template(template).render(name="{name}", kind=kind, init=init, signature=init_signature)
+        else:
+            text = self.env.get_template(template).render(init_signature=init_signature, init=init, **forward)
+        return self.add_class(pascal_case(kind), text), taken
+
+    def block_class(self, block: Block) -> tuple[str, list[str]]:
+        """A class with an explicit forward, for a residual block or a sequence with `from:` inputs;
+        (its name, the names in scope its constructor takes)."""
+        self.used.append(set())
+        try:
+            init, forward = self.class_body(block)
+            taken = [name for name in self.context.params if name in self.used[-1]]
+        finally:
+            used = self.used.pop()
+        self.used[-1] |= used
+        text = self.env.get_template("block.py.jinja").render(
+            init_signature=_signature("__init__", [f"{name}: int" for name in taken], "None"), init=init, **forward
+        )
+        wanted = pascal_case(block.kind if block.name.isdigit() else block.name)
+        return self.add_class(wanted, text), taken
+
+    def class_body(self, block: Block) -> tuple[list[str], dict]:
+        init = []
+        for child in block.children:
+            if not self.is_functional(child):
+                init += self.construct(child, "self", 8)
+        if block.shortcut is not None:
+            shortcut = self.construct(block.shortcut, "self", 8)
+            init = shortcut + init if block.args.get("shortcut_first") else init + shortcut
+        forward = []
+        local = Locals("x", "out", "identity")
+        if block.shortcut is not None:
+            step = f"{_attribute('self', block.shortcut.name)}(x)"
+            forward.append(f"identity = {step}{self.shape_note(block.shortcut)}")
+        lines, current = self.sequence_forward(block.children, "x", "out", local, block.exports)
+        forward += lines
+        returns = "torch.Tensor"
+        if block.exports:  # the output, then the inner outputs a later `from:` reaches for
+            result = ", ".join([current, *(local(path) for path in block.exports)])
+            returns = f"tuple[{', '.join(['torch.Tensor'] * (1 + len(block.exports)))}]"
+            doc = f"The sequence {block.kind if block.block_args is not None else block.path}; also returns "
+            doc += f"{', '.join(block.exports)} for later layers"
+        elif block.flow == "residual":
+            self.same(block, "inplace_add", "inplace_activation", "args")
+            identity = "identity" if block.shortcut is not None else "x"
+            added = f"{current} + {identity}"
+            if block.inplace_add:  # onto the body's fresh output, as torchvision's `out += identity`
+                forward.append(f"{current} += {identity}")
+                added = current
+            activation = registry.ACTIVATIONS[block.activation] if block.activation else None
+            if activation is not None and block.inplace_activation:
+                result = f"{activation.inplace}({added}, inplace=True)"
+            else:
+                result = _apply(activation.function, added) if activation is not None else added
+            doc = f"Residual block: body + shortcut, then {block.activation or 'no activation'}"
+        else:
+            result, doc = current, "A sequence whose layers take inputs from earlier ones"
+        self.uses_functional |= "F." in result
+        forward_info = dict(
+            name="{name}", forward=forward, result=result, note=self.shape_note(block), doc=doc,
+            signature=_signature("forward", ["x: torch.Tensor"], returns),
+        )  # fmt: skip
+        return init, forward_info
+
+    # ---- constructors: the statements that build `node` into `owner`
+
+    def construct(self, node: Node, owner: str, indent: int) -> list[str]:
+        target = _attribute(owner, node.name)
+        if _is_parameter(node):
+            return self.parameter(owner, node, indent)
+        if isinstance(node, Op):
+            return self.assign(owner, node.name, *self.op_call(node), indent)
+        if registry.is_block(node.kind):
+            return self.assign(owner, node.name, *self.builtin_call(node), indent)
+        plan = self.user_class(node) if node.block_args is not None else None
+        if plan is not None:
+            class_name, signature = plan
+            remake = lambda block: [_argument(block, name) for name, _ in signature]
+            arguments = self.values(remake(node), node, remake, channels={0})  # its own in_channels first
+            return self.assign(owner, node.name, class_name, arguments, indent)
+        if (
+            node.flow == "residual"
+            or node.exports
+            or any(c.inputs or c.exports or _is_parameter(c) for c in node.children)
+        ):
+            class_name, taken = self.block_class(node)
+            return self.assign(owner, node.name, class_name, taken, indent)
+        if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):
+            return self.assign(owner, node.name, "nn.Sequential", [self.inline(c) for c in node.children], indent)
+        if node.flow == "sequential":
+            lines = self.assign(owner, node.name, "nn.Sequential", [], indent)
+            for child in node.children:
+                lines += self.construct(child, target, indent)
+            return lines
+        raise NotImplementedError(f"Unsupported node kind {node.kind!r} (flow {node.flow!r})")
+
+    def parameter(self, owner: str, op: Op, indent: int) -> list[str]:
+        """`owner.name = nn.Parameter(torch.full((C, 1, 1), value))`: a bare parameter (layer_scale)."""
+
+        def remake(peer: Op) -> list:
+            size, value = registry.layer_kind(peer.kind).build(peer).args
+            return [*size, value]
+
+        *size, value = self.values(remake(op), op, remake, channels={0})
+        made = ("nn.Parameter", [("torch.full", [f"({', '.join(size)}{',' if len(size) == 1 else ''})", value])])
+        if op.name.isidentifier():
+            return statement(f"{owner}.{op.name} = ", made, indent)
+        return statement("", (f"{owner}.register_parameter", [f'"{op.name}"', made]), indent)
+
+    def is_inline(self, node: Node, index: int) -> bool:
+        """An index-named layer or built-in block: written inline in `nn.Sequential(...)`."""
+        return node.name == str(index) and (
+            (isinstance(node, Op) and not _is_parameter(node)) or registry.is_block(node.kind)
+        )
+
+    def inline(self, node: Node):
+        return self.op_call(node) if isinstance(node, Op) else self.builtin_call(node)
+
+    def assign(self, owner: str, name: str, func: str, args: list[str], indent: int) -> list[str]:
+        if name.isidentifier():
+            return statement(f"{owner}.{name} = ", (func, args), indent)
+        return statement("", (f"{owner}.add_module", [f'"{name}"', (func, args)]), indent)
+
+    def layer_call(self, op: Op) -> Call:
+        kind = registry.layer_kind(op.kind)
+        call = kind.build(op)
+        if not call.func.startswith("nn.") and call.func not in self.helper_classes:
+            self.helper_classes.add(call.func)
+            if kind.template is not None:
+                text = self.env.get_template(kind.template).render()
+                self.uses_functional |= "F." in text
+                self.classes.insert(0, _ClassSource(call.func, text))
+            elif kind.source is not None:
+                self.classes.insert(0, _ClassSource(call.func, kind.source))
+            else:
+                message = f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted"
+                raise SpecError([Diagnostic(message, NO_SOURCE_FORM, op.loc, op.notes)])
+        return call
+
+    def op_call(self, op: Op) -> tuple[str, list[str]]:
+        call = self.layer_call(op)
+        if op is self.classifier and len(self.used) == 1:  # the top-level class's own constructor
+            self.used[0].add("num_classes")
+            return call_source(call, {1: "num_classes"})
+        return call.func, self.call_arguments(op, call, self.layer_call)
+
+    def builtin_call(self, block: Block) -> tuple[str, list[str]]:
+        kind = registry.block_kind(block.kind)
+        if any(_variant(peer) != _variant(block) for peer in self.context.peers(block)):
+            raise _Unexpressible  # the uses need different classes
+        return self.class_for_builtin(block), self.call_arguments(block, kind.arguments(block), kind.arguments)
+
+    def call_arguments(self, node: Node, call: Call, remake) -> list[str]:
+        """Argument texts of `call`; `remake(peer)` gives the peer nodes' calls. A keyword argument
+        is left out where every use has it at its default."""
+        calls = [call, *(remake(peer) for peer in self.context.peers(node))]
+        keys = [key for key, _ in call.kwargs + call.omitted]
+        if any(
+            len(c.args) != len(call.args) or sorted(k for k, _ in c.kwargs + c.omitted) != sorted(keys) for c in calls
+        ):
+            raise _Unexpressible
+        keys = [key for key in keys if not all(key in dict(c.omitted) for c in calls)]
+
+        def values(made: Call) -> list:
+            given = dict(made.kwargs + made.omitted)
+            return [*made.args, *(given[key] for key in keys)]
+
+        texts = self.values(values(call), node, lambda peer: values(remake(peer)), _channels(call, keys))
+        return texts[: len(call.args)] + [f"{key}={text}" for key, text in zip(keys, texts[len(call.args) :])]
+
+    def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
+        """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
+        keep = {name for child in children for name in child.inputs} | set(exports)
+        if INPUT in keep:  # `from: input`: the caller passes an `out` other than `x`, so `x` stays the input
+            local.of[INPUT] = x
+        lines, current = [], x
+        for child in children:
+            if child.inputs:
+                names = [local(name) for name in child.inputs]
+                current = names[0] if len(names) == 1 else out
+                if len(names) > 1:
+                    merged = registry.merge(child.merge).source(names)
+                    self.uses_functional |= "F." in merged
+                    lines += _statement(out, merged, self.shape_note(child, "in_shape"))
+            target = local(child.name) if child.name in keep else out
+            targets = ", ".join([target, *(local(f"{child.name}.{path}") for path in child.exports)])
+            lines.append(f"{targets} = {self.step(child, current)}{self.shape_note(child)}")
+            current = target
+        return lines, current
+
+    # ---- forward steps
+
+    def is_functional(self, node: Node) -> bool:
+        return isinstance(node, Op) and node.name.isdigit() and registry.layer_kind(node.kind).functional is not None
+
+    def step(self, node: Node, x: str) -> str:
+        if self.is_functional(node):
+            self.same(node, "inplace")
+            if node.inplace:
+                text = f"{registry.ACTIVATIONS[node.kind].inplace}({x}, inplace=True)"
+            else:
+                text = registry.layer_kind(node.kind).functional.format(x=x, n=len(node.in_shape) - 1)
+            self.uses_functional |= text.startswith("F.")
+            return text
+        if _is_parameter(node):
+            return f"{_attribute('self', node.name)} * {x}"
+        return f"{_attribute('self', node.name)}({x})"
+
+
+LINE_LENGTH = 88  # ruff format's default, which emitted files keep (tests/test_emit.py checks)
+
+
+def _statement(target: str, expression: str, note: str, indent: int = 8) -> list[str]:
+    """`target = expression  # note` in a forward (`indent` deep) as ruff format writes it: one line,
+    else the brackets' or operators' contents on a line of their own, else one item per line."""
+    line = f"{target} = {expression}{note}"
+    if indent + len(line) <= LINE_LENGTH:
+        return [line]
+    inner_fits = indent + 4 + len(expression) <= LINE_LENGTH
+    if expression.startswith("torch.cat([") and expression.endswith("], 1)"):
+        arguments = expression[len("torch.cat(") : -1]
+        if indent + 4 + len(arguments) <= LINE_LENGTH:
+            return [f"{target} = torch.cat(", f"    {arguments}", f"){note}"]
+        names = arguments[1 : -len("], 1")].split(", ")
+        return [f"{target} = torch.cat(", "    [", *(f"        {n}," for n in names), "    ],", "    1,", f"){note}"]
+    for operator in (" + ", " * "):
+        if operator in expression:
+            if inner_fits:
+                return [f"{target} = (", f"    {expression}", f"){note}"]
+            first, *rest = expression.split(operator)
+            return [f"{target} = (", f"    {first}", *(f"    {operator.strip()} {n}" for n in rest), f"){note}"]
+    return [line]
+
+
+# Where constructors take channel counts (positions, keyword names): only there may a user block's
+# in_channels stand. A constructor not listed (a plugin's) may take it anywhere.
+_CHANNEL_ARGUMENTS = {
+    "nn.Conv": (0, 1, "groups"),
+    "nn.ConvTranspose": (0, 1, "groups"),
+    "nn.BatchNorm": (0,),
+    "nn.InstanceNorm": (0,),
+    "nn.GroupNorm": (1,),
+    "nn.Linear": (0, 1),
+    "nn.PReLU": ("num_parameters",),
+    "BasicBlock": (0, 1),
+    "Bottleneck": (0, 1, 2),
+    "InvertedResidual": (0, 1),
+    "DenseBlock": (1,),
+    "Transition": (0, 1),
+}
+_NO_CHANNELS = ("nn.", "Normalize", "Chunk")  # other torch.nn constructors and archspec's own take none
+
+
+def _channels(call: Call, keys: list[str]) -> set[int] | None:
+    """The indices of a call's values ([*args, *values of `keys`]) that are channel counts; None: any."""
+    family = call.func.rstrip("0123456789d") if call.func.startswith("nn.") else call.func
+    if family not in _CHANNEL_ARGUMENTS:
+        return set() if call.func.startswith(_NO_CHANNELS) else None
+    where = _CHANNEL_ARGUMENTS[family]
+    return {p for p in where if isinstance(p, int)} | {len(call.args) + i for i, key in enumerate(keys) if key in where}
+
+
+def _variant(block: Block) -> dict:
+    """A built-in block's template switches: its kind's, and `inplace`: whether its template writes its
+    activations and residual add in place. archspec.inplace decided each; the template has one switch,
+    so it is on only where every one of them was decided in place (out of place is always correct)."""
+    sites = []
+    for node in walk(block):
+        if isinstance(node, Op) and "inplace" in node.args:
+            sites.append(node.inplace)
+        elif isinstance(node, Block) and node.flow == "residual":
+            sites.append(node.inplace_add)
+            if node.activation and registry.ACTIVATIONS[node.activation].function is not None:
+                sites.append(node.inplace_activation)
+    return {**registry.block_kind(block.kind).variant(block), "inplace": bool(sites) and all(sites)}
+
+
+def _argument(block: Block, name: str):
+    return block.in_shape[0] if name == "in_channels" else dict(block.block_args)[name]
+
+
+def _apply(function: str | None, x: str) -> str:
+    return x if function is None else f"{function}({x})"
+
+
+def _classifier(block: Block) -> Op | None:
+    """The final linear layer, whose out features become the `num_classes` argument."""
+    last = block.children[-1]
+    if isinstance(last, Op):
+        return last if last.kind == "linear" else None
+    return _classifier(last) if last.flow == "sequential" and not registry.is_block(last.kind) else None
+
+
+def render(model: Model, variant: Variant | None = None) -> str:
+    """The source of `model`; with a `variant`, num_classes is an argument of the top-level class
+    wherever it flows (and where it flows into a value no argument can carry, it is not one)."""
+    if variant is not None:
+        try:
+            return _render(model, variant)
+        except _Unexpressible:
+            pass
+    return _render(model, None)
+
+
+def _render(model: Model, variant: Variant | None) -> str:
+    env = _environment()
+    helpers = {registry.layer_kind(n.kind).build(n).func for n in walk(model.body) if isinstance(n, Op)}
+    names = Names(func for func in helpers if not func.startswith("nn."))  # classes the kinds define themselves
+    class_name = names.claim(pascal_case(model.name), fallback="Model")
+    roots = [model.body] + ([variant.body] if variant else [])
+    params = {"num_classes": [variant.value, variant.other]} if variant else {}
+    emitter = _Emitter(env, names, _Context(roots, params))
+    emitter.classifier = _classifier(model.body) if variant is None else None
+    for root in roots:
+        for node in walk(root):
+            if isinstance(node, Block) and node.block_args is not None:
+                emitter.uses_of.setdefault(node.kind, []).append(node)
+    init = []
+    for child in model.body.children:
+        if not emitter.is_functional(child):
+            init += emitter.construct(child, "self", 8)
+    out = "out" if any(INPUT in child.inputs for child in model.body.children) else "x"  # keep x for `from: input`
+    forward, result = emitter.sequence_forward(model.body.children, "x", out, Locals("x", out))
+    params = []
+    if "num_classes" in emitter.used[0]:
+        params = [f"num_classes: int = {variant.value if variant else emitter.classifier.args['out']}"]
+    return env.get_template("model.py.jinja").render(
+        version=__version__,
+        source=_printable(model.source),
+        class_name=class_name,
+        description=f"{model.name}, compiled by archspec from {_printable(Path(model.source).name)}",
+        input_shape=literal(tuple(model.input_shape)),
+        classes=emitter.classes,
+        init=init,
+        forward=forward,
+        result=result,
+        params=params,
+        uses_functional=emitter.uses_functional,
+        uses_checkpoint=any("cp.checkpoint(" in cls.text for cls in emitter.classes),  # memory-efficient dense
+        output_shape=fmt_shape(model.body.out_shape),
+        params_count=f"{model.body.params:,}",
+    )
+
+
+def _signature(name: str, params: list[str], returns: str) -> list[str]:
+    """The `def` line(s) of a method, split as ruff format splits a long signature."""
+    params = ["self", *params]
+    line = f"def {name}({', '.join(params)}) -> {returns}:"
+    if len(INDENT) + len(line) <= LINE_LENGTH:
+        return [line]
+    hugged = ", ".join(params)
+    if 2 * len(INDENT) + len(hugged) <= LINE_LENGTH:
+        return [f"def {name}(", INDENT + hugged, f") -> {returns}:"]
+    return [f"def {name}(", *(f"{INDENT}{p}," for p in params), f") -> {returns}:"]
+
+
+def _printable(text: str) -> str:
+    """A file name made safe for a comment or docstring: printable ASCII, no quotes or backslashes."""
+    return "".join(c if c.isascii() and c.isprintable() and c not in "\"'\\" else "?" for c in text)
