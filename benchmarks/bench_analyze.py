@@ -4,12 +4,14 @@
     python3 benchmarks/bench_analyze.py [--runs N] [--seconds S] [--measure]
 
 A sweep calls analyze() thousands of times in one process, so what counts here is the steady cost
-of one analysis, not start-up: the models are built by a first, untimed call. Each run analyzes the
-spec as many times as fit in S seconds (default 0.5) and reports specs per second; the verdict uses
-the median of N runs (default 7). With --measure each analysis is followed by archspec.measure(),
-as a sweep that filters by memory or receptive field does. A report, not a test: it always exits 0.
+of one analysis, not start-up: the imports and the validator for the spec's kinds are done by a
+first, untimed call. Each run analyzes the spec as many times as fit in S seconds (default 0.5) and
+reports specs per second; the verdict uses the median of N runs (default 7) by wall time, and the
+rate per CPU second is printed beside it as a check on a busy machine. With --measure each analysis
+is followed by archspec.measure(), as a sweep that filters by memory or receptive field does. A
+report, not a test: it always exits 0.
 
-  target: >= 3,000 specs/s (1,290 when issue 12 was filed)
+  target: >= 1,500 specs/s (issue 25)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import archspec  # noqa: E402
 
-TARGET = 3_000  # specs per second
+TARGET = 1_500  # specs per second (issue 25)
 
 SMALL = {  # six layers: conv, batch norm, relu, pooling, flatten, linear
     "archspec": 1,
@@ -43,9 +45,11 @@ SMALL = {  # six layers: conv, batch norm, relu, pooling, flatten, linear
 }
 
 
-def rate(seconds: float, with_costs: bool) -> float:
-    """Analyses per second over about `seconds` of repeated analyze() calls."""
-    done, start = 0, time.perf_counter()
+def rate(seconds: float, with_costs: bool) -> tuple[float, float]:
+    """Analyses per second of wall time, and per second of this process's CPU time, over about
+    `seconds` of repeated analyze() calls. On a busy machine the wall rate drops and the CPU rate
+    hardly moves: when the two disagree, other processes took the cores."""
+    done, start, start_cpu = 0, time.perf_counter(), time.process_time()
     while True:
         for _ in range(50):
             model = archspec.analyze(SMALL)
@@ -54,7 +58,7 @@ def rate(seconds: float, with_costs: bool) -> float:
         done += 50
         elapsed = time.perf_counter() - start
         if elapsed >= seconds:
-            return done / elapsed
+            return done / elapsed, done / max(time.process_time() - start_cpu, 1e-9)
 
 
 def main() -> int:
@@ -66,13 +70,20 @@ def main() -> int:
 
     print(f"archspec analyze() benchmark  {time.strftime('%Y-%m-%d %H:%M')}  python {platform.python_version()}  "
           f"{os.cpu_count()} cpus  load {os.getloadavg()[0]:.2f}")  # fmt: skip
-    model = archspec.analyze(SMALL)  # builds the models: start-up, not what a sweep repeats
+    model = archspec.analyze(SMALL)  # imports, builds the validator: start-up, not what a sweep repeats
     print(f"spec: {len(model.body.children)} layers, {model.body.params:,} params"
           + (", each analysis followed by measure()" if args.measure else ""))  # fmt: skip
-    rates = [rate(args.seconds, args.measure) for _ in range(args.runs)]
+    both = [rate(args.seconds, args.measure) for _ in range(args.runs)]
+    rates = [wall for wall, _ in both]
     median = statistics.median(rates)
     print(f"analyze(): median {median:,.0f} specs/s  (min {min(rates):,.0f}, max {max(rates):,.0f}, "
           f"n={len(rates)}); {1e6 / median:,.0f} us per spec")  # fmt: skip
+    per_cpu = statistics.median(cpu for _, cpu in both)
+    busy = "  (well above the wall rate: other processes took the cores)" if per_cpu > 1.1 * median else ""
+    print(f"per CPU second: median {per_cpu:,.0f} specs/s{busy}")
+    if args.measure:
+        print(f"(the target, >= {TARGET:,} specs/s, is for analyze() alone: run without --measure)")
+        return 0
     verdict = "PASS" if median >= TARGET else "FAIL"
     print(f"target >= {TARGET:,} specs/s   {verdict}")
     return 0

@@ -24,8 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 CHILD = r"""
-import json, os, sys, time
-os.environ["PYDANTIC_DISABLE_PLUGINS"] = "__all__"  # as main() sets it
+import json, sys, time
 import gc; gc.disable()  # as main() does
 times = {}
 last = time.perf_counter()

@@ -37,7 +37,8 @@ from archspec.reports.editor_schema import (
     unknown_field_types,
 )
 from archspec.core.errors import SpecError, UsageError
-from archspec.frontend.expand import ExpressionError, evaluate, expand
+from archspec.frontend.expand import expand
+from archspec.frontend.expressions import ExpressionError, evaluate
 from archspec.frontend.load import Document, load_file, load_text
 
 ROOT = Path(__file__).resolve().parent.parent

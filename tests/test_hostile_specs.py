@@ -29,7 +29,8 @@ from conftest import time_limit
 
 from archspec import Limits, SpecError, analyze, measure
 from archspec.core.errors import LIMIT, did_you_mean, digits, show_number, show_value
-from archspec.frontend.expand import ExpressionError, evaluate, expand
+from archspec.frontend.expand import expand
+from archspec.frontend.expressions import ExpressionError, evaluate
 from archspec.core.limits import applied, how_to_raise
 from archspec.frontend.load import load_text
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from archspec import SpecError, UsageError, analyze, compile_spec
 from archspec.cli import main
-from archspec.frontend.expand import ExpressionError, evaluate
+from archspec.frontend.expressions import ExpressionError, evaluate
 from archspec.core.ir import walk
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -64,10 +64,14 @@ def applied(limits: Limits | None):
 def ensure_stack() -> None:
     """Room on Python's stack for layers nested limit depth deep: each level of nesting takes a few
     frames in each stage (loading, expansion, resolution, shapes, costs), more than Python's default
-    1,000 leaves at 100 levels under a caller's own frames. Raised where a limit needs it, never past
-    10,000 frames (past that a stage reports the nesting as an error rather than recurse), and never
-    lowered again: threads share the limit, and one lowering it would fail another one deep inside."""
-    wanted = min(1_000 + 15 * current().depth, 10_000)
+    1,000 leave at 100 levels. The limit is raised only where the frames left are too few (a test
+    runner's own limit is kept where it leaves room), never by more than 10,000 frames (past that a
+    stage reports the nesting as an error rather than recurse), and never lowered again: threads
+    share the limit, and one lowering it would fail another one deep inside."""
+    frames, frame = 0, sys._getframe()
+    while frame is not None:
+        frames, frame = frames + 1, frame.f_back
+    wanted = frames + min(15 * current().depth + 200, 10_000)
     if sys.getrecursionlimit() < wanted:
         sys.setrecursionlimit(wanted)
 

@@ -13,11 +13,8 @@ that led to it), so every later error still points at the right line of the righ
 
 from __future__ import annotations
 
-import ast
-import itertools
 import keyword
 import math
-import operator
 import os
 import re
 from dataclasses import dataclass, field
@@ -28,7 +25,6 @@ from .. import registry
 from ..core.errors import (
     BAD_ARGUMENT,
     BAD_BLOCK,
-    BAD_EXPRESSION,
     BAD_EXTENDS,
     BAD_OVERRIDE,
     BAD_VALUE,
@@ -37,7 +33,6 @@ from ..core.errors import (
     LAYER_FORM,
     LIMIT,
     UNKNOWN_FIELD,
-    Code,
     Diagnostic,
     Location,
     SpecError,
@@ -51,7 +46,8 @@ from ..core.errors import (
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise, magnitude_bounds, too_big
 from ..kinds.structures import CONTAINER_FIELDS
-from .load import Document, UnreadableFile, load_file
+from .expressions import ExpressionError, Failed, evaluate, names_in
+from .load import Document, UnreadableFile, load_file, shown
 
 Note = tuple[Location, str]
 PARAM_TYPES = {"int": int, "float": float, "bool": bool}
@@ -126,22 +122,28 @@ def _entry(item: Any) -> tuple[str, Any] | None:
     return None
 
 
-def _surely_one(entry: tuple[str, Any] | None, blocks) -> bool:
-    """Whether the list entry read as `entry` (_entry's) surely makes one layer, read off its form
-    alone: a built-in kind without copies or layers inside (most entries), so there is nothing to measure."""
-    if entry is None:
-        return False
-    kind, value = entry
-    if kind in blocks or kind in _MANY or kind not in registry.KINDS:
-        return False
-    if isinstance(value, dict):
-        return _NESTING.isdisjoint(value)
-    return not isinstance(value, list)  # `group: [...]`: a primary field holding layers
+class _TooMany(Exception):
+    """The outermost entry being made has made more layers than the limit allows: stop making it."""
 
 
-_UNREAD = object()  # an entry not yet read by _entry
-_MANY = ("repeat", "dense_block")  # kinds whose count the entry's fields decide
-_NESTING = frozenset(("repeat", *CONTAINER_FIELDS))  # fields that make an entry more than one layer
+def _fewest(item: Any, scope, parsed: dict) -> int:
+    """The fewest layers an entry asks for by its form alone, before any is made: as many as its
+    copies (`repeat:`, a flat repeat's `times:`), each at least one, or a dense block's layers."""
+    entry = _entry(item)
+    if entry is None or not isinstance(entry[1], dict):
+        return 1
+    kind, fields = entry
+    counts = [fields.get("times") if kind == "repeat" else fields.get("repeat", 1)]
+    if kind == "dense_block":
+        counts.append(fields.get("num_layers"))
+    fewest = 1
+    for count in counts:
+        try:
+            value = evaluate(count, scope, parsed) if isinstance(count, str) else count
+        except ExpressionError:  # reported when the entry is made
+            value = None
+        fewest *= value if type(value) is int and value > 0 else 1
+    return fewest
 
 
 def check_plain_data(doc: Document) -> None:
@@ -195,401 +197,6 @@ def _spelled_path(place) -> tuple:
     return tuple(reversed(path))
 
 
-# ---------------------------------------------------------------- the safe evaluator
-#
-# Bounded whatever the spec: an expression's size (operators and operands) and nesting are checked
-# on its parsed tree before it is evaluated (and a text far too long is refused before parsing);
-# every number it reads or makes stays below 10**digits (limit digits), checked before a product is
-# computed; `/` of integers is exact; a float that is not finite is an error.
-
-_BINARY = {
-    ast.Add: operator.add,
-    ast.Sub: operator.sub,
-    ast.Mult: operator.mul,
-    ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod,
-}
-
-
-def make_divisible(value, divisor, min_value=None):
-    """torchvision's `_make_divisible` (MobileNet, EfficientNet, RegNet widths): `value` rounded to
-    the nearest multiple of `divisor`, at least `min_value` (default `divisor`), and never more
-    than 10% below `value`."""
-    if not isinstance(divisor, int) or divisor < 1:
-        raise ExpressionError(f"make_divisible's divisor must be a whole number >= 1, got {show_value(divisor)}")
-    floor = divisor if min_value is None else min_value
-    rounded = max(floor, int(value + divisor / 2) // divisor * divisor)
-    return rounded + divisor if rounded < 0.9 * value else rounded
-
-
-def _whole(function):
-    """math.ceil/floor/trunc with a located error instead of OverflowError (inf) or ValueError (nan)."""
-
-    def whole(value):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ExpressionError(f"{function.__name__}() of {value}")
-        return function(value)
-
-    whole.__name__ = function.__name__
-    return whole
-
-
-def _round(value, digits=None):
-    if digits is None:
-        return round(value)
-    most = current_limits().digits  # round(x, -10**50) would compute 10**(10**50)
-    if not -most <= digits <= most:
-        raise ExpressionError(f"round()'s digits must be between -{most} and {most}, got {show_value(digits)}")
-    return round(value, digits)
-
-
-# name: (function, fewest arguments, most arguments; None: any number)
-_FUNCTIONS = {
-    "min": (lambda *a: min(a), 1, None),
-    "max": (lambda *a: max(a), 1, None),
-    "round": (_round, 1, 2),
-    "int": (_whole(math.trunc), 1, 1),
-    "ceil": (_whole(math.ceil), 1, 1),
-    "floor": (_whole(math.floor), 1, 1),
-    "make_divisible": (make_divisible, 2, 3),
-    "sum": (sum, 1, 1),  # of a list; evaluated apart (_value)
-}
-_ALLOWED_NODES = (
-    ast.Expression,
-    ast.BinOp,
-    ast.UnaryOp,
-    ast.Constant,
-    ast.Name,
-    ast.Load,
-    ast.Call,
-    ast.Subscript,
-    ast.Slice,
-    ast.operator,
-    ast.unaryop,
-)
-
-
-class ExpressionError(Exception):
-    def __init__(self, message: str, code: Code = BAD_EXPRESSION):
-        super().__init__(message)
-        self.code = code
-
-
-class _Failed(str):
-    """The value of a var whose definition is wrong (reported): a use of it says so."""
-
-
-class _Index(int):
-    """A repeat's copy index as the layer count's scopes hold it: each read is counted, so a repeat
-    whose copies never read their index is known to make copies of one size (_Expander.measure)."""
-
-    reads = 0
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _shown(text: str) -> str:
-    return show_value(text, 80)
-
-
-@dataclass
-class _Parsed:
-    body: ast.expr
-    names: tuple[str, ...]  # the names it reads, functions aside, in order of first use
-    size: int  # operators and operands
-    depth: int  # nesting of its tree, a chain of binary operators (1 + 2 + 3 ...) counting as one level
-    run: Any = None  # (scope, bound) -> its value: compiled once it is within the limits
-
-
-_PARSED: dict[str, _Parsed | None] = {}  # text -> its parse (None: not an expression); a spec repeats its texts
-_OPERAND = re.compile(r"[A-Za-z0-9_.]+|[-+*/%~<>&|^@]")
-
-
-def _parse(text: str) -> _Parsed | None:
-    """The parsed expression `text`, or None when it is not arithmetic at all (plain text, which
-    validation judges). ExpressionError when it is too large to parse or to evaluate."""
-    found = _PARSED.get(text)
-    if found is not None or text in _PARSED:
-        return found
-    limit = current_limits().expression_size
-    if len(text) > limit:  # refused before parsing: each operand or operator takes at most 2 of these
-        tokens = sum(1 for _ in itertools.islice(_OPERAND.finditer(text), 2 * limit + 2))
-        if tokens > 2 * limit:
-            raise ExpressionError(_too_large(text, f"more than {limit:,} operators and operands"), LIMIT)
-    try:
-        tree = ast.parse(text.strip(), mode="eval")
-    except (RecursionError, MemoryError):
-        raise ExpressionError(_too_large(text, "nested too deeply to parse"), LIMIT) from None
-    except (SyntaxError, ValueError) as exc:
-        if "integer string conversion" in str(exc):  # a literal of more than 4,300 digits
-            raise ExpressionError(
-                f"{_shown(text)} holds a number of more than {current_limits().digits} digits; "
-                f"{how_to_raise('digits')}",
-                LIMIT,
-            ) from None
-        tree = None
-    parsed = None
-    if tree is not None and all(isinstance(n, _ALLOWED_NODES) for n in ast.walk(tree)):
-        size, depth, names, stack = 0, 0, {}, [(tree.body, 1)]
-        while stack:  # not recursive: the tree may be deep
-            node, level = stack.pop()
-            size += 1
-            depth = max(depth, level)
-            if isinstance(node, ast.Name) and node.id not in _FUNCTIONS:
-                names.setdefault(node.id, None)
-            for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.expr):  # a chain a + b + c ... is evaluated in a loop: no deeper
-                    deeper = not (isinstance(node, ast.BinOp) and child is node.left)
-                    stack.append((child, level + deeper))
-        parsed = _Parsed(tree.body, tuple(names), size, depth)
-    if len(text) <= 4096:  # a spec's texts are short; a long one is not kept
-        if len(_PARSED) > 8192:
-            _PARSED.clear()
-        _PARSED[text] = parsed
-    return parsed
-
-
-def _too_large(text: str, what: str) -> str:
-    return f"the expression {_shown(text)} is too large: {what}; {how_to_raise('expression_size')}"
-
-
-def names_in(value) -> list[str]:
-    """The names the expressions in `value` (a string, or a list holding them) read."""
-    found, stack = [], [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, str):
-            try:
-                parsed = _parse(item)
-            except ExpressionError:
-                parsed = None  # reported when it is evaluated
-            if parsed is not None:
-                found.extend(parsed.names)
-        elif isinstance(item, list):
-            stack.extend(reversed(item))
-    return found
-
-
-def evaluate(text: str, scope: dict[str, Any]):
-    """The value of `text` (numbers, + - * / // %, parentheses, names, list[index], list[start:stop],
-    and the functions min, max, round, int, ceil, floor, make_divisible and sum (of a list)).
-
-    Returns `text` itself when it is not an expression over known names (an option like 'same').
-    """
-    parsed = _parse(text)
-    if parsed is None:
-        return text
-    body = parsed.body
-    if isinstance(body, ast.Name) and body.id not in scope:
-        return text
-    if not parsed.names and isinstance(body, ast.Constant):
-        return text  # a quoted number stays a string: the user asked for one
-    limits = current_limits()
-    if parsed.size > limits.expression_size:
-        raise ExpressionError(
-            _too_large(text, f"{parsed.size:,} operators and operands, more than {limits.expression_size:,}"), LIMIT
-        )
-    if parsed.depth > limits.depth:
-        raise ExpressionError(
-            f"the expression {_shown(text)} nests {parsed.depth:,} deep, more than {limits.depth:,}; "
-            f"{how_to_raise('depth')}",
-            LIMIT,
-        )
-    unknown = [name for name in parsed.names if name not in scope]
-    if unknown:
-        known = show_names(sorted(scope)) or "none"
-        raise ExpressionError(f'no var named "{unknown[0]}" in {_shown(text)} (known: {known})')
-    if parsed.run is None:
-        parsed.run = _compile(body, text)
-    try:
-        result = parsed.run(scope, magnitude_bounds()[0])
-    except RecursionError:  # only with limit depth raised past what Python's stack takes
-        raise ExpressionError(f"the expression {_shown(text)} nests too deeply to evaluate", LIMIT) from None
-    if type(result) is float and not math.isfinite(result):
-        raise ExpressionError(f"{_shown(text)} is {result}, not a finite number")
-    return result
-
-
-def _too_many_digits(text, value) -> ExpressionError:
-    return ExpressionError(
-        f"{_shown(text)} is {show_number(value)}, a number of more than {current_limits().digits} digits; "
-        f"{how_to_raise('digits')}",
-        LIMIT,
-    )
-
-
-def _compile(node, text):
-    """`node` as a function of (scope, bound): its value, every integer it makes below `bound`
-    (10**digits). Made once per text: a spec evaluates the same texts many times over."""
-    if isinstance(node, ast.Constant) and _is_number(node.value):
-        value = node.value
-
-        def constant(scope, bound):
-            if type(value) is int and not -bound < value < bound:
-                raise _too_many_digits(text, value)
-            return value
-
-        return constant
-    if isinstance(node, ast.Name):
-        name = node.id
-
-        def read(scope, bound):
-            value = scope[name]
-            if type(value) is _Index:  # the layer count asks whether a repeat's copies read their index
-                value.reads += 1
-                return int(value)
-            if type(value) is _Failed:
-                raise ExpressionError(f"var {name} has no value: its definition is wrong (reported there)")
-            return value
-
-        return read
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        operand, negative = _compile(node.operand, text), isinstance(node.op, ast.USub)
-
-        def unary(scope, bound):
-            value = _number(operand(scope, bound), text)
-            return -value if negative else value
-
-        return unary
-    if isinstance(node, ast.BinOp) and _arithmetic(node.op):
-        steps = []  # a + b - c ...: the left operand of each is the one before, compiled into a loop
-        while isinstance(node, ast.BinOp) and _arithmetic(node.op):
-            steps.append((type(node.op), node.right))
-            node = node.left
-        return _chain(_compile(node, text), [(op, _compile(right, text)) for op, right in reversed(steps)], text)
-    if (
-        isinstance(node, ast.Call)
-        and isinstance(node.func, ast.Name)
-        and node.func.id in _FUNCTIONS
-        and not node.keywords
-    ):
-        return _call(node.func.id, [_compile(a, text) for a in node.args], text)
-    if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Slice):  # depths[:s], depths[1:3]
-        items, step = _compile(node.value, text), node.slice.step
-        lower, upper = (None if b is None else _compile(b, text) for b in (node.slice.lower, node.slice.upper))
-
-        def sliced(scope, bound):
-            found = items(scope, bound)
-            if not isinstance(found, list) or step is not None:
-                raise ExpressionError(f"only a list var can be sliced, as list[start:stop], in {_shown(text)}")
-            bounds = [None if b is None else b(scope, bound) for b in (lower, upper)]
-            if not all(b is None or (isinstance(b, int) and not isinstance(b, bool)) for b in bounds):
-                raise ExpressionError(f"a slice's bounds are integers, in {_shown(text)}")
-            return found[bounds[0] : bounds[1]]
-
-        return sliced
-    if isinstance(node, ast.Subscript):
-        items, at = _compile(node.value, text), _compile(node.slice, text)
-
-        def indexed(scope, bound):
-            found, index = items(scope, bound), at(scope, bound)
-            if not isinstance(found, list) or not isinstance(index, int) or isinstance(index, bool):
-                raise ExpressionError(f"only a list var can be indexed, by an integer, in {_shown(text)}")
-            if not -len(found) <= index < len(found):
-                raise ExpressionError(
-                    f"index {show_number(index)} is out of range for a list of {len(found)} in {_shown(text)}"
-                )
-            return found[index]
-
-        return indexed
-
-    def unsupported(scope, bound):
-        raise ExpressionError(
-            f"{_shown(text)} is not a simple arithmetic expression (numbers, + - * / // %, vars, list[index] and "
-            f"the functions {', '.join(_FUNCTIONS)})"
-        )
-
-    return unsupported
-
-
-def _arithmetic(op) -> bool:
-    return type(op) in _BINARY or isinstance(op, ast.Div)
-
-
-def _chain(first, steps: list, text):
-    def chain(scope, bound):
-        value = first(scope, bound)
-        for op, right in steps:
-            value = _apply(op, value, right(scope, bound), text, bound)
-        return value
-
-    return chain
-
-
-def _apply(op: type, a, b, text, bound: int):
-    a, b = _number(a, text), _number(b, text)
-    if b == 0 and op in (ast.Div, ast.FloorDiv, ast.Mod):
-        raise ExpressionError(f"division by zero in {_shown(text)}")
-    if op is ast.Mult and type(a) is int and type(b) is int:  # refused before the product is made
-        if a.bit_length() + b.bit_length() - 1 > bound.bit_length():
-            raise ExpressionError(
-                f"{_shown(text)} multiplies {show_number(a)} by {show_number(b)}, a number of more "
-                f"than {current_limits().digits} digits; {how_to_raise('digits')}",
-                LIMIT,
-            )
-    try:
-        if op is not ast.Div:
-            result = _BINARY[op](a, b)
-        elif type(a) is int and type(b) is int:  # `/` is exact: 64 / 2 is the size 32, 65 / 2 is 32.5
-            quotient, remainder = divmod(a, b)
-            result = quotient if remainder == 0 else a / b  # int / int is correctly rounded
-        else:
-            result = a / b
-    except (OverflowError, ValueError, ZeroDivisionError):
-        raise ExpressionError(f"{_shown(text)} goes out of the range of numbers") from None
-    if type(result) is int and not -bound < result < bound:
-        raise _too_many_digits(text, result)
-    return result
-
-
-def _call(name: str, args: list, text):
-    if name == "sum":  # of a list: the one function whose argument is not a number
-
-        def total(scope, bound):
-            items = args[0](scope, bound) if len(args) == 1 else None
-            if not isinstance(items, list):
-                raise ExpressionError(f"sum() takes one list, e.g. sum(depths) or sum(depths[:i]), in {_shown(text)}")
-            result = sum(_number(item, text) for item in items)
-            if type(result) is int and not -bound < result < bound:
-                raise _too_many_digits(text, result)
-            return result
-
-        return total
-    function, fewest, most = _FUNCTIONS[name]
-
-    def called(scope, bound):
-        values = [_number(a(scope, bound), text) for a in args]
-        if not fewest <= len(values) <= (most or len(values)):
-            plural = "s" if fewest > 1 else ""
-            wanted = (
-                f"at least {fewest} argument{plural}"
-                if most is None
-                else f"{fewest} argument{plural}"
-                if most == fewest
-                else f"{fewest} to {most} arguments"
-            )
-            raise ExpressionError(f"{name}() takes {wanted}, got {len(values)}, in {_shown(text)}")
-        if name == "round" and len(values) == 2 and not isinstance(values[1], int):
-            raise ExpressionError(f"round()'s digits must be a whole number in {_shown(text)}")
-        try:
-            result = function(*values)
-        except (OverflowError, ValueError):  # int(inf), int(nan): a spec's arithmetic went out of range
-            raise ExpressionError(f"{name}() of a value out of range in {_shown(text)}") from None
-        if type(result) is int and not -bound < result < bound:
-            raise _too_many_digits(text, result)
-        return result
-
-    return called
-
-
-def _number(value, text):
-    if not _is_number(value):
-        raise ExpressionError(f"arithmetic on a non-number in {_shown(text)}")
-    return value
-
-
 # ---------------------------------------------------------------- expansion
 
 
@@ -612,23 +219,23 @@ class _Expander:
         self.using: list[str] = []  # block uses being expanded, to catch recursion
         self.standin_ids: set[int] = set()
         self.standins: set[tuple] = set()
-        # The layer count (limit layers): every entry of a list that nothing has counted yet is
-        # measured before it is made (measure: counts, no layers), so a spec that would make too
-        # many is refused at the entry that crosses the limit, having made none of them.
+        # The layer count (limit layers): layers are counted as they are made. An outermost entry (of
+        # the spec's layers, or of an override's) that makes more than the limit by itself stops
+        # being made there (_TooMany), so the work stays within the limit whatever the spec.
         limits = current_limits()
         self.max_layers, self.max_depth = limits.layers, limits.depth
         self.bound = magnitude_bounds()[0]  # 10**digits: every number is below it in magnitude
         self.count = 0  # layers made so far (an empty copy of a repeat counts as one)
-        self.counted = 0  # > 0 while making an entry already measured
-        self.overflowed = False
-        self.measuring: list[str] = []  # block uses being measured, to catch recursion there too
-        self.memo: dict[tuple, tuple] = {}  # (list or block use, scope) -> (layers, what keeps the key alive)
+        self.entry_start: int | None = None  # the count where the outermost entry being made began
+        self.parsed: dict = {}  # the texts parsed so far (expressions.parse): a spec repeats its texts
+        self.wasted = 0  # layers made by entries then refused: past the limit, every entry after is refused
 
     def standin(self, own: dict) -> dict:
         """An identity in place of a layer already reported wrong, so the other layers are still checked;
         the shape stage treats its output as unknown."""
         layer = {"kind": "identity", **own}
         self.standin_ids.add(id(layer))
+        self.counts(1)
         return layer
 
     def error(self, message: str, code: str, origin: Origin, rest: tuple = (), key: bool = False) -> None:
@@ -697,31 +304,28 @@ class _Expander:
     def load_base(self, doc: Document, target: Any, chain: list[str], trace: tuple[Note, ...] = ()) -> Document | None:
         """The base spec `extends:` names; None, with the problem reported at that line (and, for
         a problem inside the base, noted there: "extended here"), when there is none to merge."""
-        from ..core.limits import current, how_to_raise
-        from .load import shown as printable
-
         origin = Origin(doc, ("extends",))
         if not isinstance(target, str) or not target:
             self.error("extends takes the path of a base spec, relative to this file", BAD_EXTENDS, origin)
             return None
-        shown = os.path.normpath(Path(doc.path).parent / target)  # as a person would write it
-        path, here = _real_path(shown), _real_path(doc.path)
+        written = os.path.normpath(Path(doc.path).parent / target)  # as a person would write it
+        path, here = _real_path(written), _real_path(doc.path)
         if path in chain + [here]:
             cycle = " -> ".join(Path(p).name for p in chain + [here, path])
             self.error(f"extends makes a cycle: {cycle}", BAD_EXTENDS, origin)
             return None
         traced = Origin(doc, ("extends",), tuple(reversed(trace)))  # a base's extends: name who extended it
-        if len(chain) + 2 > current().depth:  # the specs above this one, this one and its base
-            longer = f"more than {current().depth:,} specs long ({how_to_raise('depth')})"
+        if len(chain) + 2 > current_limits().depth:  # the specs above this one, this one and its base
+            longer = f"more than {current_limits().depth:,} specs long ({how_to_raise('depth')})"
             self.error(f"extends: the chain of bases is {longer}", BAD_EXTENDS, traced)
             return None
         try:
-            return load_file(shown)
+            return load_file(written)
         except UnreadableFile as exc:  # missing, a directory, a FIFO, a name the system refuses...
-            message = f"extends: no such file {printable(shown)}" if exc.missing else f"extends: {exc}"
+            message = f"extends: no such file {shown(written)}" if exc.missing else f"extends: {exc}"
             self.error(message, BAD_EXTENDS, traced)
         except SpecError as exc:  # a file, but no spec: too large, not UTF-8 text, not YAML
-            note = (doc.locate(("extends",)), f"in {printable(shown)}, extended here")
+            note = (doc.locate(("extends",)), f"in {shown(written)}, extended here")
             self.errors.extend(Diagnostic(d.message, d.code, d.loc, (*d.notes, note, *trace)) for d in exc.diagnostics)
         return None
 
@@ -762,7 +366,7 @@ class _Expander:
         scope = _LazyScope(var_parts, values.__getitem__)  # knows every var; holds those evaluated
 
         def uses(name: str):
-            return iter(dict.fromkeys(used for used in names_in(raw[name]) if used in var_parts))
+            return iter(dict.fromkeys(used for used in names_in(raw[name], self.parsed) if used in var_parts))
 
         # Each var after the vars it uses, in any order written: a depth-first walk with a stack of
         # its own, so a chain of thousands of vars takes no Python recursion.
@@ -801,7 +405,7 @@ class _Expander:
                         if len(self.errors) > errors:
                             failed.add(name)
                     if name in failed:  # its uses say so, rather than show its text as the value
-                        values[name] = _Failed(name)
+                        values[name] = Failed(name)
                     done.add(name)
         return {name: values[name] for name in var_parts}
 
@@ -809,7 +413,7 @@ class _Expander:
         """`value` with every expression string in it evaluated; every number in it bounded."""
         if isinstance(value, str):
             try:
-                return evaluate(value, scope)
+                return evaluate(value, scope, self.parsed)
             except ExpressionError as exc:
                 self.error(str(exc), exc.code, origin, rest)
                 return value
@@ -964,7 +568,8 @@ class _Expander:
             )
             self.using.pop()
             if id(residual) in self.standin_ids:  # refused (too deep): a stand-in, not a use of the block
-                return self.standin(own)
+                residual.update(own)
+                return residual
             self.origins[path + ("residual",)] = Origin(
                 item_origin.doc, item_origin.ypath + ("residual",), item_origin.trace
             )
@@ -978,6 +583,7 @@ class _Expander:
         self.origins[path + ("group",)] = arg_origin
         self.block_uses[path] = kind
         self.block_args[path] = tuple((name, body_scope[name]) for name in params)
+        self.counts(1)
         return {"kind": "group", **own, "layers": layers}
 
     def too_deep(self, origin: Origin) -> None:
@@ -999,20 +605,10 @@ class _Expander:
         doc, ypath, trace = origin
         for j, item in enumerate(items):
             item_origin = Origin(doc, ypath + (j,), trace)
-            entry = _entry(item)
-            refused = self.refused(item, entry, item_origin, scope, level)
-            if refused is not None:  # too many layers: one stand-in, and none of them made
-                at = path + (len(out),)
-                self.origins[at] = item_origin
-                self.standins.add(at)
-                out.append(refused)
-                self.count += 1
-                continue
-            self.counted += 1
-            try:
-                made = self.layer(item, item_origin, path, len(out), scope, level, entry)
-            finally:
-                self.counted -= 1
+            if self.entry_start is None:  # an outermost entry: counted, and refused past the limit
+                made = self.counted_entry(item, item_origin, path, len(out), scope, level)
+            else:
+                made = self.layer(item, item_origin, path, len(out), scope, level)
             for layer, layer_origin, kind_written in made:
                 at = path + (len(out),)
                 self.origins[at] = layer_origin
@@ -1023,41 +619,49 @@ class _Expander:
                 if id(layer) in self.standin_ids:
                     self.standins.add(at)
                 out.append(layer)
-            self.count += len(made)
         return out
 
-    def refused(self, item: Any, entry: tuple[str, Any] | None, origin: Origin, scope, level: int) -> dict | None:
-        """A stand-in for an entry that would take the spec past limit layers (reported), or None.
+    def counts(self, layers: int) -> None:
+        """Count `layers` more made: past the limit, the outermost entry making them stops (_TooMany),
+        so no spec makes many more layers than the limit, whatever its repeats and blocks multiply."""
+        self.count += layers
+        if self.entry_start is not None and self.count - self.entry_start > self.max_layers:
+            raise _TooMany
 
-        An entry is measured once, where no enclosing entry has been (the spec's own layers, an
-        override's): measuring counts what making it would make, with no layers made."""
-        if self.overflowed:
-            return self.standin({})
-        if self.count > self.max_layers:  # only if measuring and making ever disagree
-            self.overflowed = True
-            self.error(f"the spec makes more than {self.max_layers:,} layers; {how_to_raise('layers')}", LIMIT, origin)
-            return self.standin({})
-        if self.counted or (self.count < self.max_layers and _surely_one(entry, self.blocks)):
-            return None
-        need = self.measure(item, origin, scope, level)
-        if self.count + need <= self.max_layers:
-            return None
+    def counted_entry(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int) -> list:
+        """The layers of an outermost entry; a stand-in (reported) where they take the spec past the
+        limit."""
+        if self.wasted > self.max_layers:
+            return [(self.standin({}), origin, None)]
+        start = self.entry_start = self.count
+        try:
+            made = self.layer(item, origin, path, index, scope, level)
+        except _TooMany:
+            made = None
+        finally:
+            self.entry_start = None
+        total = None if made is None else self.count - start
+        if total is not None and start + total <= self.max_layers:
+            return made
+        self.wasted += self.count - start
+        self.count = start
         where, what = _site(item, origin, self.blocks)
-        if need > self.max_layers:
+        if total is None or total > self.max_layers:
             message = f"{what} makes more than {self.max_layers:,} layers"
         else:
-            message = (
-                f"{what} makes {need:,} layer{'s' if need != 1 else ''}, which with the {self.count:,} before it "
-                f"are more than {self.max_layers:,}"
-            )
+            plural = "s" if total != 1 else ""
+            more = f"which with the {start:,} before it are more than {self.max_layers:,}"
+            message = f"{what} makes {total:,} layer{plural}, {more}"
         self.error(f"{message}; {how_to_raise('layers')}", LIMIT, where)
-        return self.standin({})
+        return [(self.standin({}), origin, None)]
 
-    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int, entry=_UNREAD):
-        """The layers one entry expands to: (tagged data, origin, kind key as written). `entry`: its
-        _entry, where the caller has read it."""
-        if entry is _UNREAD:
-            entry = _entry(item)
+    def layer(self, item: Any, origin: Origin, path: tuple, index: int, scope, level: int):
+        """The layers one entry expands to: (tagged data, origin, kind key as written). An entry whose
+        form alone asks for more layers than the limit leaves (`repeat: 1000000000`) stops at once."""
+        if self.entry_start is not None:
+            if self.count - self.entry_start + _fewest(item, scope, self.parsed) > self.max_layers:
+                raise _TooMany
+        entry = _entry(item)
         if entry is None:
             message = "a layer is written `kind`, `kind: value` or `kind: {fields}`"
             if isinstance(item, dict) and len(item) > 1:
@@ -1121,7 +725,7 @@ class _Expander:
                 item_origin = Origin(items_origin.doc, items_origin.ypath + (j,), items_origin.trace)
                 results += self.layer(item, item_origin, path, index + len(results), copy_scope, level)
             if len(results) == before:  # an empty copy counts as one layer: n of them take time too
-                self.count += 1
+                self.counts(1)
         return results
 
     def flat_form(self, value: Any, origin: Origin, scope):
@@ -1184,8 +788,8 @@ class _Expander:
                 out[key] = value
             else:
                 out[key] = self.values(value, fields_origin, (key,), scope)
-        if kind == "dense_block":  # its layers are made by the shape stage, and count as well
-            self.count += _count_of(out.get("num_layers"))
+        # a dense block's layers are made by the shape stage, and count as well
+        self.counts(1 + (_count_of(out.get("num_layers")) if kind == "dense_block" else 0))
         return out
 
     def name_of(self, name: Any, origin: Origin, scope) -> Any:
@@ -1197,11 +801,13 @@ class _Expander:
 
         def filled(part: re.Match) -> str:
             text = part.group(1).strip()
-            value = evaluate(text, scope)
+            value = evaluate(text, scope, self.parsed)
             if isinstance(value, str):  # what evaluate hands back as text: a number, or a bare unknown name
                 if not (text.isascii() and text.isdecimal()):
                     known = show_names(sorted(scope)) or "none"
-                    raise ExpressionError(f'no var named "{shorten(text)}" in the name {_shown(name)} (known: {known})')
+                    raise ExpressionError(
+                        f'no var named "{shorten(text)}" in the name {show_value(name, 80)} (known: {known})'
+                    )
                 value = int(text)
             if type(value) is not int or value < 0:
                 raise ExpressionError(f"a name's {{{text}}} must give an integer >= 0, got {show_value(value)}")
@@ -1212,133 +818,6 @@ class _Expander:
         except ExpressionError as exc:
             self.error(str(exc), exc.code, origin, ("name",))
             return None  # a stand-in with no name: the layer is still checked
-
-    # ---- measuring: the layers an entry would make, without making them
-
-    def measure(self, item: Any, origin: Origin, scope, level: int) -> int:
-        """How many layers the list entry `item` makes (at most limit layers + 1): layer()'s rules,
-        with no layers made and its errors left for layer() to report. Lists and block uses met
-        again in the same scope are measured once, and a repeat whose copies do not read their
-        index is measured by one copy, so neither anchors fanning out nor blocks doubling each
-        other, nor a repeat of a billion, take more than a few steps."""
-        errors, self.errors = self.errors, []
-        try:
-            return self._measure(item, origin, scope, level)
-        except RecursionError:  # only with limit depth raised past what Python's stack takes
-            return self.max_layers + 1
-        finally:
-            self.errors = errors
-
-    def _measure(self, item: Any, origin: Origin, scope, level: int) -> int:
-        cap = self.max_layers + 1
-        entry = _entry(item)
-        if entry is None:
-            return 1
-        kind, value = entry
-        if kind == "repeat" and kind not in registry.KINDS and kind not in self.blocks:
-            form = self.flat_form(value, origin, scope)
-            if form is None:
-                return 1
-            times, name, _ = form
-
-            def copy_of(copy: int, copy_scope) -> int:
-                return max(1, self.measure_list(value["layers"], origin, copy_scope, level))
-
-            return self.copies(times, scope, name, copy_of)
-        fields, repeat, first = self.repeat_of(kind, value, origin, scope)
-        if repeat >= cap:  # each copy is at least one layer
-            return cap
-        if repeat == 1:  # most layers: no copies to weigh (and two Python frames fewer a level deep)
-            return self.measure_layer(kind, {**fields, **(first or {})}, origin, scope, level)
-
-        def layer_of(copy: int, copy_scope) -> int:
-            copy_fields = {**fields, **(first if copy == 0 and first else {})}
-            return self.measure_layer(kind, copy_fields, origin, copy_scope, level)
-
-        return self.copies(repeat, scope, "i" if isinstance(value, dict) and "repeat" in value else None, layer_of)
-
-    def copies(self, times: int, scope, index: str | None, measure_copy) -> int:
-        """The layers of `times` copies, the var `index` (if any) holding the copy's number."""
-        cap = self.max_layers + 1
-        if times >= cap:
-            return cap
-        counters: list[_Index] = []
-
-        def scope_of(copy: int):
-            if index is None:
-                return scope
-            counters.append(_Index(copy))
-            return _Scope(scope, {index: counters[-1]})
-
-        total = made = 0
-        for copy in range(times):
-            if copy == 2 and (index is None or counters[1].reads == 0):
-                # Copies after the first have the same fields, and the second never read its index:
-                # every later copy makes as many layers as the second.
-                return min(total + (times - 2) * made, cap)
-            made = measure_copy(copy, scope_of(copy))
-            total += made
-            if total >= cap:
-                return cap
-        return total
-
-    def measure_list(self, items: Any, origin: Origin, scope, level: int) -> int:
-        if not isinstance(items, list):
-            return 0
-        key = ("list", id(items), scope.serial, level)
-        found = self.memo.get(key)
-        if found is not None:
-            return found[0]
-        cap, total = self.max_layers + 1, 0
-        for item in items:
-            total += self._measure(item, origin, scope, level)
-            if total >= cap:
-                total = cap
-                break
-        self.remember(key, total, items)
-        return total
-
-    def measure_layer(self, kind: str, fields: dict, origin: Origin, scope, level: int) -> int:
-        if kind in self.blocks and kind not in registry.KINDS:
-            return self.measure_use(kind, fields, origin, scope, level)
-        lists = [v for k, v in fields.items() if k in CONTAINER_FIELDS and isinstance(v, list)]
-        if lists and level >= self.max_depth:
-            return 1  # refused as too deep: a stand-in
-        total = 1
-        for items in lists:
-            total += self.measure_list(items, origin, scope, level + 1)
-        if kind == "dense_block":
-            total += _count_of(self.values(fields.get("num_layers"), origin, (), scope))
-        return min(total, self.max_layers + 1)
-
-    def measure_use(self, kind: str, fields: dict, origin: Origin, scope, level: int) -> int:
-        if kind in self.measuring or kind in self.using:
-            return 1  # a recursion: a stand-in
-        key = ("use", kind, scope.serial, level, _frozen(fields))
-        found = self.memo.get(key)
-        if found is not None:
-            return found[0]
-        _, _, body_scope = self.block_scope(kind, dict(fields), origin, scope)
-        layers = self.blocks[kind].value["layers"]
-        if body_scope is None:
-            total = 1
-        elif _one_residual(layers):
-            self.measuring.append(kind)
-            total = self._measure(layers[0], origin, body_scope, level)
-            self.measuring.pop()
-        elif level >= self.max_depth:
-            total = 1
-        else:
-            self.measuring.append(kind)
-            total = min(1 + self.measure_list(layers, origin, body_scope, level + 1), self.max_layers + 1)
-            self.measuring.pop()
-        self.remember(key, total, None)
-        return total
-
-    def remember(self, key: tuple, total: int, keep) -> None:
-        if len(self.memo) > 200_000:  # a bound on the memory it takes; measuring stays correct
-            self.memo.clear()
-        self.memo[key] = (total, keep)
 
     # ---- override: patches of named parts
 
@@ -1386,15 +865,11 @@ class _Expander:
 
 
 class _Scope(dict):
-    """A scope of names: local values over an enclosing scope. Its serial number tells scopes apart
-    for as long as the expansion runs (an id can be reused once a scope is gone)."""
+    """A scope of names: local values over an enclosing scope."""
 
     def __init__(self, outer, local: dict):
-        super().__init__({**dict(outer.items()), **local})
-        self.serial = next(_SERIALS)
-
-
-_SERIALS = itertools.count()
+        super().__init__(outer if isinstance(outer, dict) else outer.items())
+        self.update(local)
 
 
 class _LazyScope:
@@ -1438,6 +913,10 @@ def _override_mismatch(name: str, declared, value) -> str:
     return f"--set {name}: {name} is a single value in the spec, not a list"
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _real_path(path: str) -> str:
     """The path with symbolic links resolved, to find cycles; as given where it cannot be (a loop, a NUL byte)."""
     try:
@@ -1455,19 +934,6 @@ def _key(key) -> str:
 def _count_of(value) -> int:
     """A dense block's num_layers as the layer count takes it (a wrong one is validation's to report)."""
     return value if type(value) is int and value > 0 else 0
-
-
-def _frozen(value, depth: int = 0):
-    """`value` (YAML data) as a key of a dict."""
-    if isinstance(value, dict):
-        return ("{", *((k, _frozen(v, depth + 1)) for k, v in value.items())) if depth < 8 else id(value)
-    if isinstance(value, list):
-        return ("[", *(_frozen(v, depth + 1) for v in value)) if depth < 8 else id(value)
-    try:
-        hash(value)
-    except TypeError:
-        return id(value)
-    return (type(value).__name__, value)
 
 
 def _site(item: Any, origin: Origin, blocks: dict) -> tuple[Origin, str]:

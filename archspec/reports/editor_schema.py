@@ -5,13 +5,13 @@
 `yaml.schemas` setting (docs/editor.md). It is generated from the declarations that validate specs:
 every registered kind (archspec/kinds/, and plugins registered before the call) with its `doc`, and
 its declared fields (type, default, description, required, the `primary` field that `kind: value`
-sets); the activations and merges from their tables; the evaluator's functions from expand.py. Each
+sets); the activations and merges from their tables; the evaluator's functions from expressions.py. Each
 field type's JSON schema is the fragment its `fields.Check` carries; a plugin's own field types get
 pydantic's JSON schema of them.
 
 What a JSON schema cannot know, and how this one copes:
 - Expressions. Any numeric field (and `input`, and the items of size lists) may be a string that
-  expand.py evaluates over vars (`base * 2`, `"blocks[0]"`, `min(a, 8)`). The schema accepts
+  expressions.py evaluates over vars (`base * 2`, `"blocks[0]"`, `min(a, 8)`). The schema accepts
   strings shaped like such arithmetic (names, numbers, `+ - * / // %`, parentheses, brackets,
   commas, two operands never side by side), but not a quoted bare number, which archspec keeps as
   a string. It cannot know which names are vars, so `out: six` passes where vars can exist.
@@ -52,7 +52,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 from pydantic import TypeAdapter
 
 from .. import registry
-from ..frontend import expand
+from ..frontend import expressions
 from ..frontend import validate as schema
 from ..registry import fields
 from ..registry.fields import Declared, except_words, integer, typed
@@ -70,7 +70,7 @@ _OPERATOR = r"[-+*/%(),:\[\]]"  # ":" in slices: depths[:s]
 _APART = r"(?!\s*[A-Za-z0-9_.])"  # an operand is never followed by another: `6 apples`, `3x32` are no expressions
 
 
-_LITERAL = rf"\s*(?:{_NUMBER}|True|False|None)\s*"  # what expand.evaluate leaves a string: "6", True, None
+_LITERAL = rf"\s*(?:{_NUMBER}|True|False|None)\s*"  # what expressions.evaluate leaves a string: "6", True, None
 LITERAL_PATTERN = rf"^{_LITERAL}$"
 
 
@@ -80,7 +80,7 @@ def _expression_pattern(names: str) -> str:
 
 EXPRESSION_PATTERN = _expression_pattern(_NAME)  # over any names: vars, block parameters, i
 # In a spec without vars, blocks or extends: a repeat's index i and the evaluator's functions only.
-PLAIN_NAMES = ["i", *sorted(expand._FUNCTIONS)]
+PLAIN_NAMES = ["i", *sorted(expressions.FUNCTIONS)]
 PLAIN_EXPRESSION_PATTERN = _expression_pattern("|".join(sorted(PLAIN_NAMES, key=len, reverse=True)))
 IDENTIFIER_PATTERN = rf"^{_NAME}$"  # var, block and parameter names (expand._is_identifier)
 OVERRIDE_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$"  # qualified names, unnamed layers by index
@@ -132,7 +132,7 @@ class _Builder:
         return _ref(name)
 
     def expression(self, mode: _Mode) -> dict:
-        functions = ", ".join(sorted(expand._FUNCTIONS))
+        functions = ", ".join(sorted(expressions.FUNCTIONS))
         if mode.any_names:
             return self.define(
                 "expression.vars",
