@@ -55,7 +55,7 @@ def test_gradients_are_averaged_and_equal_across_ranks(tmp_path, monkeypatch):
     outputs = [str(tmp_path / f"rank{rank}.pt") for rank in range(WORLD)]
     # The children import this module to find `worker` (tests/ is on the sys.path they inherit).
     mp.spawn(worker, args=(str(tmp_path / "store"), outputs), nprocs=WORLD, join=True)
-    results = [torch.load(path) for path in outputs]
+    results = [torch.load(path, weights_only=True) for path in outputs]
     names = list(results[0]["grads"])
     assert names and all(list(r["grads"]) == names for r in results)
     for name in names:

@@ -129,7 +129,7 @@ class Residual(nn.Module):
         self._inplace_add = inplace_add
 
     def forward(self, x):
-        identity = x if self._shortcut is None else self.get_submodule(self._shortcut)(x)
+        identity = x if self._shortcut is None else getattr(self, self._shortcut)(x)
         x = self._wiring.run(steps(self, self._body), x)
         if self._inplace_add:
             x += identity
