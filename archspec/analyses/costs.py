@@ -226,7 +226,7 @@ class _Memory:
     def merge(self, node: Node, sources: list[_Tensor]) -> _Tensor:
         if len(sources) == 1:
             return sources[0]
-        if node.merge == "mul":  # each factor is the other's gradient
+        if registry.merge(node.merge).keeps_inputs:
             for source in sources:
                 source.kept = True
         return self.new(math.prod(node.in_shape) if node.in_shape else 0, node.path)
@@ -238,7 +238,7 @@ class _Memory:
         if block.out_shape is None:
             return body
         total = self.new(math.prod(block.out_shape), block.path)  # the add keeps nothing itself
-        if block.activation in (None, "identity"):
+        if block.activation is None or registry.ACTIVATIONS[block.activation].function is None:
             return total
         saves = registry.layer_kind(block.activation).saves if block.activation in registry.KINDS else ("input",)
         out = self.new(math.prod(block.out_shape), block.path)

@@ -11,10 +11,10 @@ An activation may overwrite its input tensor T when
 - its kind has an in-place form (registry.Activation.inplace) and its fields allow it (a negative
   leaky_relu slope does not: PyTorch has no in-place backward for it);
 - T is the fresh output of a layer whose backward does not need that output and whose output is
-  not a view of its input: conv, conv_transpose, linear and the norms (PRODUCERS), a merge of
-  several `from:` layers (add, concat and mul allocate their result), a residual block without an
-  activation (its add allocates, or writes onto such a fresh output), or a sequence ending in one
-  of these;
+  not a view of its input (a kind that says `fresh`: conv, conv_transpose, linear, the norms), a
+  merge of several `from:` layers that allocates its result (`fresh`: add, concat, mul), a
+  residual block without an activation (its add allocates, or writes onto such a fresh output), or
+  a sequence ending in one of these;
 - nobody else reads T: not the next layer as well as a `from:`, not a sequence's exports, and never
   the model's input or a residual body's input (its shortcut reads it too).
 
@@ -35,10 +35,7 @@ from .. import registry
 from ..core.errors import BAD_VALUE, Diagnostic, SpecError, in_file_order
 from ..core.ir import INPUT, Block, Model, Node, Op, replace
 
-# Layer kinds whose output is a new tensor that their own backward does not read.
-PRODUCERS = frozenset({"conv", "conv_transpose", "linear", "batchnorm", "layernorm", "groupnorm", "instance_norm"})
 UNKNOWN = "its input stands in for a wrong layer"  # reported already: no second error about it
-MERGES = frozenset({"concat", "add", "mul"})  # merges whose result is a new tensor (a plugin's might be a view)
 
 
 def decide(model: Model) -> Model:
@@ -125,7 +122,7 @@ def _aliases_output(node: Node | None, path: str) -> bool:
 def _input_unsafe(child: Node, i: int, children, unsafe: dict, readers: Counter) -> str | None:
     """Why the tensor `child` receives may not be overwritten by it, or None."""
     if len(child.inputs) > 1:
-        return None if child.merge in MERGES else f"it is the result of the merge {child.merge}"
+        return None if registry.merge(child.merge).fresh else f"it is the result of the merge {child.merge}"
     source = child.inputs[0] if child.inputs else children[i - 1].name if i else INPUT
     if "." in source:
         return f"it is the output of {source}, reached into with from:"
@@ -181,7 +178,7 @@ def _output_unsafe(node: Node) -> str | None:
     if isinstance(node, Op):
         if node.standin:
             return UNKNOWN
-        if node.kind in PRODUCERS:
+        if registry.layer_kind(node.kind).fresh:
             return None
         return f"it is the output of {node.path} ({node.kind}), which its backward may need or which may share memory"
     if node.flow == "residual":
@@ -196,4 +193,4 @@ def _output_unsafe(node: Node) -> str | None:
     return f"it is the output of {node.path} ({node.kind})"
 
 
-__all__ = ["MERGES", "PRODUCERS", "activation_inplace", "decide", "without"]
+__all__ = ["activation_inplace", "decide", "without"]

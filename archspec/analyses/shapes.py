@@ -26,7 +26,7 @@ from ..core.ir import INPUT, Block, Model, Node, Op, replace
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise, magnitude_bounds
 from ..core.shape_rules import Shape, ShapeError, fmt_shape
-from ..registry import op
+from ..kinds.structures import projection
 
 
 def infer(model: Model) -> Model:
@@ -83,13 +83,13 @@ def _bounded(op: Op) -> Op:
 
 
 def _admit(block: Block) -> None:
-    """A built-in block whose layers would take the model past limit layers is refused before they are made
-    (expansion counts a dense block's num_layers the same way; this guards a schema.Spec given as such)."""
-    count, limit = block.args.get("num_layers"), current_limits().layers
-    if type(count) is int and count > limit:
-        raise ShapeError(
-            f"num_layers = {show_number(count)} is more than {limit:,} layers; {how_to_raise('layers')}", LIMIT
-        )
+    """A built-in block whose layers would take the model past limit layers is refused before they
+    are made (expansion counts them the same way, by the kind's `count`; this guards a validated spec
+    given as such)."""
+    kind, limit = registry.block_kind(block.kind), current_limits().layers
+    count = kind.count(block.args) if kind.count else 0
+    if count > limit:
+        raise ShapeError(f"it makes {show_number(count)} layers, more than {limit:,}; {how_to_raise('layers')}", LIMIT)
 
 
 def _shaped(kind: registry.LayerKind, op: Op, shape: Shape, out: Shape, params: int) -> Op:
@@ -183,11 +183,7 @@ def _projection(block: Block, shape: Shape, out: Shape) -> Block:
                 BRANCH_MISMATCH,
             )
         strides.append(stride)
-    stride = strides[0] if len(set(strides)) == 1 else tuple(strides)
-    path, loc = f"{block.path}.{block.shortcut_name}", block.loc
-    conv = op("conv", "0", f"{path}.0", loc, out=out[0], kernel=1, stride=stride, bias=False)
-    norm = op("batchnorm", "1", f"{path}.1", loc)
-    return Block("shortcut", block.shortcut_name, path, loc, "sequential", (conv, norm))
+    return projection(block, out[0], strides[0] if len(set(strides)) == 1 else tuple(strides))
 
 
 def _stride_of(node: Node, dim: int, n: int) -> int:

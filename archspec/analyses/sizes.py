@@ -274,7 +274,7 @@ class _Trial:
         changed = any(state[1] for state in states)
         if len(sizes) == 1:
             return (sizes.pop(), changed)
-        if child.merge == "mul" and len(sizes - {1}) == 1:  # broadcasting
+        if registry.merge(child.merge).broadcasts and len(sizes - {1}) == 1:
             return (max(sizes), changed)
         raise _Refused
 

@@ -524,7 +524,7 @@ class _Emitter:
         call = self.layer_call(op)
         if op is self.classifier and len(self.used) == 1:  # the top-level class's own constructor
             self.used[0].add("num_classes")
-            return call_source(call, {1: "num_classes"})
+            return call_source(call, {registry.layer_kind(op.kind).classes_arg: "num_classes"})
         return call.func, self.call_arguments(op, call, self.layer_call)
 
     def builtin_call(self, block: Block) -> tuple[str, list[str]]:
@@ -548,7 +548,7 @@ class _Emitter:
             given = dict(made.kwargs + made.omitted)
             return [*made.args, *(given[key] for key in keys)]
 
-        texts = self.values(values(call), node, lambda peer: values(remake(peer)), _channels(call, keys))
+        texts = self.values(values(call), node, lambda peer: values(remake(peer)), _channels(node, call, keys))
         return texts[: len(call.args)] + [f"{key}={text}" for key, text in zip(keys, texts[len(call.args) :])]
 
     def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
@@ -615,31 +615,12 @@ def _statement(target: str, expression: str, note: str, indent: int = 8) -> list
     return [line]
 
 
-# Where constructors take channel counts (positions, keyword names): only there may a user block's
-# in_channels stand. A constructor not listed (a plugin's) may take it anywhere.
-_CHANNEL_ARGUMENTS = {
-    "nn.Conv": (0, 1, "groups"),
-    "nn.ConvTranspose": (0, 1, "groups"),
-    "nn.BatchNorm": (0,),
-    "nn.InstanceNorm": (0,),
-    "nn.GroupNorm": (1,),
-    "nn.Linear": (0, 1),
-    "nn.PReLU": ("num_parameters",),
-    "BasicBlock": (0, 1),
-    "Bottleneck": (0, 1, 2),
-    "InvertedResidual": (0, 1),
-    "DenseBlock": (1,),
-    "Transition": (0, 1),
-}
-_NO_CHANNELS = ("nn.", "Normalize", "Chunk")  # other torch.nn constructors and archspec's own take none
-
-
-def _channels(call: Call, keys: list[str]) -> set[int] | None:
-    """The indices of a call's values ([*args, *values of `keys`]) that are channel counts; None: any."""
-    family = call.func.rstrip("0123456789d") if call.func.startswith("nn.") else call.func
-    if family not in _CHANNEL_ARGUMENTS:
-        return set() if call.func.startswith(_NO_CHANNELS) else None
-    where = _CHANNEL_ARGUMENTS[family]
+def _channels(node: Node, call: Call, keys: list[str]) -> set[int] | None:
+    """The indices of a call's values ([*args, *values of `keys`]) that are channel counts (the kind's
+    `channels`), where a user block's in_channels may stand; None: any may be (a plugin's)."""
+    where = registry.kind(node.kind).channels
+    if where is None:  # a torch.nn constructor takes none unless its kind says so
+        return set() if call.func.startswith("nn.") else None
     return {p for p in where if isinstance(p, int)} | {len(call.args) + i for i, key in enumerate(keys) if key in where}
 
 
@@ -667,11 +648,18 @@ def _apply(function: str | None, x: str) -> str:
 
 
 def _classifier(block: Block) -> Op | None:
-    """The final linear layer, whose out features become the `num_classes` argument."""
+    """The final layer whose class count (its kind's `classes_arg`: a linear's out features) becomes
+    the `num_classes` argument."""
     last = block.children[-1]
     if isinstance(last, Op):
-        return last if last.kind == "linear" else None
+        return last if registry.layer_kind(last.kind).classes_arg is not None else None
     return _classifier(last) if last.flow == "sequential" and not registry.is_block(last.kind) else None
+
+
+def _classes(classifier: Op) -> int:
+    """The class count the classifier's constructor call gives it."""
+    kind = registry.layer_kind(classifier.kind)
+    return kind.build(classifier).args[kind.classes_arg]
 
 
 def render(model: Model, variant: Variant | None = None) -> str:
@@ -706,7 +694,7 @@ def _render(model: Model, variant: Variant | None) -> str:
     forward, result = emitter.sequence_forward(model.body.children, "x", out, Locals("x", out))
     params = []
     if "num_classes" in emitter.used[0]:
-        params = [f"num_classes: int = {variant.value if variant else emitter.classifier.args['out']}"]
+        params = [f"num_classes: int = {variant.value if variant else _classes(emitter.classifier)}"]
     return env.get_template("model.py.jinja").render(
         version=__version__,
         source=_printable(model.source),

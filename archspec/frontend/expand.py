@@ -45,7 +45,8 @@ from ..core.errors import (
 )
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise, magnitude_bounds, too_big
-from ..kinds.structures import CONTAINER_FIELDS
+from ..kinds.layers import STANDIN
+from ..kinds.structures import CONTAINER_FIELDS, GROUP, RESIDUAL, SHORTCUT
 from .expressions import ExpressionError, Failed, evaluate, names_in
 from .load import Document, UnreadableFile, load_file, shown
 
@@ -133,17 +134,18 @@ def _fewest(item: Any, scope, parsed: dict) -> int:
     if entry is None or not isinstance(entry[1], dict):
         return 1
     kind, fields = entry
-    counts = [fields.get("times") if kind == "repeat" else fields.get("repeat", 1)]
-    if kind == "dense_block":
-        counts.append(fields.get("num_layers"))
-    fewest = 1
-    for count in counts:
-        try:
-            value = evaluate(count, scope, parsed) if isinstance(count, str) else count
-        except ExpressionError:  # reported when the entry is made
-            value = None
-        fewest *= value if type(value) is int and value > 0 else 1
-    return fewest
+    count = fields.get("times") if kind == "repeat" else fields.get("repeat", 1)
+    try:
+        copies = evaluate(count, scope, parsed) if isinstance(count, str) else count
+    except ExpressionError:  # reported when the entry is made
+        copies = None
+    return (copies if type(copies) is int and copies > 0 else 1) * (1 + _counted_in_advance(kind, fields))
+
+
+def _counted_in_advance(kind: str, fields: dict) -> int:
+    """The layers besides itself that a layer of `kind` counts before it is expanded (a dense block's)."""
+    entry = registry.KINDS.get(kind)
+    return entry.count(fields) if isinstance(entry, registry.BlockKind) and entry.count else 0
 
 
 def check_plain_data(doc: Document) -> None:
@@ -233,7 +235,7 @@ class _Expander:
     def standin(self, own: dict) -> dict:
         """An identity in place of a layer already reported wrong, so the other layers are still checked;
         the shape stage treats its output as unknown."""
-        layer = {"kind": "identity", **own}
+        layer = {"kind": STANDIN, **own}
         self.standin_ids.add(id(layer))
         self.counts(1)
         return layer
@@ -570,21 +572,21 @@ class _Expander:
             if id(residual) in self.standin_ids:  # refused (too deep): a stand-in, not a use of the block
                 residual.update(own)
                 return residual
-            self.origins[path + ("residual",)] = Origin(
-                item_origin.doc, item_origin.ypath + ("residual",), item_origin.trace
+            self.origins[path + (RESIDUAL,)] = Origin(
+                item_origin.doc, item_origin.ypath + (RESIDUAL,), item_origin.trace
             )
             self.block_uses[path] = kind
             self.block_args[path] = tuple((name, body_scope[name]) for name in params)
             return {**residual, **own}
         layers = self.layer_list(
-            definition.value["layers"], path + ("group", "layers"), layers_origin, body_scope, level + 1
+            definition.value["layers"], path + (GROUP, "layers"), layers_origin, body_scope, level + 1
         )
         self.using.pop()
-        self.origins[path + ("group",)] = arg_origin
+        self.origins[path + (GROUP,)] = arg_origin
         self.block_uses[path] = kind
         self.block_args[path] = tuple((name, body_scope[name]) for name in params)
         self.counts(1)
-        return {"kind": "group", **own, "layers": layers}
+        return {"kind": GROUP, **own, "layers": layers}
 
     def too_deep(self, origin: Origin) -> None:
         self.error(
@@ -789,7 +791,7 @@ class _Expander:
             else:
                 out[key] = self.values(value, fields_origin, (key,), scope)
         # a dense block's layers are made by the shape stage, and count as well
-        self.counts(1 + (_count_of(out.get("num_layers")) if kind == "dense_block" else 0))
+        self.counts(1 + _counted_in_advance(kind, out))
         return out
 
     def name_of(self, name: Any, origin: Origin, scope) -> Any:
@@ -931,11 +933,6 @@ def _key(key) -> str:
     return key if isinstance(key, str) else show_value(key)
 
 
-def _count_of(value) -> int:
-    """A dense block's num_layers as the layer count takes it (a wrong one is validation's to report)."""
-    return value if type(value) is int and value > 0 else 0
-
-
 def _site(item: Any, origin: Origin, blocks: dict) -> tuple[Origin, str]:
     """Where an entry that makes too many layers is shown, and what to call it: at its repeat count
     if it is repeated."""
@@ -970,9 +967,9 @@ def _is_identifier(name) -> bool:
 def _one_residual(layers: list) -> bool:
     """Whether a block's layers are one unnamed, unrepeated residual, which its uses become directly
     (an InvertedResidual is the residual, not a Sequential holding one)."""
-    if len(layers) != 1 or not isinstance(layers[0], dict) or set(layers[0]) != {"residual"}:
+    if len(layers) != 1 or not isinstance(layers[0], dict) or set(layers[0]) != {RESIDUAL}:
         return False
-    fields = layers[0]["residual"]
+    fields = layers[0][RESIDUAL]
     return isinstance(fields, dict) and not {"name", "repeat", "from", "merge", "first"} & set(fields)
 
 
@@ -997,5 +994,5 @@ def _named_layers(layers: list, path: tuple, prefix: str):
         yield qualified, (layer, at)
         kind = layer.get("kind")
         for key in CONTAINER_FIELDS:
-            child_prefix = f"{qualified}.{layer.get('shortcut_name', 'shortcut')}" if key == "shortcut" else qualified
+            child_prefix = f"{qualified}.{layer.get('shortcut_name', SHORTCUT)}" if key == SHORTCUT else qualified
             yield from _named_layers(layer.get(key), at + (kind, key), child_prefix)

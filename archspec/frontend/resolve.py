@@ -11,6 +11,8 @@ from ..core.errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagno
 from ..core.ir import INPUT, Block, Model, Node, Op, replace
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise
+from ..kinds import merges
+from ..kinds.layers import STANDIN
 from ..registry.fields import LAYER_FIELDS, declared_fields
 
 if TYPE_CHECKING:
@@ -92,7 +94,7 @@ def _resolve_list(
                     notes,
                 )
             )
-            node = Op("identity", name, qualified, loc, standin=True)
+            node = Op(STANDIN, name, qualified, loc, standin=True)
         else:
             node = _resolve(layer, path, name, qualified, loc, doc, errors, standins, level)
         changes = _wiring(layer, notes) if layer.sources or layer.merge or notes else {}
@@ -113,7 +115,7 @@ def _wiring(layer, notes: tuple) -> dict:
     wiring = {}
     if layer.sources:
         wiring["inputs"] = layer.sources
-        wiring["merge"] = layer.merge or ("concat" if len(layer.sources) > 1 else None)
+        wiring["merge"] = layer.merge or (merges.DEFAULT if len(layer.sources) > 1 else None)
     elif layer.merge:
         wiring["merge"] = layer.merge
     if notes:

@@ -43,6 +43,7 @@ from ..core.errors import (
     show_value,
 )
 from ..core.errors import FORMAT_VERSION as FORMAT_VERSION_CODE
+from ..kinds.layers import STANDIN
 from ..kinds.structures import CONTAINER_FIELDS
 from ..registry import fields
 from ..registry.fields import (
@@ -94,7 +95,7 @@ def validator(named: frozenset[str] | None = None) -> SchemaValidator:
     """The validator of specs whose layers are of the registered kinds among `named` (all of them
     when None; a kind it names that is not registered fails as "unknown layer kind" either way).
     Made for the kinds a spec uses: a union of every kind costs a check more than the spec's own."""
-    chosen = set(registry.KINDS) if named is None else (set(registry.KINDS) & named) | {"identity"}  # stand-ins
+    chosen = set(registry.KINDS) if named is None else (set(registry.KINDS) & named) | {STANDIN}
     definitions, choices = [], {}
     for declared, names in _families().items():
         if chosen.isdisjoint(names):
@@ -206,7 +207,7 @@ def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict 
         standins.add(path)
         wrong = parent[data_path[-1]]
         name = wrong.get("name")
-        parent[data_path[-1]] = {"kind": "identity", **({"name": name} if _is_name(name) else {})}
+        parent[data_path[-1]] = {"kind": STANDIN, **({"name": name} if _is_name(name) else {})}
     return patched
 
 

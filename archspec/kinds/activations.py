@@ -197,6 +197,7 @@ register(
             init=op.args["init"],
             defaults={"num_parameters": 1, "init": 0.25},
         ),
+        channels=("num_parameters",),
     )
 )
-register(Activation("identity", None))  # `activation: identity` on a residual: nothing after the add
+register(Activation("identity", None, doc="nothing after the add"))  # `activation: identity` on a residual

@@ -84,6 +84,7 @@ register(
         "basic_block.py.jinja",
         "BasicBlock",
         arguments=lambda b: call("BasicBlock", b.in_shape[0], b.args["out"], stride=b.args["stride"], defaults=ONE),
+        channels=(0, 1),
     )
 )
 
@@ -141,6 +142,7 @@ register(
         "bottleneck.py.jinja",
         "Bottleneck",
         arguments=_bottleneck_arguments,
+        channels=(0, 1, 2),
     )
 )
 
@@ -158,6 +160,11 @@ class DenseBlock(Fields):
     # torchvision's memory_efficient: while gradients are needed, each layer's concatenation and its
     # first norm-relu-conv are recomputed in backward instead of kept (torch.utils.checkpoint)
     memory_efficient: Bool = False
+
+
+def _whole(value) -> int:
+    """A count as written, for limit layers before validation: a wrong one counts none (validation says why)."""
+    return value if type(value) is int and value > 0 else 0
 
 
 def _dense_block(block: Block, shape) -> Block:
@@ -232,6 +239,8 @@ register(
         arguments=_dense_block_arguments,
         variant=lambda b: {"bottleneck": b.args["bn_size"] is not None, "memory_efficient": b.args["memory_efficient"]},
         helpers=("layer", "keep_buffers"),  # KeepBuffers: memory_efficient's recompute context
+        channels=(1,),
+        count=lambda fields: _whole(fields.get("num_layers")),
     )
 )
 
@@ -285,6 +294,7 @@ register(
         arguments=lambda b: call(
             "Transition", b.in_shape[0], b.out_shape[0], bias=b.args["bias"], defaults={"bias": False}
         ),
+        channels=(0, 1),
     )
 )
 
@@ -341,6 +351,7 @@ register(
             expand_ratio=b.args["expand_ratio"],
             defaults={"stride": 1, "expand_ratio": 6},
         ),
+        channels=(0, 1),
     )
 )
 

@@ -134,6 +134,8 @@ register(
         stride=lambda op: op.args["stride"],
         macs=weight_shared_macs,
         window=_conv_window,
+        fresh=True,
+        channels=(0, 1, "groups"),
     )
 )
 
@@ -202,6 +204,8 @@ register(
                 *(per_dim(op, f, dims(op)) for f in ("kernel", "stride", "padding", "output_padding", "dilation"))
             )
         ),
+        fresh=True,
+        channels=(0, 1, "groups"),
     )
 )
 
@@ -250,6 +254,8 @@ register(
         lambda op, shape: (shape, 2 * shape[0] if op.args["affine"] else 0),
         _batchnorm_call,
         buffers=_running_stats,
+        fresh=True,
+        channels=(0,),
     )
 )
 
@@ -294,6 +300,8 @@ register(
         LayerNorm,
         _layernorm_shape,
         _layernorm_call,
+        fresh=True,
+        channels=(),
     )
 )
 
@@ -392,6 +400,8 @@ register(
             affine=op.args["affine"],
             defaults=dict(eps=1e-5, affine=True),
         ),
+        fresh=True,
+        channels=(1,),
     )
 )
 
@@ -429,6 +439,8 @@ register(
         _instance_norm_shape,
         _instance_norm_call,
         buffers=_running_stats,
+        fresh=True,
+        channels=(0,),
     )
 )
 
@@ -472,6 +484,7 @@ register(
         saves=(),
         module=_normalize_module,
         template="normalize.py.jinja",
+        channels=(),
     )
 )
 
@@ -902,6 +915,7 @@ register(
         saves=("view",),
         module=_chunk_module,
         template="chunk.py.jinja",
+        channels=(),
     )
 )
 
@@ -1024,8 +1038,9 @@ register(
         saves=("view",),
     )
 )
+STANDIN = "identity"  # the kind a wrong layer stands in as, its output unknown, so that the rest is still checked
 register(
-    LayerKind("identity", "passes its input through", None, same_shape, lambda op: Call("nn.Identity"), saves=("view",))
+    LayerKind(STANDIN, "passes its input through", None, same_shape, lambda op: Call("nn.Identity"), saves=("view",))
 )
 
 
@@ -1058,6 +1073,9 @@ register(
         # output elements x (in_features + 1 with bias): its parameters at every position. torchinfo
         # counts a linear on a (B, ..., features) input once per sample (tests/data: linear_3d)
         macs=lambda op: math.prod(op.out_shape[:-1]) * op.params,
+        fresh=True,
+        channels=(0, 1),
+        classes_arg=1,
     )
 )
 

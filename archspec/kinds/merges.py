@@ -49,13 +49,15 @@ def _broadcast(named: list):
     )
 
 
+DEFAULT = "concat"  # how several `from:` inputs combine where `merge:` says nothing
 register(
     Merge(
-        "concat",
+        DEFAULT,
         "concatenate on the channel axis (the default for several inputs)",
         _concat,
         source=lambda names: f"torch.cat([{', '.join(names)}], 1)",
         live=lambda tensors, torch: torch.cat(tensors, 1),
+        fresh=True,
     )
 )
 register(
@@ -65,6 +67,7 @@ register(
         _add,
         source=lambda names: " + ".join(names),
         live=lambda tensors, torch: functools.reduce(operator.add, tensors),
+        fresh=True,
     )
 )
 register(
@@ -74,5 +77,8 @@ register(
         _broadcast,
         source=lambda names: " * ".join(names),
         live=lambda tensors, torch: functools.reduce(operator.mul, tensors),
+        fresh=True,
+        keeps_inputs=True,
+        broadcasts=True,
     )
 )

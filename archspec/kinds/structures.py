@@ -7,10 +7,12 @@ from types import MappingProxyType
 from typing import ClassVar, Literal
 
 from ..core.ir import NO_ARGS, Block
-from ..registry import Structure, register
+from ..registry import Structure, op, register
 from ..registry.fields import Activation, AnyLayer, Bool, Fields, Name, field
 
 CONTAINER_FIELDS = ("layers", "body", "shortcut")  # the fields that hold lists of layers
+GROUP, RESIDUAL = "group", "residual"  # what expansion makes a user block's use into
+SHORTCUT = "shortcut"  # a residual's shortcut's name unless its shortcut_name says
 
 
 class Group(Fields):
@@ -23,9 +25,17 @@ class Residual(Fields):
     kind: Literal["residual"]
     body: list[AnyLayer] = field(min_length=1)
     shortcut: Literal["auto", "identity"] | list[AnyLayer] = "auto"
-    shortcut_name: Name = "shortcut"
+    shortcut_name: Name = SHORTCUT
     activation: Activation | None = "relu"
     shortcut_first: Bool = False  # register the shortcut before the body: its keys come first (RegNet's proj, f)
+
+
+def projection(block: Block, channels: int, stride) -> Block:
+    """An auto shortcut that projects: a strided 1x1 conv and a batch norm, as torchvision's ResNets."""
+    path, loc = f"{block.path}.{block.shortcut_name}", block.loc
+    conv = op("conv", "0", f"{path}.0", loc, out=channels, kernel=1, stride=stride, bias=False)
+    norm = op("batchnorm", "1", f"{path}.1", loc)
+    return Block(SHORTCUT, block.shortcut_name, path, loc, "sequential", (conv, norm))
 
 
 def _group(layer, name, path, loc, nested) -> Block:
@@ -46,10 +56,10 @@ def _residual(layer, name, path, loc, nested) -> Block:
     )
 
 
-register(Structure("group", "a named sequence: its name prefixes its layers' names", Group, _group))
+register(Structure(GROUP, "a named sequence: its name prefixes its layers' names", Group, _group))
 register(
     Structure(
-        "residual",
+        RESIDUAL,
         "activation(body(x) + shortcut(x)); the shortcut is auto (identity or a 1x1 projection), "
         "identity, or a list of layers",
         Residual,

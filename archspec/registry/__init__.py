@@ -63,6 +63,15 @@ class LayerKind(NamedTuple):
     module: Callable | None = None  # () -> the nn.Module class of a Call whose func is not in torch.nn
     template: str | None = None  # the jinja template that defines that class in emitted source
     source: str | None = None  # ... or its source text (plugins); neither: the emitter refuses the kind
+    # Its output is a new tensor its own backward does not read (a conv's, a norm's): the layer after
+    # it may overwrite it in place (analyses/inplace.py).
+    fresh: bool = False
+    # Which of its Call's arguments are channel counts (positions, keyword names): the emitter writes
+    # a user block's input channels only there. None: any (a torch.nn constructor's: none).
+    channels: tuple | None = None
+    # Where the model ends in it, the position of its Call's argument the emitted class takes as
+    # `num_classes` (a linear's out_features); None: it is no classifier.
+    classes_arg: int | None = None
 
 
 class BlockKind(NamedTuple):
@@ -79,6 +88,10 @@ class BlockKind(NamedTuple):
     # them reaches the template as its constructor's source (`nn.SiLU(inplace=True)`).
     variant: Callable = lambda block: {}
     helpers: tuple[str, ...] = ()  # further classes the template defines, passed in as {name}_class
+    channels: tuple | None = None  # as LayerKind's, of the emitted class's constructor
+    # (fields as written) -> the layers it makes besides itself that count against limit layers
+    # before its expansion exists (a dense block's num_layers); None: none are counted in advance
+    count: Callable | None = None
 
 
 class Structure(NamedTuple):
@@ -101,6 +114,7 @@ class Activation(NamedTuple):
     # (layer fields, auto) -> why a layer of these fields is not applied in place, or None. `auto`:
     # archspec is deciding by itself (a kind may be in place only when the user asks for it).
     inplace_refusal: Callable | None = None
+    doc: str | None = None  # what it does, where no layer kind of its name says (identity's)
 
 
 class Merge(NamedTuple):
@@ -111,6 +125,9 @@ class Merge(NamedTuple):
     shape: Callable  # ([(layer name, shape), ...]) -> shape; raises shapes.ShapeError naming the layers
     source: Callable  # ([variable names]) -> the emitted expression
     live: Callable  # (tensors, torch) -> tensor
+    fresh: bool = False  # its result is a new tensor (not a view of an input): the layer after may overwrite it
+    keeps_inputs: bool = False  # its backward keeps its inputs (a product's: each factor is the other's gradient)
+    broadcasts: bool = False  # a size of 1 meets any size (PyTorch's broadcasting)
 
 
 Kind = LayerKind | BlockKind | Structure

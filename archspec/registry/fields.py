@@ -292,8 +292,8 @@ def _sources(value: Any):
 
 
 def _activation_doc(name: str) -> str | None:
-    found = tables.KINDS.get(name)
-    return found.doc if found is not None else "nothing after the add" if name == "identity" else None
+    found = tables.KINDS.get(name) or tables.ACTIVATIONS.get(name)
+    return found.doc
 
 
 # ---------------------------------------------------------------- the field types

@@ -344,7 +344,6 @@ class _Builder:
                     {"not": {"type": "object"}},
                 ],
             }
-            self.kind("identity", mode)  # defines the field.* defs block_use names
             mapping["propertyNames"] = {"pattern": IDENTIFIER_PATTERN}
             mapping["additionalProperties"] = block_use
             by_block = {"type": "string", "pattern": except_words({*names, "repeat"}, IDENTIFIER_PATTERN)}
