@@ -1,4 +1,4 @@
-"""registry.Window.out, the position map every cost and input-size analysis builds on, against torch."""
+"""core.shape_rules.Window.out, the one sliding-window formula the shapes, costs and input sizes read, against torch."""
 
 from __future__ import annotations
 

@@ -57,20 +57,24 @@ class Window(NamedTuple):
     exact: bool = False
 
     def out(self, size: int) -> int:
-        """The output size for an input of `size`, as PyTorch computes it (before its range checks)."""
+        """The output size for an input of `size`, as PyTorch computes it; 0 where none fits."""
+        return max(self.sized(size)[0], 0)
+
+    def sized(self, size: int) -> tuple[int, bool]:
+        """(output size by the formula, below 1 where none fits; whether ceil mode dropped a last
+        window that would start past the input). The shape rules show it as they compute it."""
         if self.size is not None:
-            return self.size
+            return self.size, False
         if self.scale is not None:
-            return int(size * self.scale)
+            return int(size * self.scale), False
         if self.transposed:
-            return (size - 1) * self.stride - self.pad_total + self.extent + self.output_padding
+            return (size - 1) * self.stride - self.pad_total + self.extent + self.output_padding, False
         if self.exact and size % self.stride:
-            return 0
+            return 0, False
         span = size + self.pad_total - self.extent  # may be negative: in ceil mode one window still fits
         out = (span + (self.stride - 1 if self.ceil else 0)) // self.stride + 1  # floor, as PyTorch's div_rtn
-        if self.ceil and out > 0 and (out - 1) * self.stride >= size + self.pad:  # the last window starts past it
-            out -= 1
-        return max(out, 0)
+        dropped = self.ceil and (out - 1) * self.stride >= size + self.pad  # the last window starts past it
+        return out - dropped, dropped
 
 
 def spatial(node: Op, shape: Shape) -> int:

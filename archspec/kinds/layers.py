@@ -78,13 +78,13 @@ def _conv_shape(op, shape):
     n = spatial(op, shape)
     channels, out_channels = shape[0], op.args["out"]
     kernel, stride, dilation = (per_dim(op, f, n) for f in ("kernel", "stride", "dilation"))
-    padding = op.args["padding"]
-    if padding == "same" and any(s != 1 for s in stride):
+    if op.args["padding"] == "same" and any(s != 1 for s in stride):
         raise ShapeError("padding='same' needs stride 1, as in PyTorch", BAD_ARG)
-    pads = _pads(op, n)
     sizes = []
-    for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, pads, dilation)):
-        out = size if padding == "same" else (size + 2 * p - d * (k - 1) - 1) // s + 1
+    for dim, (size, window, k, s, p, d) in enumerate(
+        zip(shape[1:], _conv_windows(op, n), kernel, stride, _pads(op, n), dilation)
+    ):
+        out = window.sized(size)[0]
         if out < 1:
             below_one(dim, n, CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1", out)
         sizes.append(out)
@@ -94,8 +94,8 @@ def _conv_shape(op, shape):
     return result
 
 
-def _conv_window(op) -> tuple[Window, ...]:
-    n, padding = dims(op), op.args["padding"]
+def _conv_windows(op, n: int) -> tuple[Window, ...]:
+    padding = op.args["padding"]
     windows = []
     for k, s, d, p in zip(*(per_dim(op, f, n) for f in ("kernel", "stride", "dilation")), _pads(op, n)):
         e = extent(k, d)
@@ -133,7 +133,7 @@ register(
         _conv_call,
         stride=lambda op: op.args["stride"],
         macs=weight_shared_macs,
-        window=_conv_window,
+        window=lambda op: _conv_windows(op, dims(op)),
         fresh=True,
         channels=(0, 1, "groups"),
     )
@@ -159,11 +159,11 @@ def _conv_transpose_shape(op, shape):
     kernel, stride, padding, out_pad, dilation = (
         per_dim(op, f, n) for f in ("kernel", "stride", "padding", "output_padding", "dilation")
     )
-    sizes = []
+    sizes, windows = [], _transposed_windows(op, n)
     for dim, (size, k, s, p, extra, d) in enumerate(zip(shape[1:], kernel, stride, padding, out_pad, dilation)):
         if extra >= max(s, d):
             raise ShapeError(f"output_padding ({extra}) must be smaller than stride ({s}) or dilation ({d})", BAD_ARG)
-        out = (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        out = windows[dim].sized(size)[0]
         if out < 1:
             below_one(dim, n, TRANSPOSED_FORMULA, f"({size}-1)*{s} - 2*{p} + {d}*({k}-1) + {extra} + 1", out)
         sizes.append(out)
@@ -171,6 +171,14 @@ def _conv_transpose_shape(op, shape):
     result = (out_channels, *sizes), weights + (out_channels if op.args["bias"] else 0)
     groups_divide(op, channels, out_channels, result)
     return result
+
+
+def _transposed_windows(op, n: int) -> tuple[Window, ...]:
+    fields = (per_dim(op, f, n) for f in ("kernel", "stride", "padding", "output_padding", "dilation"))
+    return tuple(
+        Window(extent(k, d), s, p, 2 * p, transposed=True, output_padding=extra, dilation=d)
+        for k, s, p, extra, d in zip(*fields)
+    )
 
 
 def _conv_transpose_call(op) -> Call:
@@ -198,12 +206,7 @@ register(
         _conv_transpose_shape,
         _conv_transpose_call,
         macs=weight_shared_macs,
-        window=lambda op: tuple(
-            Window(extent(k, d), s, p, 2 * p, transposed=True, output_padding=extra, dilation=d)
-            for k, s, p, extra, d in zip(
-                *(per_dim(op, f, dims(op)) for f in ("kernel", "stride", "padding", "output_padding", "dilation"))
-            )
-        ),
+        window=lambda op: _transposed_windows(op, dims(op)),
         fresh=True,
         channels=(0, 1, "groups"),
     )
@@ -521,7 +524,7 @@ def _pool_shape(op, shape):
     kernel, padding = per_dim(op, "kernel", n), per_dim(op, "padding", n)
     stride = per_dim(op, "stride", n, pool_stride(op))
     dilation = per_dim(op, "dilation", n) if "dilation" in op.args else (1,) * n
-    ceil = op.args["ceil_mode"]
+    ceil, windows = op.args["ceil_mode"], _pool_windows(op, n)
     sizes, refused = [], None  # what PyTorch refuses although the output size is known
     for dim, (size, k, s, p, d) in enumerate(zip(shape[1:], kernel, stride, padding, dilation)):
         if p > k // 2:
@@ -531,17 +534,14 @@ def _pool_shape(op, shape):
                 f"input {SPATIAL_NAMES[n][dim]} = {size} is smaller than the kernel ({k}); "
                 f"PyTorch's 3-d average pooling needs at least the kernel"
             )
-        out = (size + 2 * p - d * (k - 1) - 1 + (s - 1 if ceil else 0)) // s + 1
+        out, dropped = windows[dim].sized(size)
         formula, filled = CONV_FORMULA, f"floor(({size} + 2*{p} - {d}*({k}-1) - 1)/{s}) + 1"
         if op.kind == "avgpool":
             formula, filled = "floor((in + 2p - k)/s) + 1", f"floor(({size} + 2*{p} - {k})/{s}) + 1"
         if ceil:
             # PyTorch's ceil_mode: round up, but the last window must start inside the input or left padding.
             formula = formula.replace("floor", "ceil") + ", minus 1 if the last window starts past in + p"
-            filled = filled.replace("floor", "ceil")
-            if (out - 1) * s >= size + p:
-                out -= 1
-                filled += " - 1"
+            filled = filled.replace("floor", "ceil") + (" - 1" if dropped else "")
         if out < 1 and refused is None:
             below_one(dim, n, formula, filled, out)
         sizes.append(out)
@@ -550,8 +550,7 @@ def _pool_shape(op, shape):
     return (shape[0], *sizes), 0
 
 
-def _pool_window(op) -> tuple[Window, ...]:
-    n = dims(op)
+def _pool_windows(op, n: int) -> tuple[Window, ...]:
     kernel, padding = per_dim(op, "kernel", n), per_dim(op, "padding", n)
     stride = per_dim(op, "stride", n, pool_stride(op))
     dilation = per_dim(op, "dilation", n) if "dilation" in op.args else (1,) * n
@@ -595,7 +594,7 @@ register(
         _pool_shape,
         _maxpool_call,
         stride=pool_stride,
-        window=_pool_window,
+        window=lambda op: _pool_windows(op, dims(op)),
         saves=("input", "indices"),
     )
 )
@@ -607,7 +606,7 @@ register(
         _pool_shape,
         _avgpool_call,
         stride=pool_stride,
-        window=_pool_window,
+        window=lambda op: _pool_windows(op, dims(op)),
         saves=(),
     )
 )
