@@ -20,9 +20,10 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from .. import registry
-from ..core.ir import INPUT, Block, Model, Node, Op, source_path, walk
+from ..core.ir import Block, Model, Node, Op, walk
 from ..core.limits import ensure_stack, magnitude_bounds
 from ..core.shape_rules import Window
+from .dataflow import Dataflow, input_of
 from .sizes import Sizes, Windows, valid_sizes, windows
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -117,7 +118,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     nodes = list(walk(model.body))
     known = windows(model, nodes)
     fields, notes = receptive_fields(model, known)
-    memory = _Memory(item)
+    memory = _Memory(item, Dataflow(model.body))
     memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
@@ -174,8 +175,8 @@ class _Memory:
     (a convolution or a norm keeps its input). Max pooling also keeps int64 indices, dropout a
     byte mask. Elements kept are charged to the layer that made the tensor."""
 
-    def __init__(self, item: int):
-        self.item = item
+    def __init__(self, item: int, flow: Dataflow):
+        self.item, self.flow = item, flow
         self.tensors: list[_Tensor] = []
         self.extra: dict[str, int] = {}  # path -> bytes of indices and masks
         self.made: dict[str, _Tensor] = {}  # path -> the tensor it output
@@ -215,11 +216,10 @@ class _Memory:
         return out
 
     def sequence(self, block: Block, x: _Tensor) -> _Tensor:
-        current, made, siblings = x, self.made, _Siblings(block)
+        current = self.made[input_of(block)] = x  # `from: input` reads x itself, counted where it was made
         for child in block.children:
-            if child.inputs:  # `from: input` reads x itself, a tensor already counted where it was made
-                sources = [x if name == INPUT else made[siblings.path(name)] for name in child.inputs]
-                current = self.merge(child, sources)
+            if child.inputs:
+                current = self.merge(child, [self.made[path] for path in self.flow.sources(block, child)])
             current = self.visit(child, current)
         return current
 
@@ -263,21 +263,6 @@ class _Memory:
         return kept
 
 
-class _Siblings:
-    """The paths of a sequence's layers by name, made when a `from:` first asks (most sequences have none)."""
-
-    __slots__ = ("block", "paths")
-
-    def __init__(self, block: Block):
-        self.block, self.paths = block, None
-
-    def path(self, name: str) -> str:
-        """The path of the layer a `from:` name reaches (`enc.conv2`: inside the sibling enc)."""
-        if self.paths is None:
-            self.paths = {child.name: child.path for child in self.block.children}
-        return source_path(self.paths, name)
-
-
 def _totals_by_block(node: Node, kept: dict[str, int], totals: dict[str, int] | None = None) -> dict[str, int]:
     """Bytes kept per node path, a block's including everything inside it."""
     totals = {} if totals is None else totals
@@ -307,7 +292,7 @@ def _buffer_bytes(nodes: list[Node], item: int) -> int:
 def receptive_fields(model: Model, known: Windows | None = None) -> tuple[dict[str, Field], list[str]]:
     """The receptive field of every layer's output, by path, and notes on merges of unlike paths."""
     spatial = len(model.input_shape) - 1
-    composition = _Composition(windows(model) if known is None else known)
+    composition = _Composition(windows(model) if known is None else known, Dataflow(model.body))
     composition.field(model.body, Field((1,) * spatial, (1,) * spatial, (0,) * spatial))
     return composition.fields, composition.notes
 
@@ -315,8 +300,9 @@ def receptive_fields(model: Model, known: Windows | None = None) -> tuple[dict[s
 class _Composition:
     """One pass over the shaped IR, composing each layer's window onto the field of its input."""
 
-    def __init__(self, known: Windows):
-        self.known = known
+    def __init__(self, known: Windows, flow: Dataflow):
+        self.known, self.flow = known, flow
+        self.inputs: dict[str, Field] = {}  # what each sequence's input sees, by input_of
         self.bound = magnitude_bounds()[0]
         self.fields: dict[str, Field] = {}
         self.notes: list[str] = []
@@ -339,11 +325,11 @@ class _Composition:
         return out
 
     def sequence(self, block: Block, seen: Field) -> Field:
-        current, siblings = seen, _Siblings(block)
+        current = self.inputs[input_of(block)] = seen  # `from: input` sees what the sequence's input sees
         for child in block.children:
-            if child.inputs:  # `from: input` sees what the sequence's input sees
-                paths = [seen if name == INPUT else self.fields[siblings.path(name)] for name in child.inputs]
-                current = self.widest(paths, child.path)
+            if child.inputs:
+                sources = self.flow.sources(block, child)
+                current = self.widest([self.fields.get(path) or self.inputs[path] for path in sources], child.path)
             current = self.field(child, current)
         return current
 

@@ -29,11 +29,10 @@ gradient from the output, equal to the out-of-place one only to the last bits).
 
 from __future__ import annotations
 
-from collections import Counter
-
 from .. import registry
 from ..core.errors import BAD_VALUE, Diagnostic, SpecError, in_file_order
 from ..core.ir import INPUT, Block, Model, Node, Op, replace
+from .dataflow import Dataflow
 
 UNKNOWN = "its input stands in for a wrong layer"  # reported already: no second error about it
 
@@ -41,7 +40,8 @@ UNKNOWN = "its input stands in for a wrong layer"  # reported already: no second
 def decide(model: Model) -> Model:
     """`model` with the in-place decisions made; raises SpecError where `inplace: true` is unsafe."""
     errors: list[Diagnostic] = []
-    body = _sequence(model.body, "it is the model's input, which the caller still holds", errors)
+    flow = Dataflow(model.body)
+    body = _sequence(model.body, "it is the model's input, which the caller still holds", errors, flow)
     if errors:
         raise SpecError(in_file_order(errors))
     return model if body is model.body else replace(model, body=body)
@@ -72,17 +72,17 @@ def activation_inplace(name: str | None, args=None, auto: bool = True) -> str | 
     return entry.inplace_refusal(args, auto) if entry.inplace_refusal is not None else None
 
 
-def _sequence(block: Block, entering: str | None, errors) -> Block:
+def _sequence(block: Block, entering: str | None, errors, flow: Dataflow) -> Block:
     """Decide inside a sequential block (or a residual's body: `block.children`). `entering`: why the
     tensor the sequence receives may not be overwritten (None: it is fresh and only this reads it)."""
     children = block.children
-    readers = _readers(children, block.exports)
+    readers = flow.of(block).readers
     unsafe: dict[str, str | None] = {}  # layer name -> why its output may not be overwritten, None if it may
     unsafe[INPUT] = entering if readers[INPUT] <= 1 else "the input of this sequence is read by more than one layer"
     decided = []
     for i, child in enumerate(children):
         if type(child) is not Op:
-            child = _block(child, _input_unsafe(child, i, children, unsafe, readers), errors)
+            child = _block(child, _input_unsafe(child, i, children, unsafe, readers), errors, flow)
         elif "inplace" in child.args:  # a kind that can work in place (most layers cannot: no need to ask)
             child = _op(child, _input_unsafe(child, i, children, unsafe, readers), errors)
         decided.append(child)
@@ -92,34 +92,7 @@ def _sequence(block: Block, entering: str | None, errors) -> Block:
     return replace(block, children=tuple(decided))
 
 
-def _readers(children: tuple[Node, ...], exports: tuple[str, ...]) -> Counter:
-    """How many consumers read each tensor of a sequence: its layers' outputs by name, and INPUT."""
-    names = [INPUT, *(child.name for child in children)]  # names[i]: what child i reads without `from:`
-    readers = Counter(names[i] for i, child in enumerate(children) if not child.inputs)
-    if children:
-        readers[children[-1].name] += 1  # the sequence's output, read by whatever follows it
-    references = [source for child in children for source in child.inputs] + list(exports)
-    if references:
-        by_name = {child.name: child for child in children}
-        for reference in references:
-            head, _, rest = reference.partition(".")
-            if not rest or _aliases_output(by_name.get(head), rest):  # an inner output that is the layer's own
-                readers[head] += 1
-    return readers
-
-
-def _aliases_output(node: Node | None, path: str) -> bool:
-    """Whether the inner layer at `path` (relative to `node`) may hand out `node`'s own output."""
-    for part in path.split("."):
-        if not isinstance(node, Block) or not node.children:
-            return True  # unknown: count it as a reader
-        if node.flow != "sequential" or node.children[-1].name != part:
-            return False
-        node = node.children[-1]
-    return True
-
-
-def _input_unsafe(child: Node, i: int, children, unsafe: dict, readers: Counter) -> str | None:
+def _input_unsafe(child: Node, i: int, children, unsafe: dict, readers) -> str | None:
     """Why the tensor `child` receives may not be overwritten by it, or None."""
     if len(child.inputs) > 1:
         return None if registry.merge(child.merge).fresh else f"it is the result of the merge {child.merge}"
@@ -148,20 +121,20 @@ def _op(op: Op, why: str | None, errors) -> Op:
     return op
 
 
-def _block(block: Block, why: str | None, errors) -> Block:
+def _block(block: Block, why: str | None, errors, flow: Dataflow) -> Block:
     if block.flow == "sequential":
-        return _sequence(block, why, errors)
+        return _sequence(block, why, errors, flow)
     if block.flow == "dense":  # each layer's input is made by the block (kept as unsafe: its own business)
-        children = tuple(_sequence(c, "it is a dense layer's input", errors) for c in block.children)
+        children = tuple(_sequence(c, "it is a dense layer's input", errors, flow) for c in block.children)
         return block if all(a is b for a, b in zip(children, block.children)) else replace(block, children=children)
     # residual: the shortcut reads the input as well, so neither branch may overwrite it
     shared = "it is the input of a residual block, which its shortcut reads too"
-    body = _sequence(replace(block, flow="sequential", exports=()), shared, errors)
+    body = _sequence(replace(block, flow="sequential", exports=()), shared, errors, flow)
     changes = {}
     if body is not block and body.children is not block.children:
         changes["children"] = body.children
     if block.shortcut is not None:
-        shortcut = _sequence(block.shortcut, shared, errors)
+        shortcut = _sequence(block.shortcut, shared, errors, flow)
         if shortcut is not block.shortcut:
             changes["shortcut"] = shortcut
     last = body.children[-1] if body.children else None

@@ -19,8 +19,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from .. import registry
-from ..core.ir import INPUT, Block, Model, Node, Op, source_path, walk
+from ..core.ir import Block, Model, Node, Op, walk
 from ..core.shape_rules import SPATIAL_NAMES, ShapeError
+from .dataflow import Dataflow, input_of
 
 MAX_TRIAL = 1 << 14  # the largest size tried; beyond it the pattern is taken to go on
 
@@ -139,8 +140,10 @@ class _Trial:
 
     def __init__(self, model: Model, known: Windows, dim: int):
         self.dim, self.known = dim, known
-        self.sources = _sources(model.body)  # layer path -> the paths of the outputs its `from:` reads
-        self.recorded = {path for paths in self.sources.values() for path in paths}
+        self.flow = Dataflow(model.body)
+        self.recorded = {  # the outputs a `from:` reads, by path
+            path for sequence in self.flow.sequences.values() for paths in sequence.sources.values() for path in paths
+        }
         # blocks holding a recorded layer: answering them from memory would skip recording it
         self.holding = {path.rsplit(".", i)[0] for path in self.recorded for i in range(1, path.count(".") + 1)}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
@@ -254,14 +257,14 @@ class _Trial:
 
     def _graph(self, block: Block, steps) -> Callable:
         """A sequence with `from:`: the outputs later layers read are recorded by path as they pass."""
-        sources, seen = self.sources, self.seen
-        entry = _input_path(block)
+        sources, seen = self.flow.of(block).sources, self.seen
+        entry = input_of(block)
 
         def run_graph(state):
             seen[entry] = state  # for `from: input`
             for child, step in steps:
                 if child.inputs:
-                    state = self._merge(child, [seen[path] for path in sources[child.path]])
+                    state = self._merge(child, [seen[path] for path in sources[child.name]])
                 state = step(state)
             return state
 
@@ -319,25 +322,6 @@ def _remembered(step: Callable) -> Callable:
         return answers[state]
 
     return remembered
-
-
-def _sources(root: Block) -> dict[str, list[str]]:
-    """For each layer with `from:`, the paths of the layers it names (`enc.conv2` is a path inside
-    the sibling `enc`)."""
-    sources = {}
-    for block in walk(root):
-        if isinstance(block, Block) and any(child.inputs for child in block.children):
-            siblings = {child.name: child.path for child in block.children} | {INPUT: _input_path(block)}
-            for child in block.children:
-                if child.inputs:
-                    sources[child.path] = [source_path(siblings, name) for name in child.inputs]
-    return sources
-
-
-def _input_path(block: Block) -> str:
-    """The key a sequence's own input is recorded under for `from: input`: no layer's path (those
-    are names joined by dots), not even a residual shortcut's named `input`."""
-    return f"{block.path}:{INPUT}"
 
 
 class _Refused(Exception):

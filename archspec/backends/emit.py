@@ -26,6 +26,7 @@ import jinja2
 
 from .. import registry
 from ..analyses.analyze import SpecSource, analyze
+from ..analyses.dataflow import Dataflow
 from ..core.errors import NO_SOURCE_FORM, Diagnostic, SpecError
 from ..core.ir import INPUT, Block, Model, Node, Op, walk
 from ..core.shape_rules import fmt_shape
@@ -248,6 +249,7 @@ class _Emitter:
     env: jinja2.Environment
     names: Names  # every class name of the file comes from here
     context: _Context
+    flow: Dataflow  # which layer reads which: the first use's, which every use shares
     classes: list[_ClassSource] = field(default_factory=list)
     builtin_names: dict[tuple, str] = field(default_factory=dict)
     helper_classes: set[str] = field(default_factory=set)
@@ -415,7 +417,7 @@ class _Emitter:
         if block.shortcut is not None:
             step = f"{_attribute('self', block.shortcut.name)}(x)"
             forward.append(f"identity = {step}{self.shape_note(block.shortcut)}")
-        lines, current = self.sequence_forward(block.children, "x", "out", local, block.exports)
+        lines, current = self.sequence_forward(block, "x", "out", local)
         forward += lines
         returns = "torch.Tensor"
         if block.exports:  # the output, then the inner outputs a later `from:` reaches for
@@ -551,9 +553,9 @@ class _Emitter:
         texts = self.values(values(call), node, lambda peer: values(remake(peer)), _channels(node, call, keys))
         return texts[: len(call.args)] + [f"{key}={text}" for key, text in zip(keys, texts[len(call.args) :])]
 
-    def sequence_forward(self, children, x: str, out: str, local: Locals, exports=()) -> tuple[list[str], str]:
-        """Forward lines applying `children` to `x`; tensors a later `from:` needs get their own name."""
-        keep = {name for child in children for name in child.inputs} | set(exports)
+    def sequence_forward(self, block: Block, x: str, out: str, local: Locals) -> tuple[list[str], str]:
+        """Forward lines applying `block`'s layers to `x`; tensors a later `from:` needs get their own name."""
+        children, keep = block.children, self.flow.of(block).kept
         if INPUT in keep:  # `from: input`: the caller passes an `out` other than `x`, so `x` stays the input
             local.of[INPUT] = x
         lines, current = [], x
@@ -680,7 +682,7 @@ def _render(model: Model, variant: Variant | None) -> str:
     class_name = names.claim(pascal_case(model.name), fallback="Model")
     roots = [model.body] + ([variant.body] if variant else [])
     params = {"num_classes": [variant.value, variant.other]} if variant else {}
-    emitter = _Emitter(env, names, _Context(roots, params))
+    emitter = _Emitter(env, names, _Context(roots, params), Dataflow(model.body))
     emitter.classifier = _classifier(model.body) if variant is None else None
     for root in roots:
         for node in walk(root):
@@ -691,7 +693,7 @@ def _render(model: Model, variant: Variant | None) -> str:
         if not emitter.is_functional(child):
             init += emitter.construct(child, "self", 8)
     out = "out" if any(INPUT in child.inputs for child in model.body.children) else "x"  # keep x for `from: input`
-    forward, result = emitter.sequence_forward(model.body.children, "x", out, Locals("x", out))
+    forward, result = emitter.sequence_forward(model.body, "x", out, Locals("x", out))
     params = []
     if "num_classes" in emitter.used[0]:
         params = [f"num_classes: int = {variant.value if variant else _classes(emitter.classifier)}"]

@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from .. import registry
+from ..analyses.dataflow import Dataflow
+from ..analyses.fit import check_fits
 from ..core.ir import INPUT, Block, Model, Node, Op
 from ..kinds.torch_modules import DenseBlock, DenseLayer
 
@@ -32,11 +34,11 @@ class Wiring:
     its own returns its output followed by those it hands out.
     """
 
-    def __init__(self, children: tuple[Node, ...], exports: tuple[str, ...] = ()):
-        self.inputs = {child.name: (child.inputs, child.merge) for child in children if child.inputs}
-        self.child_exports = {child.name: child.exports for child in children if child.exports}
-        self.exports = exports
-        self.keep = {name for inputs, _ in self.inputs.values() for name in inputs} | set(exports)
+    def __init__(self, block: Block, flow: Dataflow):
+        self.inputs = {child.name: (child.inputs, child.merge) for child in block.children if child.inputs}
+        self.child_exports = {child.name: child.exports for child in block.children if child.exports}
+        self.exports = block.exports
+        self.keep = flow.of(block).kept
 
     def run(self, layers, x):
         """Apply (name, module) pairs in order, feeding `from:` inputs and keeping what is needed later."""
@@ -139,34 +141,51 @@ class Residual(nn.Module):
 
 
 def build_model(model: Model) -> SpecModel:
-    from ..analyses.fit import check_fits
-
     check_fits(model)  # SpecError with the figures, before the allocator fails (or the OOM killer strikes)
-    return SpecModel(_children(model.body), Wiring(model.body.children), model.input_shape, model.name)
+    builder = _Builder(Dataflow(model.body))
+    return SpecModel(builder.children(model.body), builder.wiring(model.body), model.input_shape, model.name)
 
 
-def build(node: Node) -> nn.Module:
-    if isinstance(node, Block):
-        return _BLOCKS[node.flow](node)
-    return _op(node)
+class _Builder:
+    """Builds each node of the shaped IR into its module, by its flow."""
 
+    def __init__(self, flow: Dataflow):
+        self.flow = flow
 
-def _children(block: Block) -> OrderedDict:
-    return OrderedDict((child.name, build(child)) for child in block.children)
+    def build(self, node: Node) -> nn.Module:
+        if isinstance(node, Op):
+            return _op(node)
+        return getattr(self, node.flow)(node)
 
+    def children(self, block: Block) -> OrderedDict:
+        return OrderedDict((child.name, self.build(child)) for child in block.children)
 
-def _residual(block: Block) -> nn.Module:
-    shortcut = build(block.shortcut) if block.shortcut is not None else None
-    return Residual(
-        _children(block),
-        Wiring(block.children),
-        block.shortcut_name,
-        shortcut,
-        block.activation,
-        block.inplace_add,
-        block.inplace_activation,
-        block.args.get("shortcut_first", False),
-    )
+    def wiring(self, block: Block) -> Wiring:
+        return Wiring(block, self.flow)
+
+    def sequential(self, block: Block) -> nn.Module:
+        if _plain(block):
+            return nn.Sequential(self.children(block))
+        return Sequence(self.children(block), self.wiring(block))
+
+    def residual(self, block: Block) -> nn.Module:
+        shortcut = self.build(block.shortcut) if block.shortcut is not None else None
+        return Residual(
+            self.children(block),
+            self.wiring(block),
+            block.shortcut_name,
+            shortcut,
+            block.activation,
+            block.inplace_add,
+            block.inplace_activation,
+            block.args.get("shortcut_first", False),
+        )
+
+    def dense(self, block: Block) -> nn.Module:
+        memory_efficient = block.args.get("memory_efficient", False)
+        return DenseBlock(
+            OrderedDict((layer.name, DenseLayer(self.children(layer), memory_efficient)) for layer in block.children)
+        )
 
 
 def _plain(block: Block) -> bool:
@@ -175,22 +194,6 @@ def _plain(block: Block) -> bool:
         child.inputs or child.exports or (isinstance(child, Op) and registry.layer_kind(child.kind).parameter)
         for child in block.children
     )
-
-
-_BLOCKS = {
-    "sequential": lambda block: (
-        nn.Sequential(_children(block))
-        if _plain(block)
-        else Sequence(_children(block), Wiring(block.children, block.exports))
-    ),
-    "residual": _residual,
-    "dense": lambda block: DenseBlock(
-        OrderedDict(
-            (layer.name, DenseLayer(_children(layer), block.args.get("memory_efficient", False)))
-            for layer in block.children
-        )
-    ),
-}
 
 
 # ---------------------------------------------------------------- layers

@@ -86,13 +86,6 @@ class Model(NamedTuple):
     vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
 
 
-def source_path(siblings: dict[str, str], name: str) -> str:
-    """The path of the layer a `from:` name reaches, given the paths of the sequence's layers by
-    name: `enc.conv2` is the layer at enc's path + ".conv2"."""
-    head, _, rest = name.partition(".")
-    return f"{siblings[head]}.{rest}" if rest else siblings[head]
-
-
 def walk(node: Node):
     """Every node below and including `node`, parents first, in forward order."""
     stack = [node]  # not recursive: a generator per level would pass each node up through every level

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..analyses.dataflow import Dataflow
 from ..core.ir import INPUT, Block, Model, Node, Op
 from ..core.shape_rules import fmt_shape
 
@@ -90,12 +91,12 @@ class Drawing:
 
 def draw(model: Model, depth: int | None = None, collapse: bool = True) -> Drawing:
     """The format-free drawing that `mermaid` and `dot` write out."""
-    return _Drawer(depth, collapse).model(model)
+    return _Drawer(depth, collapse, Dataflow(model.body)).model(model)
 
 
 class _Drawer:
-    def __init__(self, depth: int | None, collapse: bool):
-        self.depth, self.collapse = depth, collapse
+    def __init__(self, depth: int | None, collapse: bool, flow: Dataflow):
+        self.depth, self.collapse, self.flow = depth, collapse, flow
         self.edges: list[Edge] = []
         self.count = 0
 
@@ -210,7 +211,8 @@ class _Drawer:
     def runs(self, block: Block) -> list[list[Node]]:
         """The children of a sequence in order, identical neighbours grouped (one-element lists
         for the rest)."""
-        pinned = _referenced(block)
+        # children whose outputs something besides the next sibling reads: kept out of runs
+        pinned = {reference.partition(".")[0] for reference in self.flow.of(block).kept}
         runs: list[list[Node]] = []
         for child in block.children:
             last = runs[-1] if runs else None
@@ -238,12 +240,6 @@ def _signature(node: Node) -> tuple:
     children = tuple((child.name, _signature(child)) for child in node.children)
     shortcut = _signature(node.shortcut) if node.shortcut is not None else None
     return (*own, node.flow, node.shortcut_mode, node.activation, node.block_args, children, shortcut)
-
-
-def _referenced(block: Block) -> set[str]:
-    """Children whose outputs something besides the next sibling reads: kept out of runs."""
-    names = {reference.partition(".")[0] for child in block.children for reference in child.inputs}
-    return names | {export.partition(".")[0] for export in block.exports}
 
 
 def _source(produced: dict[str, Drawn], reference: str) -> Port:
