@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from ..core.errors import (
+    BAD_VALUE,
     LIMIT,
     YAML_DOCUMENTS,
     YAML_DUPLICATE_KEY,
@@ -21,6 +22,8 @@ from ..core.errors import (
     Location,
     SpecError,
     UsageError,
+    shorten,
+    show_value,
 )
 from ..core.limits import current, ensure_stack, how_to_raise, show_size
 
@@ -368,3 +371,57 @@ class _Converter:
 
     def _error(self, node, message: str, code: str) -> None:
         self.errors.append(Diagnostic(message, code, _location(self.doc.path, node.start_mark)))
+
+
+def check_plain_data(doc: Document) -> None:
+    """SpecError unless `doc.data` is a tree of plain data within limits: nested at most limit depth
+    deep, with at most limit yaml_nodes nodes (shared ones counted each time), and holding no
+    container inside itself. YAML's loader checks the same of a file; a dict given to analyze() is
+    checked here, before anything walks it."""
+    limits = current()
+    containers = (dict, list, tuple)
+    nodes, on_path = 1, set()
+    # Only containers are pushed, each with its (key, parent entry): a path is spelled out only for
+    # an error. A pushed id with depth 0 leaves that container.
+    stack: list = [(doc.data, 1, None)]
+    problem = limit = place = None
+    while stack and problem is None:
+        entry = stack.pop()
+        node, depth, place = entry
+        if depth == 0:
+            on_path.discard(node)
+        elif not isinstance(node, containers):
+            pass  # a scalar spec: the stages after this one say what is wrong with it
+        elif id(node) in on_path:
+            problem = "holds itself (a container inside itself)"
+        elif depth > limits.depth:
+            problem, limit = f"nests more than {limits.depth:,} deep", "depth"
+        else:
+            on_path.add(id(node))
+            stack.append((id(node), 0, None))
+            for key, value in node.items() if isinstance(node, dict) else enumerate(node):
+                nodes += 1
+                if nodes > limits.yaml_nodes:
+                    problem, limit, place = f"has more than {limits.yaml_nodes:,} values", "yaml_nodes", (key, entry)
+                    break
+                if isinstance(value, containers):
+                    stack.append((value, depth + 1, (key, entry)))
+    if problem:
+        path = _spelled_path(place)
+        at = ".".join(show_value(part) if isinstance(part, int) else shorten(str(part), 20) for part in path[:12])
+        where = f" at {at}{' ...' if len(path) > 12 else ''}" if path else ""
+        message = f"the spec data {problem}{where}" + (f"; {how_to_raise(limit)}" if limit else "")
+        raise SpecError([Diagnostic(message, LIMIT if limit else BAD_VALUE, doc.locate(()))])
+
+
+def _spelled_path(place) -> tuple:
+    """The keys from the root down to a node, given its (key, parent entry) link."""
+    path = []
+    while place is not None:
+        key, parent = place
+        path.append(key)
+        place = parent[2]
+    return tuple(reversed(path))
+
+
+# ---------------------------------------------------------------- expansion

@@ -82,7 +82,7 @@ EXPRESSION_PATTERN = _expression_pattern(_NAME)  # over any names: vars, block p
 # In a spec without vars, blocks or extends: a repeat's index i and the evaluator's functions only.
 PLAIN_NAMES = ["i", *sorted(expressions.FUNCTIONS)]
 PLAIN_EXPRESSION_PATTERN = _expression_pattern("|".join(sorted(PLAIN_NAMES, key=len, reverse=True)))
-IDENTIFIER_PATTERN = rf"^{_NAME}$"  # var, block and parameter names (expand._is_identifier)
+IDENTIFIER_PATTERN = rf"^{_NAME}$"  # var, block and parameter names (frontend.scope.is_identifier)
 OVERRIDE_PATTERN = r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$"  # qualified names, unnamed layers by index
 
 
@@ -371,7 +371,7 @@ class _Builder:
                     "times": {"description": "how many copies", **typed(integer(0), self.expression(mode))},
                     "index": {
                         "description": "the name of the var holding the copy's index (default i), so repeats nest",
-                        **self.identifier(),
+                        **_identifier(),
                         "type": "string",
                     },
                     "layers": self.layers(mode, 0),
@@ -388,120 +388,127 @@ class _Builder:
 
         return self.define(f"flat_repeat.{mode.key}", build)
 
-    # ---- the spec
 
-    def spec(self) -> dict:
-        top = {}
-        spec_fields = [f for f in fields.declared_fields(schema.Spec) if f.name != "layers"]
-        for f in spec_fields:
-            if f.name == "archspec":
-                top[f.name] = {"const": schema.FORMAT_VERSION, "description": "the spec format version"}
-            elif f.name == "input":  # its type depends on the mode, below
-                top[f.name] = {"description": fields.check_of(fields.InputShape).doc}
-            elif f.name == "description":
-                top[f.name] = {"description": "optional text", "anyOf": [{"type": "string"}, {"type": "null"}]}
-            else:
-                top[f.name] = dict(self.annotation(f.annotation, PLAIN, f"spec.{f.name}"))
-                top[f.name]["description"] = f.description or "the model's name, a Python identifier"
-        top["layers"] = {"description": "the layers, applied in order", "type": "array"}
-        top["vars"] = {
-            "description": "vars: names for numbers, lists or expressions over other vars, usable in any "
-            "numeric field (overridden with --set name=value)",
-            "type": "object",
-            "propertyNames": self.identifier(),
-        }
-        top["blocks"] = {
-            "description": "user-defined blocks, used like a built-in kind: `- name: {param: value}`",
-            "type": "object",
-            # "repeat": a block of that name would take the place of the flat repeat; the schema keeps the latter
-            "propertyNames": {
-                "pattern": except_words({*keyword.kwlist, *registry.KINDS, "repeat"}, IDENTIFIER_PATTERN),
-                "patternErrorMessage": "a block name is an ASCII identifier, not a Python keyword nor a built-in kind",
-            },
-            "additionalProperties": self.block(),
-        }
-        top["extends"] = {
-            "description": "a base spec (path relative to this file) this one starts from: name, input, "
-            "description and layers replace the base's; vars and blocks merge over its",
-            "type": "string",
-            "minLength": 1,
-        }
-        top["override"] = {
-            "description": "fields to change in named layers of the base: {qualified.layer.name: {field: value}}",
-            "type": "object",
-            "propertyNames": {"pattern": OVERRIDE_PATTERN},
-            "additionalProperties": {"type": "object"},
-        }
+def _spec(builder: _Builder) -> dict:
+    spec_fields = [f for f in fields.declared_fields(schema.Spec) if f.name != "layers"]
+    top = _top_level(builder, spec_fields)
 
-        def parts(mode: _Mode) -> dict:
-            return {
-                "properties": {
-                    "input": self.field_type(fields.check_of(fields.InputShape), mode),
-                    "layers": self.layers(mode),
-                }
+    def parts(mode: _Mode) -> dict:
+        return {
+            "properties": {
+                "input": builder.field_type(fields.check_of(fields.InputShape), mode),
+                "layers": builder.layers(mode),
             }
-
-        by_mode = {
-            "if": {"anyOf": [{"required": ["blocks"]}, {"required": ["extends"]}]},
-            "then": parts(BLOCKS),
-            "else": {"if": {"required": ["vars"]}, "then": parts(VARS), "else": parts(PLAIN)},
-        }
-        needed = sorted(f.name for f in spec_fields if f.required) + ["layers"]
-        return {
-            "$schema": DRAFT,
-            "title": "archspec spec",
-            "description": "A neural-network spec for archspec (docs/spec-format.md). `archspec check` also "
-            "checks what a schema cannot: vars' values, block uses and every shape.",
-            "type": "object",
-            "properties": top,
-            "additionalProperties": False,
-            "allOf": [
-                {"if": {"required": ["extends"]}, "else": {"required": sorted(needed)}},
-                by_mode,
-            ],
-            "$defs": self.defs,
         }
 
-    def identifier(self) -> dict:
-        return {
-            "pattern": except_words(keyword.kwlist, IDENTIFIER_PATTERN),
-            "patternErrorMessage": "an ASCII identifier, not a Python keyword",
-        }
+    by_mode = {
+        "if": {"anyOf": [{"required": ["blocks"]}, {"required": ["extends"]}]},
+        "then": parts(BLOCKS),
+        "else": {"if": {"required": ["vars"]}, "then": parts(VARS), "else": parts(PLAIN)},
+    }
+    needed = sorted(f.name for f in spec_fields if f.required) + ["layers"]
+    return {
+        "$schema": DRAFT,
+        "title": "archspec spec",
+        "description": "A neural-network spec for archspec (docs/spec-format.md). `archspec check` also "
+        "checks what a schema cannot: vars' values, block uses and every shape.",
+        "type": "object",
+        "properties": top,
+        "additionalProperties": False,
+        "allOf": [
+            {"if": {"required": ["extends"]}, "else": {"required": sorted(needed)}},
+            by_mode,
+        ],
+        "$defs": builder.defs,
+    }
 
-    def block(self) -> dict:
-        param = {
-            "description": "a parameter: its type (int, float, bool; then it is required), {type, default}, "
-            "or a default value",
-            "anyOf": [
-                {"enum": ["int", "float", "bool"]},
-                {
-                    "type": "object",
-                    "properties": {"type": {"enum": ["int", "float", "bool"]}, "default": {}},
-                    "required": ["type"],
-                    "additionalProperties": False,
-                },
-                {"not": {"type": "null"}},
-            ],
-        }
-        return self.define(
-            "block",
-            lambda: {
+
+def _top_level(builder: _Builder, spec_fields: list[Declared]) -> dict:
+    """The spec's top-level keys; `input` and `layers` depend on the mode, given by _spec."""
+    top = {}
+    for f in spec_fields:
+        if f.name == "archspec":
+            top[f.name] = {"const": schema.FORMAT_VERSION, "description": "the spec format version"}
+        elif f.name == "input":  # its type depends on the mode, below
+            top[f.name] = {"description": fields.check_of(fields.InputShape).doc}
+        elif f.name == "description":
+            top[f.name] = {"description": "optional text", "anyOf": [{"type": "string"}, {"type": "null"}]}
+        else:
+            top[f.name] = dict(builder.annotation(f.annotation, PLAIN, f"spec.{f.name}"))
+            top[f.name]["description"] = f.description or "the model's name, a Python identifier"
+    top["layers"] = {"description": "the layers, applied in order", "type": "array"}
+    top["vars"] = {
+        "description": "vars: names for numbers, lists or expressions over other vars, usable in any "
+        "numeric field (overridden with --set name=value)",
+        "type": "object",
+        "propertyNames": _identifier(),
+    }
+    top["blocks"] = {
+        "description": "user-defined blocks, used like a built-in kind: `- name: {param: value}`",
+        "type": "object",
+        # "repeat": a block of that name would take the place of the flat repeat; the schema keeps the latter
+        "propertyNames": {
+            "pattern": except_words({*keyword.kwlist, *registry.KINDS, "repeat"}, IDENTIFIER_PATTERN),
+            "patternErrorMessage": "a block name is an ASCII identifier, not a Python keyword nor a built-in kind",
+        },
+        "additionalProperties": _user_block(builder),
+    }
+    top["extends"] = {
+        "description": "a base spec (path relative to this file) this one starts from: name, input, "
+        "description and layers replace the base's; vars and blocks merge over its",
+        "type": "string",
+        "minLength": 1,
+    }
+    top["override"] = {
+        "description": "fields to change in named layers of the base: {qualified.layer.name: {field: value}}",
+        "type": "object",
+        "propertyNames": {"pattern": OVERRIDE_PATTERN},
+        "additionalProperties": {"type": "object"},
+    }
+    return top
+
+
+def _identifier() -> dict:
+    return {
+        "pattern": except_words(keyword.kwlist, IDENTIFIER_PATTERN),
+        "patternErrorMessage": "an ASCII identifier, not a Python keyword",
+    }
+
+
+def _user_block(builder: _Builder) -> dict:
+    param = {
+        "description": "a parameter: its type (int, float, bool; then it is required), {type, default}, "
+        "or a default value",
+        "anyOf": [
+            {"enum": ["int", "float", "bool"]},
+            {
                 "type": "object",
-                "description": "a block: its parameters and its layers, which may name the parameters in expressions",
-                "properties": {
-                    "description": {"description": "optional text"},
-                    "params": {
-                        "description": "parameter name -> type or default; `- block: value` sets the first",
-                        "type": "object",
-                        "propertyNames": self.identifier(),
-                        "additionalProperties": param,
-                    },
-                    "layers": self.layers(BLOCKS),
-                },
-                "required": ["layers"],
+                "properties": {"type": {"enum": ["int", "float", "bool"]}, "default": {}},
+                "required": ["type"],
                 "additionalProperties": False,
             },
-        )
+            {"not": {"type": "null"}},
+        ],
+    }
+    return builder.define(
+        "block",
+        lambda: {
+            "type": "object",
+            "description": "a block: its parameters and its layers, which may name the parameters in expressions",
+            "properties": {
+                "description": {"description": "optional text"},
+                "params": {
+                    "description": "parameter name -> type or default; `- block: value` sets the first",
+                    "type": "object",
+                    "propertyNames": _identifier(),
+                    "additionalProperties": param,
+                },
+                "layers": builder.layers(BLOCKS),
+            },
+            "required": ["layers"],
+            "additionalProperties": False,
+        },
+    )
 
 
 def _default(f: Declared) -> Any:
@@ -536,14 +543,14 @@ def _without_none(tp: Any) -> Any:
 
 def json_schema() -> dict:
     """The JSON Schema of a spec, for the kinds registered now (plugins included)."""
-    return _Builder().spec()
+    return _spec(_Builder())
 
 
 def unknown_field_types() -> list[str]:
     """The fields (`kind.field: type`) whose type `_types` does not describe, so the schema accepts
     pydantic's idea of them or anything: empty for the built-in kinds (tests/test_editor_schema.py)."""
     builder = _Builder()
-    builder.spec()
+    _spec(builder)
     return sorted(set(builder.unknown))
 
 
