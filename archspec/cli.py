@@ -574,6 +574,22 @@ def _kinds(args) -> int:
 
 
 def _build(args) -> int:
+    _check_build_options(args)
+    model, exc = _analyze(args.spec, args.set, args.input)
+    if exc is not None:
+        _report_errors(exc, shown=args.max_errors)
+        return EXIT_SPEC
+    if args.emit_python:
+        try:
+            return _emit(model, args.output, args.spec, dict(args.set), args.memory_efficient)
+        except SpecError as exc:  # a kind the emitter cannot write
+            _report_errors(exc, shown=args.max_errors)
+            return EXIT_SPEC
+    return _build_live(args, model)
+
+
+def _check_build_options(args) -> None:
+    """UsageError for options that do not go together or name an output or weights that cannot be."""
     if args.output and not args.emit_python:
         raise UsageError("-o/--output goes with --emit-python")
     if args.weights and args.emit_python:
@@ -589,16 +605,10 @@ def _build(args) -> int:
             raise UsageError(f"no such weights file: {args.weights}") from None
         except OSError as exc:
             raise UsageError(f"cannot read weights file {args.weights}: {exc.strerror or exc}") from None
-    model, exc = _analyze(args.spec, args.set, args.input)
-    if exc is not None:
-        _report_errors(exc, shown=args.max_errors)
-        return EXIT_SPEC
-    if args.emit_python:
-        try:
-            return _emit(model, args.output, args.spec, dict(args.set), args.memory_efficient)
-        except SpecError as exc:  # a kind the emitter cannot write
-            _report_errors(exc, shown=args.max_errors)
-            return EXIT_SPEC
+
+
+def _build_live(args, model) -> int:
+    """Build the module (loading --weights) and run it once on zeros."""
     _quiet_torch_import()
     import torch
 

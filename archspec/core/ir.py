@@ -40,6 +40,9 @@ class Op(NamedTuple):
     macs: int = 0  # multiply-adds for one sample, torchinfo's convention (costs.py)
 
 
+JOINS = {"residual": "add", "dense": "concat"}  # how a flow joins its branches: body and shortcut, input and layers
+
+
 class Block(NamedTuple):
     """Anything holding layers: a group, a residual block, a built-in block, the model's body."""
 

@@ -51,39 +51,9 @@ def _resolve_list(
         path = yaml_path + (i,)
         name = layer.name or str(i)
         loc, notes = doc.place(path)
-        for source in layer.sources or ():
-            problem = _unreachable(source, built)
-            if problem:
-                errors.append(
-                    Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(path + (layer.kind, "from")), notes)
-                )
-            elif "." in source:
-                head, _, rest = source.partition(".")
-                wanted = exports.setdefault(head, [])
-                if rest not in wanted:
-                    wanted.append(rest)
-        if name == INPUT:
-            errors.append(
-                Diagnostic(
-                    f'the name "{INPUT}" is reserved: `from: {INPUT}` means the input of the sequence; '
-                    "rename the layer",
-                    BAD_NAME,
-                    doc.locate(path + (layer.kind, "name")),
-                    notes,
-                )
-            )
-        elif name in reserved:
-            errors.append(
-                Diagnostic(
-                    f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name',
-                    DUPLICATE_NAME,
-                    loc,
-                )
-            )
-        elif name in seen:
-            notes = ((seen[name], "first used here"),)
-            errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, notes))
-        seen.setdefault(name, loc)
+        fields_at = path + (layer.kind,)
+        _check_references(layer, built, exports, doc, fields_at, notes, errors)
+        _check_name(name, reserved, seen, doc, fields_at, loc, notes, errors)
         qualified = f"{prefix}.{name}" if prefix else name
         if too_deep and isinstance(registry.KINDS.get(layer.kind), registry.Structure):
             errors.append(
@@ -107,6 +77,34 @@ def _resolve_list(
         nodes.append(node)
         built.setdefault(name, node)
     return tuple(_exporting(node, exports[node.name]) if node.name in exports else node for node in nodes)
+
+
+def _check_references(layer, built: dict, exports: dict, doc: Expanded, fields_at: tuple, notes: tuple, errors) -> None:
+    """Report the `from:` references that read no earlier layer; record the inner layers the others
+    reach into (`enc.conv2`), which that sibling must then export."""
+    for source in layer.sources or ():
+        problem = _unreachable(source, built)
+        if problem:
+            errors.append(Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(fields_at + ("from",)), notes))
+        elif "." in source:
+            head, _, rest = source.partition(".")
+            wanted = exports.setdefault(head, [])
+            if rest not in wanted:
+                wanted.append(rest)
+
+
+def _check_name(name: str, reserved, seen: dict, doc: Expanded, fields_at: tuple, loc: Location, notes, errors) -> None:
+    """Report a layer name that is reserved in its scope or already used there."""
+    if name == INPUT:
+        message = f'the name "{INPUT}" is reserved: `from: {INPUT}` means the input of the sequence; rename the layer'
+        errors.append(Diagnostic(message, BAD_NAME, doc.locate(fields_at + ("name",)), notes))
+    elif name in reserved:
+        message = f'the name "{name}" is this residual block\'s shortcut_name; rename the layer or set shortcut_name'
+        errors.append(Diagnostic(message, DUPLICATE_NAME, loc))
+    elif name in seen:
+        first = ((seen[name], "first used here"),)
+        errors.append(Diagnostic(f'the name "{name}" is already used in this scope', DUPLICATE_NAME, loc, first))
+    seen.setdefault(name, loc)
 
 
 def _wiring(layer, notes: tuple) -> dict:

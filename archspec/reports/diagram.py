@@ -35,8 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..analyses.dataflow import Dataflow
-from ..core.ir import INPUT, Block, Model, Node, Op
+from ..core.ir import INPUT, JOINS, Block, Model, Node, Op
 from ..core.shape_rules import fmt_shape
+from ..kinds import merges
 
 # ---------------------------------------------------------------- the drawing, format-free
 
@@ -178,7 +179,7 @@ class _Drawer:
         sources = [_source(produced, reference) for reference in child.inputs]
         if len(sources) == 1:
             return sources[0]
-        join = self.box(cluster, (child.merge or "concat",), "merge")
+        join = self.box(cluster, (child.merge or merges.DEFAULT,), "merge")
         for source in sources:
             self.connect(source, join)
         return Port(join, child.in_shape)
@@ -189,7 +190,7 @@ class _Drawer:
             shortcut = self.node(block.shortcut, port, level, cluster).out
         else:
             shortcut = Port(port.box, port.shape, f"identity of {port.note}" if port.note else "identity")
-        label = ("add", f"then {block.activation}") if block.activation else ("add",)
+        label = (JOINS["residual"], f"then {block.activation}") if block.activation else (JOINS["residual"],)
         join = self.box(cluster, label, "merge")
         self.connect(body, join)
         self.connect(shortcut, join)
@@ -199,7 +200,7 @@ class _Drawer:
         running = port
         for i, child in enumerate(block.children):
             out = self.node(child, running, level, cluster).out
-            join = self.box(cluster, ("concat",), "merge")
+            join = self.box(cluster, (JOINS["dense"],), "merge")
             self.connect(running, join)
             self.connect(out, join)
             following = block.children[i + 1].in_shape if i + 1 < len(block.children) else block.out_shape
