@@ -18,6 +18,7 @@ import archspec
 from archspec import SpecError, compile_spec
 from archspec.cli import main
 from archspec.backends.emit import emit_python
+from archspec.registry import KINDS
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -383,4 +384,57 @@ def test_a_user_block_holding_a_residual_is_one_parameterised_class(tmp_path):
     assert source.count("class Unit(") == 1 and source.count("class Res(") == 1
     assert "self.a = Unit(3, 6, 1)" in source and "self.c = Unit(10, 5, 2)" in source
     assert "def __init__(self, in_channels: int, out: int, self_: int) -> None:" in source
+    assert_equivalent(spec, emitted)
+
+
+PARAMETER_KINDS = sorted(name for name, kind in KINDS.items() if getattr(kind, "parameter", False))
+
+
+@pytest.mark.parametrize("uses", [1, 2])
+@pytest.mark.parametrize("kind", PARAMETER_KINDS)
+def test_a_user_block_holding_a_bare_parameter_applies_it(kind, uses, tmp_path):
+    """A bare parameter (layer_scale) among a user block's own layers: nn.Sequential would hold it and
+    never apply it, keys equal and the output off (issue 29's silent miscompile)."""
+    spec = tmp_path / "scaled.yaml"
+    spec.write_text(
+        "archspec: 1\nname: scaled\ninput: [3, 8, 8]\nblocks:\n"
+        f"  scaled:\n    params: {{c: int}}\n    layers: [conv: {{out: c, kernel: 1}}, {kind}]\n"
+        "layers:\n" + "".join(f"  - scaled: {{c: {4 + i}}}\n" for i in range(uses))
+    )
+    emitted = tmp_path / "model.py"
+    emitted.write_text(emit_python(spec))
+    assert "(nn.Sequential)" not in emitted.read_text()
+    assert_equivalent(spec, emitted)
+
+
+SHADOWED = {  # a class the emitted file defines: the layer that makes it write the class
+    "Inner": "inner: {c: 9}",
+    "Normalize": "normalize: {mean: [0, 0, 0, 0, 0, 0, 0, 0, 0], std: [1, 1, 1, 1, 1, 1, 1, 1, 1]}",
+    "LayerNorm2d": "layernorm2d",
+    "StochasticDepth": "stochastic_depth: 0.2",
+    "SqueezeExcitation": "squeeze_excite: {squeeze: 2}",
+    "Chunk": "chunk: {parts: 3, index: 1}",
+    "Permute": "permute: [0, 1, 3, 2]",
+}
+
+
+@pytest.mark.parametrize("where", ["first", "inside"])
+def test_block_parameters_named_like_the_files_classes_hide_none(where, tmp_path):
+    """Parameters named like a class the file writes (`Normalize: int`) would make the class an int
+    inside the block's constructor (issue 29): the parameter, or the class, is renamed instead. The
+    classes are written before the block's class (`first`) or while it is (`inside` only)."""
+    params = ", ".join(f"{name}: int" for name in SHADOWED)
+    convs = "".join(f"      - conv: {{out: {name}, kernel: 1}}\n" for name in SHADOWED)
+    layers = "".join(f"      - {layer}\n" for layer in SHADOWED.values())
+    spec = tmp_path / "shadow.yaml"
+    spec.write_text(
+        "archspec: 1\nname: shadow\ninput: [9, 8, 8]\nblocks:\n"
+        "  inner:\n    params: {c: int}\n    layers: [conv: {out: c, kernel: 1}]\n"
+        f"  outer:\n    params: {{{params}}}\n    layers:\n{convs}      - conv: {{out: 9, kernel: 1}}\n{layers}"
+        "layers:\n"
+        + (layers.replace("      - ", "  - ") if where == "first" else "")
+        + "  - outer: {" + ", ".join(f"{name}: {i + 3}" for i, name in enumerate(SHADOWED)) + "}\n"
+    )
+    emitted = tmp_path / "model.py"
+    emitted.write_text(emit_python(spec))
     assert_equivalent(spec, emitted)

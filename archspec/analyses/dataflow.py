@@ -13,13 +13,24 @@ from __future__ import annotations
 from collections import Counter
 from typing import NamedTuple
 
-from ..core.ir import INPUT, Block, Node, walk
+from .. import registry
+from ..core.ir import INPUT, Block, Node, Op, walk
 
 
 def input_of(block: Block) -> str:
     """The path a sequence's own input goes by (`from: input`): no layer's path, which are names
     joined by dots, not even a residual shortcut's named `input`."""
     return f"{block.path}:{INPUT}"
+
+
+def is_plain(block: Block) -> bool:
+    """Whether nn.Sequential can run the sequence `block`: each layer reads the one before, no inner
+    output is handed out, and no layer is a bare parameter (which nn.Sequential would hold but never
+    apply). The live builder and the emitter (a user block's class too) both ask it."""
+    return not block.exports and not any(
+        child.inputs or child.exports or (isinstance(child, Op) and registry.layer_kind(child.kind).parameter)
+        for child in block.children
+    )
 
 
 class Sequence(NamedTuple):

@@ -21,12 +21,13 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import jinja2
 
 from .. import registry
 from ..analyses.analyze import SpecSource, analyze
-from ..analyses.dataflow import Dataflow
+from ..analyses.dataflow import Dataflow, is_plain
 from ..core.errors import NO_SOURCE_FORM, Diagnostic, SpecError
 from ..core.ir import INPUT, Block, Model, Node, Op, walk
 from ..core.shape_rules import fmt_shape
@@ -81,9 +82,9 @@ def emit_python(spec: SpecSource, overrides: dict | None = None, memory_efficien
     return render(model, variant and dense_memory_efficient(variant, memory_efficient))
 
 
-@dataclass(frozen=True)
-class Variant:
-    """The spec analysed again with another `num_classes`: where the two differ is where it flows."""
+class Variant(NamedTuple):
+    """The spec analysed again with another `num_classes`: where the two differ is where it flows.
+    A NamedTuple like the IR's records, so what changes a model's body changes a variant's alike."""
 
     value: int
     other: int
@@ -259,6 +260,7 @@ class _Emitter:
     user_classes: dict[tuple, tuple | None] = field(default_factory=dict)  # (kind, structure) -> its plan
     structures: dict[int, tuple] = field(default_factory=dict)  # id of a use -> _structure(use)
     used: list[set[str]] = field(default_factory=lambda: [set()])  # names the class being written takes
+    parameter_names: set[str] = field(default_factory=set)  # user block classes' parameters: no class's name
 
     # ---- values: a literal, or the name in scope whose value it is in every use
 
@@ -361,16 +363,19 @@ class _Emitter:
         return self.structures[id(use)]
 
     def write_user_class(self, kind: str, uses: list[Block]):
-        emitted = Names()  # the parameters' names in source: a block parameter may be called `self` or `nn`
+        # The parameters' names in source: a block parameter may be called `self`, `nn` or like a class of
+        # the file (`Normalize`), which it would hide inside the class; no class written later takes one.
+        emitted = Names(self.names.taken - self.parameter_names)
         signature = [("in_channels", emitted.claim("in_channels"))]
         signature += [(name, emitted.claim(name)) for name, _ in uses[0].block_args if name != "in_channels"]
+        self.parameter_names |= {text for _, text in signature}
+        self.names.taken |= self.parameter_names
         params = {text: [_argument(use, name) for use in uses] for name, text in signature}
         outer, self.context = self.context, _Context(list(uses), params, signature[0][1])
         self.used.append(set())
         try:
             first = uses[0]
-            plain = not first.exports and not any(c.inputs or c.exports for c in first.children)
-            if first.flow == "sequential" and plain:
+            if first.flow == "sequential" and is_plain(first):
                 init = [line for child in first.children for line in self.construct(child, "self", 8)]
                 template, forward = "user_block.py.jinja", None
             else:
@@ -440,6 +445,8 @@ class _Emitter:
             doc = f"Residual block: body + shortcut, then {block.activation or 'no activation'}"
         else:
             result, doc = current, "A sequence whose layers take inputs from earlier ones"
+            if not any(child.inputs for child in block.children):
+                doc = "A sequence that applies a parameter of its own (nn.Sequential would only hold it)"
         self.uses_functional |= "F." in result
         forward_info = dict(
             name="{name}", forward=forward, result=result, note=self.shape_note(block), doc=doc,
@@ -463,11 +470,7 @@ class _Emitter:
             remake = lambda block: [_argument(block, name) for name, _ in signature]
             arguments = self.values(remake(node), node, remake, channels={0})  # its own in_channels first
             return self.assign(owner, node.name, class_name, arguments, indent)
-        if (
-            node.flow == "residual"
-            or node.exports
-            or any(c.inputs or c.exports or _is_parameter(c) for c in node.children)
-        ):
+        if node.flow == "residual" or not is_plain(node):
             class_name, taken = self.block_class(node)
             return self.assign(owner, node.name, class_name, taken, indent)
         if node.flow == "sequential" and all(self.is_inline(c, i) for i, c in enumerate(node.children)):

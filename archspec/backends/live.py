@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from .. import registry
-from ..analyses.dataflow import Dataflow
+from ..analyses.dataflow import Dataflow, is_plain
 from ..analyses.fit import check_fits
 from ..core.ir import INPUT, Block, Model, Node, Op
 from ..kinds.torch_modules import DenseBlock, DenseLayer
@@ -164,7 +164,7 @@ class _Builder:
         return Wiring(block, self.flow)
 
     def sequential(self, block: Block) -> nn.Module:
-        if _plain(block):
+        if is_plain(block):
             return nn.Sequential(self.children(block))
         return Sequence(self.children(block), self.wiring(block))
 
@@ -186,14 +186,6 @@ class _Builder:
         return DenseBlock(
             OrderedDict((layer.name, DenseLayer(self.children(layer), memory_efficient)) for layer in block.children)
         )
-
-
-def _plain(block: Block) -> bool:
-    """Whether nn.Sequential can run the block: no `from:`, no exports, no bare parameters."""
-    return not block.exports and not any(
-        child.inputs or child.exports or (isinstance(child, Op) and registry.layer_kind(child.kind).parameter)
-        for child in block.children
-    )
 
 
 # ---------------------------------------------------------------- layers
