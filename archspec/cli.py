@@ -381,15 +381,16 @@ def _limit(text: str) -> str:
 
 
 def _override(text: str) -> tuple[str, object]:
-    import yaml
+    """`--set VAR=VALUE`: VALUE read as a spec's values are (the same reader, limits and YAML 1.1 checks)."""
+    from .frontend.load import load_text
 
     name, sep, value = text.partition("=")
     if not sep or not name.strip().isidentifier():
         raise argparse.ArgumentTypeError(f"expected VAR=VALUE, got {text!r}")
     try:
-        parsed = yaml.safe_load(value)
-    except yaml.YAMLError:
-        parsed = None
+        parsed = load_text(value, "--set").data if value.strip() else None
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(f"{name.strip()}: {exc.diagnostics[0].message}") from None
     numbers = parsed if isinstance(parsed, list) else [parsed]
     if not numbers or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in numbers):
         raise argparse.ArgumentTypeError(f"the value of {name.strip()} must be a number or a list of numbers")

@@ -34,6 +34,7 @@ except AttributeError:  # PyYAML built without libyaml
 
 _PLAIN_TAGS = {f"tag:yaml.org,2002:{name}" for name in ("str", "int", "float", "bool", "null")}
 _STR = "tag:yaml.org,2002:str"
+_INT, _FLOAT = "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
 YamlPath = tuple  # keys and indices from the document root
 
@@ -367,10 +368,29 @@ class _Converter:
             message = f"the number {written} is longer than any spec needs; {how_to_raise('digits')}"
             self._error(node, message, LIMIT)
             return None
-        return self.scalars.yaml_constructors[node.tag](self.scalars, node)
+        value = self.scalars.yaml_constructors[node.tag](self.scalars, node)
+        surprise = _yaml11_number(node.value, value) if node.tag in (_INT, _FLOAT) else None
+        if surprise:
+            self._error(node, surprise, YAML_TAG)
+            return None
+        return value
 
     def _error(self, node, message: str, code: str) -> None:
         self.errors.append(Diagnostic(message, code, _location(self.doc.path, node.start_mark)))
+
+
+def _yaml11_number(written: str, value) -> str | None:
+    """Why a number YAML 1.1 reads is not the one a person (and YAML 1.2) reads, if it is not: base 60
+    (`1:30` is 90) and a leading zero (`010` is octal 8)."""
+    plain = written.replace("_", "").lstrip("+-")
+    if ":" in plain:
+        how = "a base-60 number"
+    elif len(plain) > 1 and plain[0] == "0" and plain.isdigit() and int(plain, 8) != int(plain):
+        how = "an octal number"
+    else:
+        return None
+    read = f"YAML 1.1 reads {shorten(written, 40)} as {how} ({show_value(value)})"
+    return f"{read}; write the number you mean, or quote it"
 
 
 def check_plain_data(doc: Document) -> None:

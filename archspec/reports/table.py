@@ -109,17 +109,26 @@ def _shown(costs: Costs, depth: int | None) -> list[Layer]:
     return [row for row in costs.layers if row.depth <= depth]
 
 
+def _per(value: int, size: int) -> str:
+    """value / size to two decimals; by integers past a float's range (a --batch of 400 digits)."""
+    try:
+        return f"{value / size:.2f}"
+    except OverflowError:
+        hundredths = (value * 100 + size // 2) // size
+        return f"{hundredths // 100}.{hundredths % 100:02d}"
+
+
 def _count(value: int) -> str:
     for size, unit in ((10**12, "T"), (10**9, "G"), (10**6, "M"), (10**3, "K")):
         if value >= size:
-            return f"{value:,} ({value / size:.2f} {unit})"
+            return f"{value:,} ({_per(value, size)} {unit})"
     return f"{value:,}"
 
 
 def _bytes(value: int) -> str:
     for size, unit in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if value >= size:
-            return f"{value / size:.2f} {unit}"
+            return f"{_per(value, size)} {unit}"
     return f"{value} B"
 
 

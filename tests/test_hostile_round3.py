@@ -1,0 +1,112 @@
+"""Hostile and careless input, round 3 (issue 29): each class closed where it arises, with generated cases.
+
+- Numbers YAML 1.1 reads unlike a person (and YAML 1.2): base 60 (`1:30` is 90) and a leading zero
+  (`010` is octal 8), in a spec or in `--set`, are located errors; every other number is read as
+  written or refused (`048`, text to YAML 1.1), never read as another.
+- `--set` values are read by the spec's own reader: its limits (nesting), tags and number checks.
+- Reports of numbers past a float's range (`--batch` of hundreds of digits): every format prints
+  them exactly, with no OverflowError.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from conftest import examples
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from archspec import SpecError, analyze
+from archspec.cli import main
+
+ROOT = Path(__file__).resolve().parent.parent
+ERROR_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): error: (?P<message>.*) \[(?P<code>[a-z-]+)\]$")
+
+
+def conv_spec(out: str) -> str:
+    return f"archspec: 1\nname: n\ninput: [3, 8, 8]\nvars: {{n: 4}}\nlayers:\n  - conv: {{out: {out}, kernel: 1}}\n"
+
+
+def sexagesimal():
+    parts = st.lists(st.integers(0, 59).map(str), min_size=1, max_size=3)
+    return st.tuples(st.sampled_from(["", "+", "-"]), st.integers(1, 999), parts).map(
+        lambda t: f"{t[0]}{t[1]}:" + ":".join(t[2])
+    )
+
+
+def leading_zero():
+    """Octal-looking integers whose octal value is not their decimal one (`010`, not `07`)."""
+    return (
+        st.from_regex(r"\A0[0-7]{1,6}\Z", fullmatch=True)
+        .filter(lambda text: int(text, 8) != int(text))
+    )
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(written=st.one_of(sexagesimal(), leading_zero()))
+def test_numbers_yaml_11_reads_otherwise_are_located_errors(written):
+    with pytest.raises(SpecError) as caught:
+        analyze(conv_spec(written))
+    (diagnostic,) = caught.value.diagnostics
+    assert diagnostic.code == "yaml-tag" and "YAML 1.1 reads" in diagnostic.message
+    assert (diagnostic.loc.line, diagnostic.loc.col) == (6, 17)
+
+
+@settings(max_examples=examples(200), deadline=None)
+@given(value=st.integers(1, 10**12), zeros=st.integers(0, 2), sep=st.booleans())
+def test_other_numbers_are_read_as_written_or_refused(value, zeros, sep):
+    """Plain decimals (with `_` separators) and leading zeros that change nothing (`07`) are the
+    numbers written; a leading zero before an 8 or 9 (`048`), which YAML 1.1 reads as text, is
+    refused where it stands: never a number other than the one written."""
+    text = "0" * zeros + (f"{value:_}" if sep else str(value))
+    digits = text.replace("_", "")
+    assume(not zeros or set(digits) - set("01234567") or int(digits, 8) == value)
+    if zeros and set(digits) - set("01234567"):
+        with pytest.raises(SpecError) as caught:
+            analyze(conv_spec(text))
+        assert [(d.code, d.loc.line) for d in caught.value.diagnostics] == [("bad-value", 6)]
+    else:
+        assert analyze(conv_spec(text)).body.children[0].out_shape[0] == value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1:30", "YAML 1.1 reads 1:30 as a base-60 number (90)"),
+        ("010", "YAML 1.1 reads 010 as an octal number (8)"),
+        ("[" * 900 + "]" * 900, "nested more than"),
+        ("!!python/object:os.system x", "the YAML tag !!python/object:os.system is not allowed"),
+        ("[1, [2, 3]]", "must be a number or a list of numbers"),
+        ("", "must be a number or a list of numbers"),
+    ],
+    ids=["sexagesimal", "octal", "deep", "tag", "nested-list", "empty"],
+)
+def test_set_values_are_read_as_spec_values(value, expected, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["check", str(ROOT / "specs/lenet5.yaml"), "--set", f"n={value}"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err) < 2_000
+
+
+def test_set_reads_numbers_and_lists(tmp_path, capsys):
+    spec = tmp_path / "n.yaml"
+    spec.write_text(conv_spec("n").replace("{n: 4}", "{n: 4, k: [1, 1]}").replace("kernel: 1", "kernel: k"))
+    assert main(["check", str(spec), "--set", "n=7", "--set", "k=[3, 1]", "--columns", "output"]) == 0
+    assert "(B, 7, 6, 8)" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "markdown", "sarif", "github"])
+@pytest.mark.parametrize("digits", [20, 400])
+def test_counts_past_a_floats_range_are_printed_exactly(fmt, digits, capsys):
+    batch = int("9" * digits)
+    assert main(["check", str(ROOT / "specs/resnet18.yaml"), "--batch", str(batch), "--format", fmt]) == 0
+    out = capsys.readouterr().out
+    macs = analyze(ROOT / "specs/resnet18.yaml").body.macs
+    if fmt == "json":
+        json.loads(out)
+    if fmt in ("table", "markdown"):
+        assert f"{macs * batch:,}" in out
