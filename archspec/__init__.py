@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 
-def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None, limits: Limits | None = None):
+def analyze(spec, overrides: dict | None = None, input_shape: tuple | None = None, limits: Limits | dict | None = None):
     """The statically shaped IR of `spec` (see archspec.analyses.analyze); imports no torch.
 
     Every node carries its shapes, `params` and `macs` (multiply-adds per sample); `measure`
@@ -46,7 +46,7 @@ def compile_spec(
     overrides: dict | None = None,
     weights=None,
     strict: bool = True,
-    limits: Limits | None = None,
+    limits: Limits | dict | None = None,
     memory_efficient: bool | None = None,
 ):
     """A torch.nn.Module for `spec` (a path, YAML text, a dict, or a validated spec).

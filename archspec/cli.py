@@ -401,11 +401,16 @@ def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: t
     """The shaped IR, or the errors of the spec. A path that names no regular file (missing, a
     directory, a FIFO, a device, a name the system refuses) is a UsageError (load.UnreadableFile)."""
     from .analyses.analyze import analyze
+    from .frontend.load import UnreadableFile, shown
 
     try:
         return analyze(Path(path), dict(overrides), input_shape), None
     except SpecError as exc:
         return None, exc
+    except UnreadableFile:
+        raise
+    except UsageError as exc:  # a --set for no var of this spec: say which, when several are checked
+        raise UsageError(f"{shown(path)}: {exc}") from None
 
 
 def _report_errors(exc: SpecError, summary: bool = True, shown: int = MAX_ERRORS) -> None:
@@ -436,12 +441,18 @@ def _check(args) -> int:
     from .reports import table as report
 
     worst, error_count, files, found = EXIT_OK, 0, [], []
+    unchecked: list[tuple[str, str]] = []  # (path, why) of the files not checked at all
     for path in args.specs:
         try:
             model, exc = _analyze(path, args.set, args.input)
-        except UsageError as usage:
+        except UsageError as usage:  # the file is left out of the report: say so in it too
             print(f"archspec: error: {usage}", file=sys.stderr)
             worst = max(worst, EXIT_USAGE)
+            unchecked.append((path, str(usage)))
+            if args.format == "json":
+                files.append({"file": path, "errors": [report.unchecked_json(path, str(usage))]})
+            elif args.format == "github":
+                print(report.github_unchecked(path, str(usage)))
             continue
         if exc is not None:
             found += exc.diagnostics
@@ -467,7 +478,7 @@ def _check(args) -> int:
     if args.format in ("json", "sarif"):
         import json
 
-        document = report.document(files) if args.format == "json" else report.sarif(found, __version__)
+        document = report.document(files) if args.format == "json" else report.sarif(found, __version__, unchecked)
         print(json.dumps(document, indent=1))
     elif error_count and args.format != "github":
         _summary(error_count)

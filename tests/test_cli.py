@@ -203,7 +203,7 @@ def test_set_of_a_number_for_a_list_var_is_one_usage_error(capsys, monkeypatch):
     status, out, err = run(capsys, "check", "specs/resnet18.yaml", "--set", "depths=3")
     assert status == 2 and out == ""
     assert err.strip() == (
-        'archspec: error: --set depths=3: depths is a list of 4 in the spec; give a list, e.g. --set "depths=[3, 3, 3, 3]"'
+        'archspec: error: specs/resnet18.yaml: --set depths=3: depths is a list of 4 in the spec; give a list, e.g. --set "depths=[3, 3, 3, 3]"'
     )
     status, _, err = run(capsys, "check", "specs/resnet18.yaml", "--set", "num_classes=[1, 2]")
     assert status == 2 and "num_classes is a single value in the spec, not a list" in err

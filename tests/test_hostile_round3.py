@@ -86,7 +86,7 @@ def test_other_numbers_are_read_as_written_or_refused(value, zeros, sep):
 )
 def test_set_values_are_read_as_spec_values(value, expected, capsys):
     with pytest.raises(SystemExit) as exited:
-        main(["check", str(ROOT / "specs/lenet5.yaml"), "--set", f"n={value}"])
+        main(["check", str(ROOT / "specs/resnet18.yaml"), "--set", f"n={value}"])
     assert exited.value.code == 2
     err = capsys.readouterr().err
     assert expected in err and "Traceback" not in err and len(err) < 2_000
@@ -110,3 +110,84 @@ def test_counts_past_a_floats_range_are_printed_exactly(fmt, digits, capsys):
         json.loads(out)
     if fmt in ("table", "markdown"):
         assert f"{macs * batch:,}" in out
+
+
+# ---------------------------------------------------------------- output formats
+
+SARIF_SCHEMA = Path(__file__).parent / "data" / "sarif-schema-2.1.0.json"  # OASIS SARIF 2.1.0 (sarif-spec repo)
+
+
+def sarif_errors(document: dict) -> list[str]:
+    from jsonschema import Draft4Validator
+
+    validator = Draft4Validator(json.loads(SARIF_SCHEMA.read_text()))
+    return [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(document)]
+
+
+@pytest.mark.parametrize("spec", sorted((ROOT / "tests" / "errors").glob("*.yaml")), ids=lambda p: p.stem)
+def test_sarif_of_every_error_file_is_valid_sarif(spec, capsys):
+    main(["check", str(spec), "--format", "sarif"])
+    assert sarif_errors(json.loads(capsys.readouterr().out)) == []
+
+
+@pytest.mark.parametrize("fmt", ["json", "sarif", "github", "table"])
+def test_a_file_left_unchecked_is_in_the_report(fmt, tmp_path, capsys):
+    """A missing file (or a --set for no var of one spec) was said only on stderr: a JSON or SARIF
+    document read by CI listed the other files as if all had been checked."""
+    good = ROOT / "specs" / "resnet18.yaml"
+    missing = tmp_path / "missing.yaml"
+    assert main(["check", str(good), str(missing), "--format", fmt]) == 2
+    out, err = capsys.readouterr()
+    assert f"no such file: {missing}" in err
+    if fmt == "json":
+        files = json.loads(out)["files"]
+        assert [f["file"] for f in files] == [str(good), str(missing)]
+        assert [e["code"] for e in files[1]["errors"]] == ["unchecked"]
+    elif fmt == "sarif":
+        document = json.loads(out)
+        assert sarif_errors(document) == []
+        (invocation,) = document["runs"][0]["invocations"]
+        assert invocation["executionSuccessful"] is False
+        assert [n["message"]["text"] for n in invocation["toolExecutionNotifications"]] == [f"no such file: {missing}"]
+    elif fmt == "github":
+        assert out.splitlines() == [f"::error file={missing},title=archspec [unchecked]::no such file: {missing}"]
+
+
+def test_a_set_for_no_var_of_one_spec_names_that_spec(tmp_path, capsys):
+    with_var = tmp_path / "n.yaml"
+    with_var.write_text(conv_spec("n"))
+    without = ROOT / "specs" / "resnet18.yaml"
+    assert main(["check", str(with_var), str(without), "--set", "n=5", "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'archspec: error: {without}: no var named "n" to override')
+
+
+# ---------------------------------------------------------------- the library's arguments
+
+
+@pytest.mark.parametrize("batch", [-1, 0, 2.5, True, "3", None])
+def test_measure_refuses_a_batch_that_is_no_positive_integer(batch):
+    from archspec import measure
+
+    with pytest.raises((TypeError, ValueError), match="batch must be a positive integer"):
+        measure(analyze(conv_spec("4")), batch=batch)
+
+
+@pytest.mark.parametrize("model", ["x", 3, None, {"layers": []}])
+def test_measure_refuses_what_is_no_analyzed_model(model):
+    from archspec import measure
+
+    with pytest.raises(TypeError, match=r"measure\(\) takes the model archspec.analyze\(\) returns"):
+        measure(model)
+
+
+def test_limits_may_be_a_mapping_and_anything_else_is_refused_clearly():
+    with pytest.raises(SpecError, match="limit layers = 1"):
+        analyze(conv_spec("4").replace("kernel: 1}", "kernel: 1, repeat: 3}"), limits={"layers": 1})
+    with pytest.raises(ValueError, match="no limit named 'layerz'; the limits are spec_bytes"):
+        analyze(conv_spec("4"), limits={"layerz": 5})
+    with pytest.raises(ValueError, match="limit layers must be a positive integer"):
+        analyze(conv_spec("4"), limits={"layers": -1})
+    for wrong in ("x", 5, [("layers", 5)]):
+        with pytest.raises(TypeError, match="limits must be an archspec.Limits or a mapping"):
+            analyze(conv_spec("4"), limits=wrong)

@@ -20,6 +20,7 @@ from fractions import Fraction
 from typing import NamedTuple
 
 from .. import registry
+from ..core.errors import show_value
 from ..core.ir import Block, Model, Node, Op, walk
 from ..core.limits import ensure_stack, magnitude_bounds
 from ..core.shape_rules import Window
@@ -107,8 +108,12 @@ class Costs(NamedTuple):
 
 def measure(model: Model, batch: int = 1, dtype: str = "float32") -> Costs:
     """The costs of a shaped model (archspec.analyze's result)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"measure() takes the model archspec.analyze() returns, not {type(model).__name__}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, not {show_value(batch)}")
     if dtype not in DTYPE_BYTES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {dtype!r}")
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_BYTES)}, not {show_value(dtype)}")
     ensure_stack()  # its passes recurse once per level of nesting, as the shape stage does
     return _measure(model, batch, dtype)
 

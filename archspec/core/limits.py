@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import math
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 
 KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
@@ -49,16 +50,29 @@ def current() -> Limits:
 
 
 @contextlib.contextmanager
-def applied(limits: Limits | None):
-    """Run a block of work under `limits` (None keeps those in force)."""
+def applied(limits: Limits | Mapping | None):
+    """Run a block of work under `limits`: a Limits, or a mapping of some limits to their values
+    (the others are the defaults); None keeps those in force."""
     if limits is None:
         yield current()
         return
+    limits = _as_limits(limits)
     token = _active.set(limits)
     try:
         yield limits
     finally:
         _active.reset(token)
+
+
+def _as_limits(limits: object) -> Limits:
+    if isinstance(limits, Limits):
+        return limits
+    if not isinstance(limits, Mapping):
+        raise TypeError(f"limits must be an archspec.Limits or a mapping of limit names, not {type(limits).__name__}")
+    unknown = [name for name in limits if name not in NAMES]
+    if unknown:
+        raise ValueError(f"no limit named {str(unknown[0])[:40]!r}; the limits are {', '.join(NAMES)}")
+    return Limits(**limits)
 
 
 def ensure_stack() -> None:

@@ -149,6 +149,7 @@ class _Expander:
         self.count = 0  # layers made so far (an empty copy of a repeat counts as one)
         self.entry_start: int | None = None  # the count where the outermost entry being made began
         self.wasted = 0  # layers made by entries then refused: past the limit, every entry after is refused
+        self.fewest_known: dict = {}  # user_blocks.fewest_layers's counts
 
     def standin(self, own: dict) -> dict:
         """An identity in place of a layer already reported wrong, so the other layers are still checked;
@@ -193,12 +194,14 @@ class _Expander:
         params, own, body_scope = user_blocks.use_scope(self.ev, kind, definition, fields, origin, scope)
         if body_scope is None:
             return self.standin(own)
-        one_residual = user_blocks.one_residual(
-            definition.value["layers"]
-        )  # the block is that residual: no group around it
+        one_residual = user_blocks.one_residual(definition.value["layers"])  # then no group around it
         if not one_residual and level >= self.max_depth:
             self.too_deep(origin)
             return self.standin(own)
+        if self.entry_start is not None:
+            least = user_blocks.fewest_layers(self.blocks, kind, self.max_depth - level, self.fewest_known)
+            if self.count - self.entry_start + least > self.max_layers:
+                raise _TooMany
         arg_origin = origin.at(kind)
         use = (origin.doc.locate(origin.ypath), f"in block {kind}, used here")
         layers_origin = Origin(definition.origin.doc, definition.origin.ypath + ("layers",), origin.trace + (use,))

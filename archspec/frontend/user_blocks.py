@@ -96,6 +96,40 @@ def use_scope(ev: Evaluator, kind: str, definition: Part, fields: dict, origin: 
     return declared, own, None if len(ev.errors) > errors_before else body_scope
 
 
+def fewest_layers(blocks: dict[str, Part], kind: str, depth: int, known: dict) -> int:
+    """The fewest layers a right use of block `kind` makes, `depth` levels of nesting left, from the
+    form of its layers alone: literal counts only (an expression counts none), a use of a block with
+    parameters as one layer. Blocks that use one another twice over (2**60 layers in 60 lines) are
+    refused before any layer is made. `known`, this expansion's, holds what is counted; a block being
+    counted (a cycle, which expansion reports) counts none."""
+    if depth <= 0:
+        return 0
+    if (kind, depth) not in known:
+        known[kind, depth] = 0
+        layers = blocks[kind].value["layers"]
+        inner = sum(_fewest_of(blocks, item, depth - 1, known) for item in layers)
+        known[kind, depth] = inner + (0 if one_residual(layers) else 1)  # the group around them
+    return known[kind, depth]
+
+
+def _fewest_of(blocks: dict[str, Part], item: Any, depth: int, known: dict) -> int:
+    if isinstance(item, str):
+        item = {item: None}
+    if not (isinstance(item, dict) and len(item) == 1 and isinstance(next(iter(item)), str)):
+        return 1  # a stand-in for it
+    kind, value = next(iter(item.items()))
+    if kind == "repeat" and kind not in registry.KINDS and kind not in blocks:
+        times, items = (value.get("times"), value.get("layers")) if isinstance(value, dict) else (None, None)
+        if type(times) is not int or times < 0 or not isinstance(items, list):
+            return 0
+        return times * max(1, sum(_fewest_of(blocks, inner, depth, known) for inner in items))
+    copies = value.get("repeat", 1) if isinstance(value, dict) else 1
+    if type(copies) is not int or copies < 0:
+        return 0
+    plain_use = kind in blocks and kind not in registry.KINDS and value is None and not blocks[kind].value.get("params")
+    return copies * (fewest_layers(blocks, kind, depth, known) if plain_use else 1)
+
+
 def one_residual(layers: list) -> bool:
     """Whether a block's layers are one unnamed, unrepeated residual, which its uses become directly
     (an InvertedResidual is the residual, not a Sequential holding one)."""

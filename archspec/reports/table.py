@@ -222,6 +222,20 @@ def _note(at, text: str) -> dict:
     return {"file": at and at.path, "line": at and at.line, "column": at and at.col, "message": text}
 
 
+def unchecked_json(path: str, why: str) -> dict:
+    """The error of a file `check` could not check at all (missing, unreadable, a --set for no var
+    of it): no line, code `unchecked`; the exit status is 2."""
+    return {
+        "severity": "error",
+        "code": "unchecked",
+        "message": why,
+        "file": None,
+        "line": None,
+        "column": None,
+        "notes": [],
+    }
+
+
 def document(files: list[dict]) -> dict:
     """The whole of `check --format json`: one entry per spec file, each a report or its errors."""
     return {"format": "archspec-check", "version": JSON_VERSION, "files": files}
@@ -230,8 +244,9 @@ def document(files: list[dict]) -> dict:
 # ---------------------------------------------------------------- CI formats
 
 
-def sarif(diagnostics: list[Diagnostic], version: str) -> dict:
-    """A SARIF 2.1.0 log of `diagnostics` (GitHub code scanning reads it): one rule per error code."""
+def sarif(diagnostics: list[Diagnostic], version: str, unchecked: list[tuple[str, str]] = ()) -> dict:
+    """A SARIF 2.1.0 log of `diagnostics` (GitHub code scanning reads it): one rule per error code.
+    The files not checked at all, (path, why), are the invocation's notifications."""
     from ..core.errors import CODES
 
     rules = list(CODES)
@@ -258,11 +273,18 @@ def sarif(diagnostics: list[Diagnostic], version: str) -> dict:
             for code, text in CODES.items()
         ],
     }
-    return {
-        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
-        "version": "2.1.0",
-        "runs": [{"tool": {"driver": driver}, "results": results, "columnKind": "unicodeCodePoints"}],
-    }
+    run = {"tool": {"driver": driver}, "results": results, "columnKind": "unicodeCodePoints"}
+    if unchecked:
+        notifications = [
+            {
+                "level": "error",
+                "message": {"text": why},
+                "locations": [{"physicalLocation": {"artifactLocation": {"uri": _uri(path)}}}],
+            }
+            for path, why in unchecked
+        ]
+        run["invocations"] = [{"executionSuccessful": False, "toolExecutionNotifications": notifications}]
+    return {"$schema": "https://json.schemastore.org/sarif-2.1.0.json", "version": "2.1.0", "runs": [run]}
 
 
 def _sarif_location(loc) -> dict:
@@ -277,6 +299,11 @@ def _uri(path: str) -> str:
 
     file = Path(path)
     return file.as_uri() if file.is_absolute() else quote(file.as_posix())
+
+
+def github_unchecked(path: str, why: str) -> str:
+    """A GitHub Actions error for a file not checked at all: on the file, without a line."""
+    return f"::error file={_property(path)},title={_property('archspec [unchecked]')}::{_data(why)}"
 
 
 def github(diagnostic: Diagnostic) -> str:
