@@ -14,7 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-from .core.errors import SpecError, UsageError
+from .core.errors import SpecError, UsageError, terminal_safe
 from .core.limits import applied, parse
 from .core.version import DISTRIBUTION, __version__
 
@@ -36,14 +36,14 @@ def run() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = _parser(argv).parse_args(argv)  # exits 2 on a bad flag
     # The collector would walk every object pydantic makes building its models, and every node of a
     # large spec, again and again, to find almost no cycles: 5% of a `check`. A command is short.
     collecting = gc.isenabled()
     gc.disable()
-    stdout = sys.stdout
-    sys.stdout = _Output(stdout)
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _Output(stdout), _Safe(stderr)
     try:
+        args = _parser(argv).parse_args(argv)  # exits 2 on a bad flag, which it names as written
         for plugin in args.plugin:
             load_plugin(plugin)
         with applied(parse(args.limit) if getattr(args, "limit", None) else None):
@@ -65,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if isinstance(sys.stdout, _Output):
             sys.stdout = stdout
+        if isinstance(sys.stderr, _Safe):
+            sys.stderr = stderr
         if collecting:
             gc.enable()
 
@@ -73,16 +75,28 @@ class OutputError(Exception):
     """Writing to stdout failed (not because its reader left): the message is the system's reason."""
 
 
-class _Output:
-    """sys.stdout while a command runs: a failed write becomes OutputError, so that it is reported
-    as the output's (a closed pipe stays a BrokenPipeError, which ends a command quietly)."""
+class _Safe:
+    """sys.stderr while a command runs: what is written has every terminal control escaped, so no
+    path, key or name from outside can clear the screen, recolour or reorder it, or forge a line."""
 
     def __init__(self, stream):
         self._stream = stream
 
     def write(self, text: str) -> int:
+        return self._stream.write(terminal_safe(text))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+class _Output(_Safe):
+    """sys.stdout while a command runs: escaped as stderr is, and a failed write becomes OutputError,
+    so that it is reported as the output's (a closed pipe stays a BrokenPipeError, which ends a
+    command quietly)."""
+
+    def write(self, text: str) -> int:
         try:
-            return self._stream.write(text)
+            return self._stream.write(terminal_safe(text))
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -95,9 +109,6 @@ class _Output:
             raise
         except OSError as exc:
             raise OutputError(exc.strerror or str(exc)) from None
-
-    def __getattr__(self, name: str):
-        return getattr(self._stream, name)
 
 
 def _discard(stream) -> None:
@@ -401,7 +412,8 @@ def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: t
     """The shaped IR, or the errors of the spec. A path that names no regular file (missing, a
     directory, a FIFO, a device, a name the system refuses) is a UsageError (load.UnreadableFile)."""
     from .analyses.analyze import analyze
-    from .frontend.load import UnreadableFile, shown
+    from .core.errors import printable
+    from .frontend.load import UnreadableFile
 
     try:
         return analyze(Path(path), dict(overrides), input_shape), None
@@ -410,7 +422,7 @@ def _analyze(path: str, overrides: list[tuple[str, object]] = (), input_shape: t
     except UnreadableFile:
         raise
     except UsageError as exc:  # a --set for no var of this spec: say which, when several are checked
-        raise UsageError(f"{shown(path)}: {exc}") from None
+        raise UsageError(f"{printable(path)}: {exc}") from None
 
 
 def _report_errors(exc: SpecError, summary: bool = True, shown: int = MAX_ERRORS) -> None:

@@ -4,12 +4,17 @@
   (`010` is octal 8), in a spec or in `--set`, are located errors; every other number is read as
   written or refused (`048`, text to YAML 1.1), never read as another.
 - `--set` values are read by the spec's own reader: its limits (nesting), tags and number checks.
+- Terminal and log injection: paths, weights keys and names from outside reach stdout and stderr
+  with every terminal control escaped (one sanitiser, core.errors.terminal_safe, in cli), a newline
+  in a path never splits the `path:line:col` prefix, and a long key is shortened.
 - Reports of numbers past a float's range (`--batch` of hundreds of digits): every format prints
   them exactly, with no OverflowError.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 from pathlib import Path
@@ -191,3 +196,54 @@ def test_limits_may_be_a_mapping_and_anything_else_is_refused_clearly():
     for wrong in ("x", 5, [("layers", 5)]):
         with pytest.raises(TypeError, match="limits must be an archspec.Limits or a mapping"):
             analyze(conv_spec("4"), limits=wrong)
+
+
+# ---------------------------------------------------------------- terminal and log injection
+
+TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+HOSTILE_CHARS = "a.:,%[]2J\x1b\x07\x08\r\n\t\x9b\u202e\u2066\u200f\u2028\u0085 "
+FORGED = "fake.yaml:1:1: error: forged [x]"
+
+
+def hostile_text(min_size: int = 1):
+    return st.text(alphabet=HOSTILE_CHARS, min_size=min_size, max_size=40).map(lambda t: t + "\n" + FORGED)
+
+
+def assert_safe(text: str, allowed_lines) -> None:
+    """No terminal control reaches the output, and no line is one the input forged."""
+    assert not TERMINAL.search(text), repr(TERMINAL.search(text).group())
+    assert all(not line.startswith(FORGED) for line in text.splitlines()), text
+    assert all(allowed_lines(line) for line in text.splitlines() if line), text
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(name=hostile_text(), fmt=st.sampled_from(["table", "markdown", "json", "sarif", "github"]))
+def test_file_names_reach_no_terminal_raw(name, fmt, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("names")
+    broken = folder / (name.replace("/", "_") + ".yaml")
+    broken.write_text(conv_spec("4").replace("conv:", "convv:"))
+    missing = folder / (name.replace("/", "_") + "-missing.yaml")
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["check", str(broken), str(missing), "--format", fmt])
+    assert status == 2
+    assert_safe(out.getvalue(), lambda line: True)
+    assert_safe(err.getvalue(), lambda line: line.startswith(("archspec: error:", str(folder), "found ")))
+    if fmt == "table":
+        (error,) = [line for line in out.getvalue().splitlines() + err.getvalue().splitlines() if "error: unknown" in line]
+        assert ERROR_LINE.match(error), error
+
+
+@pytest.mark.parametrize("partial", [False, True])
+def test_weights_keys_reach_no_terminal_raw(partial, tmp_path, capsys):
+    torch = pytest.importorskip("torch")
+    spec = tmp_path / "n.yaml"
+    spec.write_text(conv_spec("4"))
+    keys = [f"0.weight\x1b[2J\x1b[31m\n{FORGED}", "\u202eevil" * 3, "x" * 1_000_000]
+    weights = tmp_path / "w.pt"
+    torch.save({key: torch.zeros(1) for key in keys}, weights)
+    argv = ["build", str(spec), "--weights", str(weights)] + (["--partial"] if partial else [])
+    main(argv)
+    out, err = capsys.readouterr()
+    assert_safe(out + err, lambda line: True)
+    assert len(err) < 20_000, len(err)

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
+from ..core.errors import printable
+
 SHOWN = 20  # keys listed per section of the text report before "and N more"
 
 
@@ -142,7 +144,7 @@ def load_partially(module, state: dict) -> Diff:
 
 
 def text(diff: Diff, old_label: str, new_label: str, show_all: bool = False) -> str:
-    lines = [f"{old_label} -> {new_label}"]
+    lines = [f"{printable(old_label)} -> {printable(new_label)}"]
     sections = (
         ("kept, same shape", [(t.key, _shape(t)) for t in diff.kept], False),
         ("kept, new shape", [(c.new.key, f"{_shape(c.old)} -> {_shape(c.new)}") for c in diff.changed], True),
@@ -151,7 +153,7 @@ def text(diff: Diff, old_label: str, new_label: str, show_all: bool = False) -> 
     )
     for title, rows, listed in sections:
         lines.append(f"{title}: {len(rows)}")
-        shown = rows if show_all else rows[:SHOWN]
+        shown = [(printable(key, 160), what) for key, what in (rows if show_all else rows[:SHOWN])]
         if listed or show_all:
             width = max((len(key) for key, _ in shown), default=0)
             lines += [f"  {key:<{width}}  {what}" for key, what in shown]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 
-from ..core.errors import WeightsError
+from ..core.errors import WeightsError, printable, show_value
 from ..core.limits import current, how_to_raise, show_size
 from .statedicts import compatible
 
@@ -25,14 +25,14 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
         try:
             return load_partially(module, state)
         except (RuntimeError, ValueError, TypeError) as exc:
-            raise WeightsError(f"cannot load {path} into the model: {_first_line(exc)}") from None
+            raise WeightsError(f"cannot load {printable(path)} into the model: {_first_line(exc)}") from None
     problems = mismatches(module.state_dict(), state)
     if problems:
-        raise WeightsError(f"{path} does not fit the model: " + "; ".join(problems))
+        raise WeightsError(f"{printable(path)} does not fit the model: " + "; ".join(problems))
     try:
         module.load_state_dict(state, strict=True)
     except (RuntimeError, ValueError, TypeError) as exc:
-        raise WeightsError(f"cannot load {path} into the model: {_first_line(exc)}") from None
+        raise WeightsError(f"cannot load {printable(path)} into the model: {_first_line(exc)}") from None
     return None
 
 
@@ -46,21 +46,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # the file's content is the user's: whatever it makes torch raise, say so
         raise WeightsError(
-            f"cannot read {path} as a state_dict (torch.load with weights_only=True): {_first_line(exc)}"
+            f"cannot read {printable(path)} as a state_dict (torch.load with weights_only=True): {_first_line(exc)}"
         ) from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]  # a training checkpoint
     if not isinstance(state, dict):
-        raise WeightsError(f"{path} holds a {type(state).__name__}, not a state_dict of tensors")
+        raise WeightsError(f"{printable(path)} holds a {type(state).__name__}, not a state_dict of tensors")
     for key, value in state.items():
         if not isinstance(key, str):
-            raise WeightsError(f"{path} has a key {key!r} ({type(key).__name__}); a state_dict's keys are strings")
+            message = f"has a key {show_value(key)} ({type(key).__name__}); a state_dict's keys are strings"
+            raise WeightsError(f"{printable(path)} {message}")
         if not isinstance(value, torch.Tensor):
-            raise WeightsError(f"{path} holds a {type(value).__name__} at {key}, not a tensor")
+            what = type(value).__name__
+            raise WeightsError(f"{printable(path)} holds a {what} at {printable(key, 120)}, not a tensor")
         if value.layout != torch.strided or value.is_quantized or value.device.type != "cpu":
             what = str(value.layout).removeprefix("torch.") if value.layout != torch.strided else None
             what = what or ("quantized" if value.is_quantized else f"{value.device.type} device")
-            raise WeightsError(f"{path} holds a {what} tensor at {key}; a model's weights are dense tensors")
+            where = f"{printable(path)} holds a {what} tensor at {printable(key, 120)}"
+            raise WeightsError(f"{where}; a model's weights are dense tensors")
     return state
 
 
@@ -79,10 +82,10 @@ def _check_size(path: str | Path) -> None:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "strerror", None) or str(exc)
         if isinstance(exc, FileNotFoundError):
-            raise WeightsError(f"no such weights file: {path}") from None
-        raise WeightsError(f"cannot read weights file {path}: {reason}") from None
+            raise WeightsError(f"no such weights file: {printable(path)}") from None
+        raise WeightsError(f"cannot read weights file {printable(path)}: {reason}") from None
     if not stat.S_ISREG(info.st_mode):
-        raise WeightsError(f"{path} is not a regular file; a weights file is one torch.save wrote")
+        raise WeightsError(f"{printable(path)} is not a regular file; a weights file is one torch.save wrote")
     limit = current().weights_bytes
     size = info.st_size
     try:
@@ -91,9 +94,8 @@ def _check_size(path: str | Path) -> None:
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError, RuntimeError):
         pass  # not a zip archive (torch's legacy format): torch.load reads it as it is
     if size > limit:
-        raise WeightsError(
-            f"{path} holds {show_size(size)} once read, more than weights may take ({how_to_raise('weights_bytes')})"
-        )
+        more = f"more than weights may take ({how_to_raise('weights_bytes')})"
+        raise WeightsError(f"{printable(path)} holds {show_size(size)} once read, {more}")
     from ..analyses.fit import available_memory
 
     memory = current().memory
@@ -103,7 +105,7 @@ def _check_size(path: str | Path) -> None:
             room = f"but {show_size(available)} is available on this machine ({how_to_raise('memory')})"
         else:
             room = f"more than {how_to_raise('memory')}"
-        raise WeightsError(f"{path} holds {show_size(size)} once read, {room}")
+        raise WeightsError(f"{printable(path)} holds {show_size(size)} once read, {room}")
 
 
 def _first_line(exc: BaseException) -> str:
@@ -125,7 +127,7 @@ def mismatches(expected: dict[str, torch.Tensor], given: dict[str, torch.Tensor]
         if key in given and not compatible(_dtype(given[key]), _dtype(tensor))
     ]
     return [
-        f"{label} ({len(keys)}): {', '.join(keys[:SHOWN])}"
+        f"{label} ({len(keys)}): {', '.join(printable(key, 160) for key in keys[:SHOWN])}"
         + (f", and {len(keys) - SHOWN} more" if len(keys) > SHOWN else "")
         for label, keys in (
             ("missing keys", missing),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -14,7 +16,7 @@ class Location(NamedTuple):
     col: int  # 1-based
 
     def __str__(self) -> str:
-        return f"{self.path}:{self.line}:{self.col}"
+        return f"{printable(self.path)}:{self.line}:{self.col}"
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,27 @@ def show_number(value: int | float) -> str:
     head = magnitude // 10 ** (count - 4)
     tail = magnitude % 10**4
     return f"{sign}{head}...{tail:04d} ({count:,} digits)"
+
+
+# What could move a terminal's cursor, change its colours, forge or reorder what it shows: C0 and C1
+# controls but newline and tab, the bidirectional controls, and the line and paragraph separators.
+_TERMINAL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: str) -> str:
+    """`text` with every terminal control escaped (`\\x1b`, `\\u202e`): everything archspec writes to
+    stdout and stderr passes through here (cli), whatever part of it came from outside."""
+    return _TERMINAL.sub(lambda found: repr(found.group())[1:-1], text)
+
+
+def printable(text: str | os.PathLike, width: int = 300) -> str:
+    """A path or name from outside as a message shows it: every unprintable character escaped (a
+    newline too, which would split the `path:line:col` prefix), a very long one shortened."""
+    text = os.fsdecode(text) if not isinstance(text, str) else text
+    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    return (
+        text if len(text) <= width else f"{text[: width * 3 // 5]}...{text[-width // 3 :]} ({len(text):,} characters)"
+    )
 
 
 def shorten(text: str, width: int = MAX_NAME) -> str:

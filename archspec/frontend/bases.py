@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..core.errors import BAD_EXTENDS, BAD_VALUE, Diagnostic, SpecError
+from ..core.errors import BAD_EXTENDS, BAD_VALUE, Diagnostic, SpecError, printable
 from ..core.limits import current as current_limits
 from ..core.limits import how_to_raise
 from . import user_blocks
-from .load import Document, UnreadableFile, load_file, shown
+from .load import Document, UnreadableFile, load_file
 from .scope import Evaluator, Note, Origin, Part
 
 
@@ -77,10 +77,10 @@ def _load_base(ev: Evaluator, doc: Document, target: Any, chain: list[str], trac
     try:
         return load_file(written)
     except UnreadableFile as exc:  # missing, a directory, a FIFO, a name the system refuses...
-        message = f"extends: no such file {shown(written)}" if exc.missing else f"extends: {exc}"
+        message = f"extends: no such file {printable(written)}" if exc.missing else f"extends: {exc}"
         ev.error(message, BAD_EXTENDS, traced)
     except SpecError as exc:  # a file, but no spec: too large, not UTF-8 text, not YAML
-        note = (doc.locate(("extends",)), f"in {shown(written)}, extended here")
+        note = (doc.locate(("extends",)), f"in {printable(written)}, extended here")
         ev.errors.extend(Diagnostic(d.message, d.code, d.loc, (*d.notes, note, *trace)) for d in exc.diagnostics)
     return None
 

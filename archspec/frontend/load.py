@@ -22,6 +22,7 @@ from ..core.errors import (
     Location,
     SpecError,
     UsageError,
+    printable,
     shorten,
     show_value,
 )
@@ -81,13 +82,6 @@ _KINDS = {  # what a path names instead of a regular file
 }
 
 
-def shown(path: str | os.PathLike) -> str:
-    """A path as an error message shows it: control characters escaped, a very long one shortened."""
-    text = os.fsdecode(path) if not isinstance(path, str) else path
-    text = "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
-    return text if len(text) <= 300 else f"{text[:180]}...{text[-100:]} ({len(text):,} characters)"
-
-
 def load_file(path: str | Path) -> Document:
     """The spec at `path`: a regular file no larger than limit spec_bytes, read without ever blocking
     (a FIFO or a device is refused, not opened for reading). UnreadableFile (a UsageError) when the
@@ -106,7 +100,7 @@ def read_spec_bytes(path: str | Path) -> bytes:
     if isinstance(name, bytes):
         name = os.fsdecode(name)
     if "\0" in name:
-        raise UnreadableFile(name, f"cannot read {shown(name)}: a path cannot hold a NUL byte")
+        raise UnreadableFile(name, f"cannot read {printable(name)}: a path cannot hold a NUL byte")
     try:
         _regular(name, os.stat(name))  # before opening: a device is never opened at all
         fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
@@ -137,15 +131,15 @@ def read_spec_bytes(path: str | Path) -> bytes:
 def _regular(name: str, info: os.stat_result) -> None:
     if not stat.S_ISREG(info.st_mode):
         kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise UnreadableFile(name, f"{shown(name)} is {kind}, not a spec file")
+        raise UnreadableFile(name, f"{printable(name)} is {kind}, not a spec file")
 
 
 def _unreadable(name: str, exc: OSError) -> UnreadableFile:
     if exc.errno == errno.ENOENT:
-        return UnreadableFile(name, f"no such file: {shown(name)}", missing=True)
+        return UnreadableFile(name, f"no such file: {printable(name)}", missing=True)
     if exc.errno == errno.EISDIR:
-        return UnreadableFile(name, f"{shown(name)} is a directory, not a spec file")
-    return UnreadableFile(name, f"cannot read {shown(name)}: {exc.strerror or exc}")
+        return UnreadableFile(name, f"{printable(name)} is a directory, not a spec file")
+    return UnreadableFile(name, f"cannot read {printable(name)}: {exc.strerror or exc}")
 
 
 def _too_large(name: str, size: int) -> None:

@@ -13,7 +13,7 @@ from itertools import starmap
 from operator import itemgetter
 
 from ..analyses.costs import Costs, Field, Layer
-from ..core.errors import Diagnostic
+from ..core.errors import Diagnostic, printable
 from ..core.shape_rules import fmt_shape
 
 JSON_VERSION = 1
@@ -64,7 +64,7 @@ def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_C
     cells += [COLUMNS[c][2](shown) for c in columns]
     widths = [max(len(heading), max(map(len, column), default=0)) for heading, column in zip(header, cells)]
     line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
-    lines = [f"{costs.model} ({source})", f"input {fmt_shape(costs.input_shape)}"]
+    lines = [f"{costs.model} ({printable(source)})", f"input {fmt_shape(costs.input_shape)}"]
     lines += map(str.rstrip, starmap(line.format, (header, *zip(*cells))))
     lines.append(f"output {fmt_shape(costs.output_shape)}")
     lines += totals(costs)
@@ -74,7 +74,7 @@ def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_C
 def markdown(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_COLUMNS) -> str:
     header = ["layer", "kind", *(COLUMNS[c][0] for c in columns)]
     align = ["---", "---", *("---:" if COLUMNS[c][1] else "---" for c in columns)]
-    lines = [f"### {costs.model} (`{source}`)", "", f"input `{fmt_shape(costs.input_shape)}`", ""]
+    lines = [f"### {costs.model} (`{printable(source)}`)", "", f"input `{fmt_shape(costs.input_shape)}`", ""]
     lines += ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
     shown = _shown(costs, depth)
     cells = [[f"`{row.path}`" for row in shown], [row.kind for row in shown], *(COLUMNS[c][2](shown) for c in columns)]
@@ -303,13 +303,13 @@ def _uri(path: str) -> str:
 
 def github_unchecked(path: str, why: str) -> str:
     """A GitHub Actions error for a file not checked at all: on the file, without a line."""
-    return f"::error file={_property(path)},title={_property('archspec [unchecked]')}::{_data(why)}"
+    return f"::error file={_property(printable(path))},title={_property('archspec [unchecked]')}::{_data(why)}"
 
 
 def github(diagnostic: Diagnostic) -> str:
     """A GitHub Actions workflow command: the error appears on the spec's line in the pull request."""
     loc = diagnostic.loc
-    where = f"file={_property(loc.path)},line={loc.line},col={loc.col}," if loc else ""
+    where = f"file={_property(printable(loc.path))},line={loc.line},col={loc.col}," if loc else ""
     notes = "".join(f"\n{at}: note: {text}" if at else f"\nnote: {text}" for at, text in diagnostic.notes)
     title = _property(f"archspec [{diagnostic.code}]")
     return f"::error {where}title={title}::{_data(diagnostic.message + notes)}"
