@@ -14,7 +14,7 @@ import stat
 import sys
 from pathlib import Path
 
-from .core.errors import SpecError, UsageError, terminal_safe
+from .core.errors import SpecError, UsageError, printable, terminal_safe
 from .core.limits import applied, parse
 from .core.version import DISTRIBUTION, __version__
 
@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout, sys.stderr = _Output(stdout), _Safe(stderr)
     try:
         args = _parser(argv).parse_args(argv)  # exits 2 on a bad flag, which it names as written
-        for plugin in args.plugin:
-            load_plugin(plugin)
+        args.protected = tuple((path, "the plugin") for path in map(load_plugin, args.plugin) if path)
         with applied(parse(args.limit) if getattr(args, "limit", None) else None):
             status = args.run(args)
         sys.stdout.flush()  # here, not at exit: a full disk is reported like any other error
@@ -359,8 +358,9 @@ def _add_set_option(command) -> None:
     )
 
 
-def load_plugin(name: str) -> None:
-    """Import a plugin the user named on the command line: a module path, or a .py file."""
+def load_plugin(name: str) -> str | None:
+    """Import a plugin the user named on the command line, a module path or a .py file; its file,
+    which no output may replace."""
     import importlib.util
 
     try:
@@ -372,8 +372,8 @@ def load_plugin(name: str) -> None:
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
             spec.loader.exec_module(module)
-        else:
-            importlib.import_module(name)
+            return name
+        return getattr(importlib.import_module(name), "__file__", None)
     except UsageError:
         raise
     except Exception as exc:  # the plugin's own code failed: say which plugin, without our traceback
@@ -575,7 +575,7 @@ def _schema(args) -> int:
     if args.output is None:
         sys.stdout.write(text)
         return EXIT_OK
-    write_atomically(Path(args.output), text)
+    write_atomically(args.output, text, protect=args.protected)
     return EXIT_OK
 
 
@@ -605,7 +605,9 @@ def _build(args) -> int:
         return EXIT_SPEC
     if args.emit_python:
         try:
-            return _emit(model, args.output, args.spec, dict(args.set), args.memory_efficient)
+            bases = [(base, "a base of the spec,") for base in model.files if base != model.source]
+            protect = ((args.spec, "the spec"), *bases, *args.protected)
+            return _emit(model, args.output, args.spec, dict(args.set), args.memory_efficient, protect)
         except SpecError as exc:  # a kind the emitter cannot write
             _report_errors(exc, shown=args.max_errors)
             return EXIT_SPEC
@@ -621,7 +623,7 @@ def _check_build_options(args) -> None:
     if args.partial and not args.weights:
         raise UsageError("--partial goes with --weights")
     if args.output:
-        _output_target(Path(args.output), protect=(args.spec,))  # before the work: a usage error now
+        _output_target(args.output, ((args.spec, "the spec"), *args.protected))  # before the work: a usage error now
     if args.weights:
         try:
             os.stat(args.weights)  # what it is (a FIFO, a device, no state_dict) weights.py says, naming it
@@ -683,7 +685,7 @@ def _out_of_memory(exc: BaseException) -> bool:
     return any(words in text for words in ("out of memory", "allocate", "not enough memory"))
 
 
-def _emit(model, output: str | None, spec: str, overrides: dict, memory_efficient: bool | None) -> int:
+def _emit(model, output: str | None, spec: str, overrides: dict, memory_efficient: bool | None, protect=()) -> int:
     from .backends.emit import num_classes_variant, render
     from .kinds.blocks import memory_efficient as dense_memory_efficient
 
@@ -693,7 +695,7 @@ def _emit(model, output: str | None, spec: str, overrides: dict, memory_efficien
     if output is None:
         sys.stdout.write(source)
     else:
-        write_atomically(Path(output), source, protect=(spec,))
+        write_atomically(output, source, protect=protect)
     return EXIT_OK
 
 
@@ -706,56 +708,71 @@ _KINDS = {
 }
 
 
-def _output_target(path: Path, protect: tuple = ()) -> tuple[Path, os.stat_result | None] | None:
-    """Where writing `path` puts the text: (the regular file to replace, its stat) or (a new path,
-    None); None for the very file stdout is open on (`-o /dev/stdout`). UsageError for anything
-    else: a directory, a FIFO, a device, a missing folder, a name the system refuses, or a file of
-    `protect` (the input spec: never overwritten, through a symlink or a hard link either)."""
+def _output_target(written: str, protect: tuple = ()) -> tuple[Path, os.stat_result | None] | object | None:
+    """Where writing `written` puts the text: (the regular file to replace, its stat) or (a new path,
+    None); STDOUT or STDERR for the very file that stream is open on (`-o /dev/stderr 2>>log` appends
+    to the log, as the shell opened it). UsageError for anything else: a directory (or a name ending
+    in a slash), a FIFO, a device, a missing folder, a name the system refuses, a file the user may
+    not write (as a shell's `>` refuses it), or a file of `protect` (the spec, its bases, the plugins:
+    never overwritten, through a symbolic or a hard link either), given as (path, what it is)."""
+    path = Path(written)
+    if written.endswith(("/", os.sep)) and not os.path.isdir(path):
+        raise UsageError(f"cannot write {printable(written)}: it names a folder; give a file name to write to")
     try:
         info = os.stat(path)  # through symbolic links: the file that would be written
     except FileNotFoundError:
         if os.path.islink(path):
-            raise UsageError(f"cannot write {path}: it is a symbolic link to a missing file") from None
+            raise UsageError(f"cannot write {printable(path)}: it is a symbolic link to a missing file") from None
         if not os.path.isdir(path.parent):
-            raise UsageError(f"cannot write {path}: the folder {path.parent} does not exist") from None
-        return path, None
+            raise UsageError(
+                f"cannot write {printable(path)}: the folder {printable(path.parent)} does not exist"
+            ) from None
+        return Path(os.path.realpath(path)), None  # absolute: a writer beside us may create it meanwhile
     except ValueError:
-        raise UsageError(f"cannot write {path}: a path cannot hold a NUL byte") from None
+        raise UsageError(f"cannot write {printable(path)}: a path cannot hold a NUL byte") from None
     except OSError as exc:  # too long a name, a symlink loop, a file where a folder should be, no permission
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from None
-    if _is_stdout(info):
-        return None
+        raise UsageError(f"cannot write {printable(path)}: {exc.strerror or exc}") from None
+    for stream, which in ((sys.stdout, STDOUT), (sys.stderr, STDERR)):
+        if _is_open_on(stream, info):
+            return which
     if stat.S_ISDIR(info.st_mode):
-        raise UsageError(f"{path} is a directory; give a file name to write the model to")
+        raise UsageError(f"{printable(path)} is a directory; give a file name to write the model to")
     if not stat.S_ISREG(info.st_mode):
         kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a regular file")
-        raise UsageError(f"cannot write {path}: it is {kind}; archspec writes only a regular file or a new path")
-    for other in protect:
+        message = f"it is {kind}; archspec writes only a regular file or a new path"
+        raise UsageError(f"cannot write {printable(path)}: {message}")
+    for other, what in protect:
         try:
             same = os.path.samestat(info, os.stat(other))
         except (OSError, ValueError):
             continue
         if same:
-            raise UsageError(f"cannot write {path}: it is the spec {other} itself; choose another output file")
+            itself = f"it is {what} {printable(other)} itself; choose another output file"
+            raise UsageError(f"cannot write {printable(path)}: {itself}")
+    if not os.access(path, os.W_OK):
+        raise UsageError(f"cannot write {printable(path)}: Permission denied (it is read-only)")
     return Path(os.path.realpath(path)), info  # through a symlink: replace the file, keep the link
 
 
-def _is_stdout(info: os.stat_result) -> bool:
+STDOUT, STDERR = object(), object()  # _output_target's answers for a path that is a stream's own file
+
+
+def _is_open_on(stream, info: os.stat_result) -> bool:
     try:
-        return os.path.samestat(info, os.fstat(sys.stdout.fileno()))
+        return os.path.samestat(info, os.fstat(stream.fileno()))
     except (OSError, ValueError, AttributeError):
         return False
 
 
-def write_atomically(path: Path, text: str, protect: tuple = ()) -> None:
+def write_atomically(path: str, text: str, protect: tuple = ()) -> None:
     """Replace `path` only by a complete new file: write a temporary file beside it, then rename.
 
     Only a regular file or a new path is written (see _output_target; a path naming stdout's own
     file writes to stdout). A replaced file keeps its mode (and, where allowed, its owner); a new one
     gets the mode the umask gives. UsageError for every failure, the system's reason in it."""
     target = _output_target(path, protect)
-    if target is None:
-        sys.stdout.write(text)
+    if target in (STDOUT, STDERR):
+        (sys.stdout if target is STDOUT else sys.stderr).write(text)
         return
     target, info = target
     temporary = None
@@ -776,7 +793,7 @@ def write_atomically(path: Path, text: str, protect: tuple = ()) -> None:
             file.flush()
             os.fsync(file.fileno())
         again = _output_target(path, protect)  # it may have changed while we wrote
-        if again is None or again[0] != target:
+        if again in (STDOUT, STDERR) or again[0] != target:
             raise UsageError(f"cannot write {path}: it changed while the output was written")
         os.replace(temporary, target)
         temporary = None

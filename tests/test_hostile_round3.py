@@ -247,3 +247,66 @@ def test_weights_keys_reach_no_terminal_raw(partial, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert_safe(out + err, lambda line: True)
     assert len(err) < 20_000, len(err)
+
+
+# ---------------------------------------------------------------- what -o may replace
+
+
+def child_of_base(folder: Path) -> Path:
+    (folder / "base.yaml").write_text(conv_spec("4"))
+    child = folder / "child.yaml"
+    child.write_text("extends: base.yaml\nname: child\n")
+    return child
+
+
+@pytest.mark.parametrize("target", ["base.yaml", "plug.py", "child.yaml", "link-to-base.yaml"])
+@pytest.mark.parametrize("command", ["build", "schema"])
+def test_no_output_replaces_an_input_of_the_run(command, target, tmp_path, capsys):
+    """The spec, each base it extends and each plugin file are inputs: `-o` naming one of them (by
+    its name or through a link) is a usage error and leaves it as it was."""
+    child = child_of_base(tmp_path)
+    (tmp_path / "plug.py").write_text("PLUGGED = True\n")
+    (tmp_path / "link-to-base.yaml").symlink_to(tmp_path / "base.yaml")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    argv = ["--plugin", str(tmp_path / "plug.py"), "-o", str(tmp_path / target)]
+    argv = ["build", str(child), "--emit-python", *argv] if command == "build" else ["schema", *argv]
+    status = main(argv)
+    replaced = {p.name for p in tmp_path.iterdir() if p.read_bytes() != before.get(p.name)}
+    if command == "schema" and target not in ("plug.py",):
+        assert status == 0  # a spec is no input of `schema`
+        return
+    assert status == 2, capsys.readouterr()
+    assert replaced == set()
+    assert "itself; choose another output file" in capsys.readouterr().err
+
+
+def test_an_output_naming_a_folder_writes_nothing(tmp_path, capsys):
+    child = child_of_base(tmp_path)
+    assert main(["build", str(child), "--emit-python", "-o", str(tmp_path / "newdir") + "/"]) == 2
+    assert "it names a folder" in capsys.readouterr().err
+    assert not (tmp_path / "newdir").exists()
+
+
+def test_an_output_that_is_stderr_is_appended_to_as_the_shell_opened_it(tmp_path):
+    import subprocess
+    import sys
+
+    log = tmp_path / "log"
+    log.write_text("kept\n")
+    with open(log, "a") as stderr:
+        done = subprocess.run([sys.executable, "-m", "archspec", "schema", "-o", "/dev/stderr"], stderr=stderr)
+    assert done.returncode == 0
+    text = log.read_text()
+    assert text.startswith("kept\n{") and json.loads(text[len("kept\n") :])["title"] == "archspec spec"
+
+
+def test_concurrent_writers_of_one_new_relative_path_all_succeed(tmp_path):
+    import subprocess
+    import sys
+
+    child = child_of_base(tmp_path)
+    argv = [sys.executable, "-m", "archspec", "build", child.name, "--emit-python", "-o", "model.py"]
+    writers = [subprocess.Popen(argv, cwd=tmp_path, stderr=subprocess.PIPE, text=True) for _ in range(8)]
+    results = [(w.communicate()[1], w.returncode) for w in writers]
+    assert results == [("", 0)] * 8
+    compile((tmp_path / "model.py").read_text(), "model.py", "exec")

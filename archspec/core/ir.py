@@ -87,6 +87,7 @@ class Model(NamedTuple):
     input_shape: Shape
     body: Block
     vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
+    files: tuple[str, ...] = ()  # the files the spec was read from: its own and its bases'
 
 
 def walk(node: Node):

@@ -21,6 +21,7 @@ class Merged(NamedTuple):
     parts: dict[str, Part]
     vars: dict[str, Part]
     patches: list[Part]
+    files: list[str]  # the spec's path and its bases', as written
 
 
 def merged(
@@ -34,7 +35,7 @@ def merged(
         message = "a spec is a mapping with archspec, name, input and layers"
         ev.errors.append(Diagnostic(message, BAD_VALUE, doc.locate(()), trace))  # trace: who extended it
         return None
-    found = Merged({}, {}, [])
+    found = Merged({}, {}, [], [])
     if "extends" in data:
         base = _load_base(ev, doc, data["extends"], chain, trace)
         if base is None:
@@ -43,6 +44,7 @@ def merged(
         found = merged(ev, base, blocks, chain + [_real_path(doc.path)], extended)
         if found is None:
             return None
+    found.files.append(doc.path)
     for key, value in data.items():
         origin = Origin(doc, (key,), tuple(reversed(trace)))
         if key == "vars":

@@ -54,6 +54,7 @@ class Expanded:
     block_args: dict[tuple, tuple] = field(default_factory=dict)  # ... and the block's (parameter, value)s
     standins: set[tuple] = field(default_factory=set)  # paths of layers put in place of a wrong one
     vars: dict[str, Any] = field(default_factory=dict)  # the vars' values, overrides applied
+    files: tuple[str, ...] = ()  # the files read: the spec's and its bases'
 
     def _origin(self, path: tuple) -> tuple[Origin, tuple]:
         path = tuple(path)
@@ -183,6 +184,7 @@ class _Expander:
             block_args=self.block_args,
             standins=self.standins,
             vars=dict(scope),
+            files=tuple(found.files),
         )
 
     def use_block(self, kind: str, fields: dict, path: tuple, origin: Origin, scope, level: int) -> dict:

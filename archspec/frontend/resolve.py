@@ -34,7 +34,7 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Mod
     if errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
-    return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)))
+    return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)), doc.files)
 
 
 def _resolve_list(
