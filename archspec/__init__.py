@@ -1,10 +1,12 @@
 """archspec: compile YAML architecture specs into checked shapes and PyTorch modules.
 
-`import archspec` does not import torch; only `compile_spec` does, when called.
+`import archspec` registers the built-in kinds and does not import torch; only `compile_spec`
+does, when called.
 """
 
 from __future__ import annotations
 
+from . import kinds  # noqa: F401  (the built-in kinds, registered before any plugin can take one's name)
 from .core.errors import Diagnostic, SpecError, UsageError, WeightsError
 from .core.limits import Limits
 from .core.version import DISTRIBUTION, __version__

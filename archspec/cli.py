@@ -44,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout, sys.stderr = _Output(stdout), _Safe(stderr)
     try:
         args = _parser(argv).parse_args(argv)  # exits 2 on a bad flag, which it names as written
-        args.protected = tuple((path, "the plugin") for path in map(load_plugin, args.plugin) if path)
+        plugins = {os.path.realpath(p) if p.endswith(".py") else p: p for p in args.plugin}  # each once, as imports
+        args.protected = tuple((path, "the plugin") for path in map(load_plugin, plugins.values()) if path)
         with applied(parse(args.limit) if getattr(args, "limit", None) else None):
             status = args.run(args)
         sys.stdout.flush()  # here, not at exit: a full disk is reported like any other error
@@ -367,7 +368,7 @@ def load_plugin(name: str) -> str | None:
         if name.endswith(".py"):
             path = Path(name)
             if not path.is_file():
-                raise UsageError(f"no such plugin file: {name}")
+                raise UsageError(f"no such plugin file: {printable(name)}")
             spec = importlib.util.spec_from_file_location(f"archspec_plugin_{path.stem}", path)
             module = importlib.util.module_from_spec(spec)
             sys.modules[spec.name] = module
@@ -376,8 +377,9 @@ def load_plugin(name: str) -> str | None:
         return getattr(importlib.import_module(name), "__file__", None)
     except UsageError:
         raise
-    except Exception as exc:  # the plugin's own code failed: say which plugin, without our traceback
-        raise UsageError(f"plugin {name} failed to load: {type(exc).__name__}: {exc}") from None
+    except (Exception, SystemExit) as exc:  # the plugin's own code failed, or exited: say which, no traceback
+        why = printable(f"{type(exc).__name__}: {exc}", 500)
+        raise UsageError(f"plugin {printable(name)} failed to load: {why}") from None
 
 
 def _limit(text: str) -> str:

@@ -310,3 +310,107 @@ def test_concurrent_writers_of_one_new_relative_path_all_succeed(tmp_path):
     results = [(w.communicate()[1], w.returncode) for w in writers]
     assert results == [("", 0)] * 8
     compile((tmp_path / "model.py").read_text(), "model.py", "exec")
+
+
+# ---------------------------------------------------------------- plugins
+
+KIND_PLUGIN = '''from archspec.fields import Layer
+from archspec.registry import LayerKind, call, register, unregister
+
+
+class Fields(Layer):
+    pass
+
+
+unregister({name!r})  # a test's leftover from an earlier run in this process
+register(LayerKind({name!r}, "x", Fields, lambda op, shape: (shape, 0), lambda op: call("nn.Identity")))
+'''
+
+
+def run_cli(argv: list[str]) -> tuple[int, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return status, out.getvalue() + err.getvalue()
+
+
+@pytest.mark.parametrize("body", ["import sys\nsys.exit(0)\n", "raise SystemExit\n", "import sys\nsys.exit('bye')\n"])
+def test_a_plugin_that_exits_cannot_fake_a_pass(body, tmp_path):
+    plugin = tmp_path / "exits.py"
+    plugin.write_text(body)
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(conv_spec("4").replace("conv:", "convv:"))
+    status, text = run_cli(["check", str(broken), "--plugin", str(plugin)])
+    assert status == 2 and "failed to load: SystemExit" in text and "Traceback" not in text
+
+
+@pytest.mark.parametrize("name", ["repeat", "first", "name", "from", "merge", "class", "a b", "", "conv2d\x1b[2J", "ü"])
+def test_kinds_cannot_take_the_specs_own_words_or_odd_names(name, tmp_path):
+    plugin = tmp_path / "named.py"
+    plugin.write_text(KIND_PLUGIN.replace("unregister({name!r})", "").format(name=name))
+    status, text = run_cli(["check", str(ROOT / "specs" / "vgg11.yaml"), "-q", "--plugin", str(plugin)])
+    assert status == 2 and "cannot register" in text and "Traceback" not in text
+    assert not TERMINAL.search(text)
+
+
+@pytest.mark.parametrize("name", ["conv", "relu", "dense_block", "residual", "group"])
+def test_a_plugin_cannot_take_a_built_in_name_whenever_it_loads(name, tmp_path):
+    """archspec registers its kinds when imported: a plugin that registers `conv` first is refused
+    with a message (it was a traceback when the built-ins came second)."""
+    import subprocess
+    import sys
+
+    plugin = tmp_path / "first.py"
+    plugin.write_text(KIND_PLUGIN.replace("unregister({name!r})", "").format(name=name))
+    code = f"import runpy; runpy.run_path({str(plugin)!r})"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 1 and f"{name!r} is already registered" in done.stderr
+    status, text = run_cli(["check", str(ROOT / "specs" / "vgg11.yaml"), "-q", "--plugin", str(plugin)])
+    assert status == 2 and "is already registered" in text and "Traceback" not in text
+
+
+def test_a_plugin_file_loaded_outside_sys_modules_is_refused_with_the_reason(tmp_path):
+    import importlib.util
+    import warnings
+
+    spec = importlib.util.spec_from_file_location("not_in_sys_modules", ROOT / "examples" / "scaled_tanh_plugin.py")
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings(), pytest.raises(TypeError, match="its module is not in sys.modules"):
+        warnings.simplefilter("ignore")
+        spec.loader.exec_module(module)
+    from archspec import registry
+
+    assert "scaled_tanh" not in registry.KINDS
+
+
+def test_the_same_plugin_named_twice_is_loaded_once(tmp_path):
+    from archspec import registry
+
+    plugin = tmp_path / "twice.py"
+    plugin.write_text(KIND_PLUGIN.replace("unregister({name!r})", "").format(name="twice_kind"))
+    spec = tmp_path / "t.yaml"
+    spec.write_text(conv_spec("4").replace("  - conv: {out: 4, kernel: 1}", "  - twice_kind"))
+    (tmp_path / "alias.py").symlink_to(plugin)
+    try:
+        status, text = run_cli(["check", str(spec), "-q", "--plugin", str(plugin), "--plugin", str(tmp_path / "alias.py")])
+    finally:
+        registry.unregister("twice_kind")
+    assert (status, text) == (0, "")
+
+
+def test_a_plugins_text_field_never_reaches_emitted_source(tmp_path):
+    plugin = tmp_path / "words.py"
+    plugin.write_text(
+        "from typing import ClassVar\n"
+        "from archspec.fields import Layer\n"
+        "from archspec.registry import LayerKind, call, register, unregister\n"
+        "class WordFields(Layer):\n    primary: ClassVar = 'word'\n    word: str = 'x'\n"
+        "unregister('word_layer')\n"
+        "register(LayerKind('word_layer', 'x', WordFields, lambda op, s: (s, 0),\n"
+        "    lambda op: call('nn.Identity', op.args['word']), source='class X:\\n    pass\\n'))\n"
+    )
+    spec = tmp_path / "w.yaml"
+    spec.write_text(conv_spec("4") + '  - word_layer: "a\\"); import os; os.system(\\"x"\n')
+    status, text = run_cli(["build", str(spec), "--plugin", str(plugin), "--emit-python"])
+    assert status == 1 and "[bad-value]" in text and "import os" not in text.split("cannot emit")[0]
+    assert re.search(r"w\.yaml:7:5: error: layer 1 \(word_layer\): cannot emit", text), text

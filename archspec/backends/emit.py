@@ -28,7 +28,7 @@ import jinja2
 from .. import registry
 from ..analyses.analyze import SpecSource, analyze
 from ..analyses.dataflow import Dataflow, is_plain
-from ..core.errors import NO_SOURCE_FORM, Diagnostic, SpecError
+from ..core.errors import BAD_VALUE, NO_SOURCE_FORM, Diagnostic, SpecError, show_value
 from ..core.ir import INPUT, Block, Model, Node, Op, walk
 from ..core.shape_rules import fmt_shape
 from ..core.version import __version__
@@ -144,7 +144,7 @@ def literal(value) -> str:
         return "(" + ", ".join(map(literal, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
         return "[" + ", ".join(map(literal, value)) + "]"
-    raise ValueError(f"cannot emit {value!r} as a literal")
+    raise ValueError(f"cannot emit {show_value(value)} as a literal")
 
 
 def call_source(call: Call, override: dict[int, str] | None = None) -> tuple[str, list[str]]:
@@ -523,6 +523,12 @@ class _Emitter:
             else:
                 message = f"layer {op.path} ({op.kind}): the kind gives no source form, so it cannot be emitted"
                 raise SpecError([Diagnostic(message, NO_SOURCE_FORM, op.loc, op.notes)])
+        for value in (*call.args, *(value for _, value in call.kwargs)):
+            try:
+                literal(value)
+            except ValueError as exc:  # a plugin's str field holding any text: it never reaches source
+                message = f"layer {op.path} ({op.kind}): {exc}; emitted code holds only numbers, booleans and words"
+                raise SpecError([Diagnostic(message, BAD_VALUE, op.loc, op.notes)]) from None
         return call
 
     def op_call(self, op: Op) -> tuple[str, list[str]]:

@@ -12,11 +12,12 @@ Imports no torch. The tables themselves are in tables.py, which field types read
 
 from __future__ import annotations
 
+import keyword
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-from ..core.errors import Location
+from ..core.errors import Location, show_value
 from ..core.ir import Op
 from .fields import declaration_problem, defaults_of
 from .tables import ACTIVATIONS, KINDS, MERGES
@@ -133,13 +134,28 @@ class Merge(NamedTuple):
 Kind = LayerKind | BlockKind | Structure
 
 
+# Words a spec's layer entries use themselves: a kind of that name would take their place.
+SYNTAX = {
+    "repeat": "copies, or a flat repeat",
+    "first": "changes to its first copy",
+    "name": "name",
+    "from": "inputs",
+    "merge": "merge of its inputs",
+}
+
+
 def register(entry: Kind | Activation | Merge) -> Any:
     """Add a kind, activation or merge; a name already taken is an error. Returns `entry`."""
     table = ACTIVATIONS if isinstance(entry, Activation) else MERGES if isinstance(entry, Merge) else KINDS
     if not isinstance(entry, (LayerKind, BlockKind, Structure, Activation, Merge)):
         raise TypeError(f"cannot register {entry!r}: not a LayerKind, BlockKind, Activation or Merge")
-    if entry.name in table:
-        raise ValueError(f"{type(entry).__name__} {entry.name!r} is already registered")
+    name = entry.name
+    if not (isinstance(name, str) and name.isascii() and name.isidentifier()) or keyword.iskeyword(name):
+        raise ValueError(f"cannot register {show_value(name)}: a name is an ASCII identifier, not a Python keyword")
+    if name in SYNTAX:
+        raise ValueError(f"cannot register {name!r}: `{name}:` is spec syntax (a layer's {SYNTAX[name]})")
+    if name in table:
+        raise ValueError(f"{type(entry).__name__} {name!r} is already registered")
     fields = getattr(entry, "fields", None)
     problem = declaration_problem(fields) if fields is not None else None
     if problem is not None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import keyword
 import math
 import re
+import sys
 import types
 import typing
 from collections.abc import Callable
@@ -530,6 +531,14 @@ def declaration_problem(declared: object) -> str | None:
     if not (isinstance(declared, type) and (issubclass(declared, Fields) or issubclass(declared, Layer))):
         return f"its fields are {declared!r}, not a fields.Layer or fields.Fields class"
     if issubclass(declared, Layer):
+        try:
+            core_schema(declared, ("kind",))["type"]  # what a spec's validator asks (a mock schema is built then)
+        except Exception as exc:  # pydantic's errors: an annotation it cannot resolve or describe
+            where = f"{declared.__module__}.{declared.__qualname__}"
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            unloaded = declared.__module__ not in sys.modules
+            hint = "; its module is not in sys.modules: load it with --plugin, or import it" if unloaded else ""
+            return f"pydantic cannot build the schema of {where}: {first}{hint}"
         return None
     for cls in declared.__mro__:
         for name, value in vars(cls).items():
