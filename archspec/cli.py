@@ -468,6 +468,12 @@ def _check(args) -> int:
             elif args.format == "github":
                 print(report.github_unchecked(path, str(usage)))
             continue
+        costs = None
+        if exc is None and not (args.format in ("sarif", "github") or (args.quiet and args.format != "json")):
+            try:
+                costs = measure(model, args.batch, args.dtype)
+            except SpecError as failed:  # a plugin's rule that failed while costing
+                exc = failed
         if exc is not None:
             found += exc.diagnostics
             if args.format == "json":
@@ -480,9 +486,8 @@ def _check(args) -> int:
             error_count += len(exc.diagnostics)
             worst = max(worst, EXIT_SPEC)
             continue
-        if args.format in ("sarif", "github") or (args.quiet and args.format != "json"):
+        if costs is None:
             continue  # errors only: no costs to compute
-        costs = measure(model, args.batch, args.dtype)
         if args.format == "json":
             files.append({**report.as_json(costs, path, args.depth), "errors": []})
         elif not args.quiet:
@@ -543,7 +548,11 @@ def _diff(args) -> int:
     from .backends import statedicts as diff
 
     (old, _), (new, _) = analyzed
-    found = diff.compare(diff.manifest(old), diff.manifest(new))
+    try:
+        found = diff.compare(diff.manifest(old), diff.manifest(new))
+    except SpecError as exc:  # a plugin's build rule that failed
+        _report_errors(exc, shown=args.max_errors)
+        return EXIT_SPEC
     if args.format == "json":
         import json
 

@@ -414,3 +414,78 @@ def test_a_plugins_text_field_never_reaches_emitted_source(tmp_path):
     status, text = run_cli(["build", str(spec), "--plugin", str(plugin), "--emit-python"])
     assert status == 1 and "[bad-value]" in text and "import os" not in text.split("cannot emit")[0]
     assert re.search(r"w\.yaml:7:5: error: layer 1 \(word_layer\): cannot emit", text), text
+
+
+FAULTY_PLUGIN = '''from archspec.fields import Layer
+from archspec.registry import LayerKind, call, register, unregister
+from archspec.shapes import Window
+
+
+class Fields(Layer):
+    pass
+
+
+def fine(rule, op, shape=None):
+    return {{"shape": (shape, 0), "build": call("nn.Identity"), "macs": 0, "window": (Window(), Window()),
+             "buffers": (), "stride": 1}}[rule]
+
+
+def rule(name):
+    def run(op, *args):
+        if name == {rule!r}:
+            {body}
+        return fine(name, op, *args)
+    return run
+
+
+unregister("faulty")
+register(LayerKind("faulty", "x", Fields, rule("shape"), rule("build"), macs=rule("macs"), window=rule("window"),
+                   buffers=rule("buffers"), source="class X:\\n    pass\\n"))
+'''
+FAULTS = {"raise KeyError('boom')": "raised KeyError", "return None": "returned None"}
+JUNK = st.one_of(st.none(), st.text(max_size=5), st.integers(-10, -1), st.floats(allow_nan=True), st.just(((3, -1, 2), 0)),
+                 st.just(((3, 2.5, 2), 0)), st.just(((3, 8, 8), -180)), st.just(((3, 8, 8),)), st.just([(-1, "float")]))
+
+
+def faulty(tmp_path, rule: str, body: str) -> tuple[Path, Path]:
+    plugin = tmp_path / "faulty.py"
+    plugin.write_text(FAULTY_PLUGIN.format(rule=rule, body=body))
+    spec = tmp_path / "f.yaml"
+    spec.write_text(conv_spec("4").replace("  - conv: {out: 4, kernel: 1}", "  - faulty\n  - conv: {out: 4, kernel: 1}"))
+    return plugin, spec
+
+
+COMMANDS = {  # the commands that call each rule
+    "shape": [["check"], ["build"], ["build", "--emit-python"], ["diagram"]],
+    "macs": [["check"], ["build"]],
+    "window": [["check"], ["check", "--format", "json"]],
+    "buffers": [["check"], ["check", "--format", "markdown"]],
+    "build": [["build"], ["build", "--emit-python"], ["diff", "SPEC"]],
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+@pytest.mark.parametrize("rule", sorted(COMMANDS))
+def test_a_plugin_rule_that_fails_is_a_located_error_naming_it(rule, fault, tmp_path):
+    plugin, spec = faulty(tmp_path, rule, fault)
+    for command in COMMANDS[rule]:
+        argv = [command[0], str(spec), *(str(spec) if word == "SPEC" else word for word in command[1:])]
+        status, text = run_cli([*argv, "--plugin", str(plugin)])
+        assert status == 1 and "Traceback" not in text, (command, text)
+        if "json" in command:
+            (error,) = json.loads(text)["files"][0]["errors"]
+            assert (error["code"], error["line"], error["column"]) == ("plugin", 6, 5)
+            text = f"f.yaml:6:5: error: {error['message']} [plugin]"
+        assert "f.yaml:6:5: error: layer 0 (faulty)" in text and f"the {rule} rule of kind faulty" in text, text
+        assert FAULTS[fault] in text and "[plugin]" in text, text
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(rule=st.sampled_from(["shape", "macs", "window", "buffers"]), junk=JUNK)
+def test_a_plugin_rule_that_returns_junk_is_a_located_error(rule, junk, tmp_path_factory):
+    if rule == "macs" and type(junk) is int and junk >= 0:
+        return
+    written = f"float('{junk}')" if isinstance(junk, float) else repr(junk)  # nan, inf: no literals
+    plugin, spec = faulty(tmp_path_factory.mktemp("junk"), rule, f"return {written}")
+    status, text = run_cli(["check", str(spec), "--plugin", str(plugin)])
+    assert status == 1 and "Traceback" not in text and "[plugin]" in text and "returned" in text, text

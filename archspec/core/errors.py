@@ -92,6 +92,7 @@ BAD_ARG = Code("bad-arg", "an argument combination PyTorch rejects")
 LIMIT = Code(
     "limit", "the spec would cause more work than a limit allows (docs/limits.md); the message says how to raise it"
 )
+PLUGIN = Code("plugin", "a plugin's rule failed, or returned what archspec cannot use (docs/extending.md)")
 
 
 @dataclass

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 
 from ..core.errors import Location, show_value
 from ..core.ir import Op
+from . import plugin_rules
 from .fields import declaration_problem, defaults_of
 from .tables import ACTIVATIONS, KINDS, MERGES
 
@@ -160,8 +161,17 @@ def register(entry: Kind | Activation | Merge) -> Any:
     problem = declaration_problem(fields) if fields is not None else None
     if problem is not None:
         raise TypeError(f"cannot register {entry.name!r}: {problem}")
-    table[entry.name] = entry
+    table[entry.name] = _guarded(entry) if isinstance(entry, LayerKind) else entry
     return entry
+
+
+def _guarded(entry: LayerKind) -> LayerKind:
+    """A kind whose plugin rules go through plugin_rules' guard (archspec's own are left as they are)."""
+    checks = {**plugin_rules.CHECKS, "build": lambda value: None if isinstance(value, Call) else "not a registry.Call"}
+    rules = {rule: getattr(entry, rule) for rule in checks if callable(getattr(entry, rule))}
+    return entry._replace(
+        **{rule: plugin_rules.guarded(entry.name, rule, func, checks[rule]) for rule, func in rules.items()}
+    )
 
 
 def unregister(name: str, table: dict | None = None) -> None:
