@@ -28,6 +28,18 @@ from archspec import SpecError, analyze
 from archspec.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def registry_as_it_was():
+    """The plugins these tests load leave no kind behind for the tests after them."""
+    from archspec.registry import tables
+
+    saved = [(table, dict(table)) for table in (tables.KINDS, tables.ACTIVATIONS, tables.MERGES)]
+    yield
+    for table, entries in saved:
+        table.clear()
+        table.update(entries)
 ERROR_LINE = re.compile(r"^(?P<path>.+?):(?P<line>\d+):(?P<col>\d+): error: (?P<message>.*) \[(?P<code>[a-z-]+)\]$")
 
 
