@@ -501,3 +501,43 @@ def test_a_plugin_rule_that_returns_junk_is_a_located_error(rule, junk, tmp_path
     plugin, spec = faulty(tmp_path_factory.mktemp("junk"), rule, f"return {written}")
     status, text = run_cli(["check", str(spec), "--plugin", str(plugin)])
     assert status == 1 and "Traceback" not in text and "[plugin]" in text and "returned" in text, text
+
+
+# ---------------------------------------------------------------- every independent mistake in one run
+
+MISTAKES = {  # a layer holding one mistake after which the output shape is still known, and its code
+    "validation": ("dropout: {p: 1.5}", "bad-value"),
+    "unknown_field": ("relu: {bogus: 1}", "unknown-field"),
+    "keyword_name": ('relu: {name: "class"}', "bad-name"),
+    "duplicate_name": ("relu: {name: a}", "duplicate-name"),
+    "groupnorm": ("groupnorm: 3", "channel-mismatch"),
+    "conv_groups": ("conv: {out: 8, kernel: 3, padding: 1, groups: 3}", "channel-mismatch"),
+    "reference": ("relu: {from: [a, nothere]}", "bad-reference"),  # last: what it reads is unknown
+}
+
+
+def with_mistakes(chosen: list[str]) -> str:
+    layers = ["conv: {name: a, out: 8, kernel: 3, padding: 1}"]
+    for mistake in sorted(chosen, key=list(MISTAKES).index):
+        layers += [MISTAKES[mistake][0], "relu"]
+    return "archspec: 1\nname: many\ninput: [3, 16, 16]\nlayers:\n" + "".join(f"  - {layer}\n" for layer in layers)
+
+
+def codes_of(text: str) -> list[str]:
+    try:
+        analyze(text)
+    except SpecError as exc:
+        return sorted(str(d.code) for d in exc.diagnostics)
+    return []
+
+
+@settings(max_examples=examples(60), deadline=None)
+@given(chosen=st.lists(st.sampled_from(sorted(MISTAKES)), min_size=1, unique=True))
+def test_independent_mistakes_are_all_reported_in_one_run(chosen):
+    """Each mistake alone gives its error; all of them together give the union: a name error no
+    longer switches off the shape checks, a groupnorm whose groups do not divide no longer stops the
+    layers after it, and a wrong layer whose output shape is known anyway (dropout p: 1.5) stands in
+    with that shape."""
+    alone = sorted(code for mistake in chosen for code in codes_of(with_mistakes([mistake])))
+    assert alone == sorted(MISTAKES[mistake][1] for mistake in chosen)
+    assert codes_of(with_mistakes(chosen)) == alone

@@ -47,7 +47,7 @@ def _analyze(source: SpecSource, overrides: dict[str, Any] | None, input_shape: 
         if spec is None:
             raise SpecError(in_file_order(errors))
     try:  # with wrong layers stood in for, every layer that does not depend on them is still checked
-        model = inplace.decide(shapes.infer(resolve.resolve(spec, located, standins)))
+        model = inplace.decide(shapes.infer(resolve.resolve(spec, located, standins, errors)))
     except SpecError as exc:
         errors += exc.diagnostics
     if errors:

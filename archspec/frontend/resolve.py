@@ -20,10 +20,13 @@ if TYPE_CHECKING:
     from .validate import Spec
 
 
-def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Model:
+def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset(), errors: list | None = None) -> Model:
     """`doc` is the expand.Expanded the spec was validated from; it locates every node. `standins`
-    are the paths of layers put in place of wrong ones: their outputs are unknown."""
-    errors: list[Diagnostic] = []
+    are the paths of layers put in place of wrong ones: their outputs are unknown. With `errors`,
+    the problems found (a name used twice, a `from:` that reads nothing) are added to it and the model
+    is still made, a wrong reference's layer stood in for, so the shapes of the others are checked
+    too; without, they are raised."""
+    raising, errors = errors is None, [] if errors is None else errors
     root_loc = doc.locate(("layers",))
     ensure_stack()
     try:
@@ -31,7 +34,7 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset()) -> Mod
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, root_loc)]) from None
-    if errors:
+    if raising and errors:
         raise SpecError(errors)
     body = Block("model", "", "", root_loc, "sequential", children)
     return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)), doc.files)
@@ -52,7 +55,7 @@ def _resolve_list(
         name = layer.name or str(i)
         loc, notes = doc.place(path)
         fields_at = path + (layer.kind,)
-        _check_references(layer, built, exports, doc, fields_at, notes, errors)
+        reachable = _check_references(layer, built, exports, doc, fields_at, notes, errors)
         _check_name(name, reserved, seen, doc, fields_at, loc, notes, errors)
         qualified = f"{prefix}.{name}" if prefix else name
         if too_deep and isinstance(registry.KINDS.get(layer.kind), registry.Structure):
@@ -65,6 +68,10 @@ def _resolve_list(
                 )
             )
             node = Op(STANDIN, name, qualified, loc, standin=True)
+        elif not reachable:  # what it reads is unknown: stood in for, so the layers after it are checked
+            nodes.append(Op(STANDIN, name, qualified, loc, notes=notes, standin=True))
+            built.setdefault(name, nodes[-1])
+            continue
         else:
             node = _resolve(layer, path, name, qualified, loc, doc, errors, standins, level)
         changes = _wiring(layer, notes) if layer.sources or layer.merge or notes else {}
@@ -79,18 +86,21 @@ def _resolve_list(
     return tuple(_exporting(node, exports[node.name]) if node.name in exports else node for node in nodes)
 
 
-def _check_references(layer, built: dict, exports: dict, doc: Expanded, fields_at: tuple, notes: tuple, errors) -> None:
+def _check_references(layer, built: dict, exports: dict, doc: Expanded, fields_at: tuple, notes: tuple, errors) -> bool:
     """Report the `from:` references that read no earlier layer; record the inner layers the others
-    reach into (`enc.conv2`), which that sibling must then export."""
+    reach into (`enc.conv2`), which that sibling must then export. Whether all read one."""
+    reachable = True
     for source in layer.sources or ():
         problem = _unreachable(source, built)
         if problem:
             errors.append(Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(fields_at + ("from",)), notes))
+            reachable = False
         elif "." in source:
             head, _, rest = source.partition(".")
             wanted = exports.setdefault(head, [])
             if rest not in wanted:
                 wanted.append(rest)
+    return reachable
 
 
 def _check_name(name: str, reserved, seen: dict, doc: Expanded, fields_at: tuple, loc: Location, notes, errors) -> None:

@@ -204,8 +204,10 @@ def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict 
             parent[data_path[-1]]
         except (KeyError, IndexError, TypeError):
             continue  # inside a layer an earlier error already stood in for
-        standins.add(path)
         wrong = parent[data_path[-1]]
+        entry = registry.KINDS.get(wrong.get("kind"))
+        if not (isinstance(entry, registry.LayerKind) and entry.keeps_shape):  # else its output shape is known
+            standins.add(path)
         name = wrong.get("name")
         parent[data_path[-1]] = {"kind": STANDIN, **({"name": name} if _is_name(name) else {})}
     return patched

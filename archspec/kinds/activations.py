@@ -98,7 +98,7 @@ def activation(
     functional = f"{function}({{x}})" if fields is None else None
     if inplace is not None and fields is None:
         fields = InPlace
-    register(LayerKind(name, doc, fields, same_shape, build, functional=functional, saves=saves))
+    register(LayerKind(name, doc, fields, same_shape, build, functional=functional, saves=saves, keeps_shape=True))
     register(Activation(name, function, inplace, refusal))
 
 

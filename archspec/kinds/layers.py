@@ -259,6 +259,7 @@ register(
         buffers=_running_stats,
         fresh=True,
         channels=(0,),
+        keeps_shape=True,
     )
 )
 
@@ -384,9 +385,10 @@ class GroupNorm(Fields):
 
 def _groupnorm_shape(op, shape):
     groups, channels = op.args["groups"], shape[0]
-    if channels % groups:
-        raise ShapeError(f"groups={groups} does not divide the {channels} input channels", CHANNEL_MISMATCH)
-    return shape, 2 * channels if op.args["affine"] else 0
+    result = shape, 2 * channels if op.args["affine"] else 0
+    if channels % groups:  # its output is known all the same: the layers after it are still checked
+        raise ShapeError(f"groups={groups} does not divide the {channels} input channels", CHANNEL_MISMATCH, result)
+    return result
 
 
 register(
@@ -405,6 +407,7 @@ register(
         ),
         fresh=True,
         channels=(1,),
+        keeps_shape=True,
     )
 )
 
@@ -444,6 +447,7 @@ register(
         buffers=_running_stats,
         fresh=True,
         channels=(0,),
+        keeps_shape=True,
     )
 )
 
@@ -949,6 +953,7 @@ register(
         lambda op: call(f"nn.Dropout{dims(op)}d" if op.args["channels"] else "nn.Dropout", op.args["p"]),
         # an element mask; a channel dropout keeps one factor per channel, next to nothing
         saves=lambda op: () if op.args["channels"] else ("mask",),
+        keeps_shape=True,
     )
 )
 
@@ -979,6 +984,7 @@ register(
         saves=(),
         module=_stochastic_depth_module,
         template="stochastic_depth.py.jinja",
+        keeps_shape=True,
     )
 )
 

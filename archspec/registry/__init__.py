@@ -74,6 +74,9 @@ class LayerKind(NamedTuple):
     # Where the model ends in it, the position of its Call's argument the emitted class takes as
     # `num_classes` (a linear's out_features); None: it is no classifier.
     classes_arg: int | None = None
+    # Its output has its input's shape whatever its fields say (an activation, a norm, dropout): a wrong
+    # one stands in for itself with its shape known, so the layers after it are still checked.
+    keeps_shape: bool = False
 
 
 class BlockKind(NamedTuple):
