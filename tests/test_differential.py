@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import examples
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -574,3 +575,29 @@ def test_random_specs_emit_the_live_module(source):
     except SpecError:
         assume(False)
     assert_emitted_equals_live(source)
+
+
+def ruff_findings(source: str, folder) -> str:
+    """What ruff (its defaults, no project settings) would change or flag in emitted source; empty if nothing."""
+    import subprocess
+    import sys
+
+    path = folder / "emitted.py"
+    path.write_text(source)
+    found = ""
+    for command in (["check"], ["format", "--check", "--diff"]):
+        done = subprocess.run([sys.executable, "-m", "ruff", *command, "--isolated", str(path)], capture_output=True, text=True)
+        found += "" if done.returncode == 0 else done.stdout + done.stderr
+    return found
+
+
+@settings(max_examples=examples(30), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(source=random_specs())
+def test_random_specs_emit_what_ruff_leaves_alone(source, tmp_path_factory):
+    """Every emitted file passes `ruff check` and `ruff format --check` with ruff's defaults: the
+    strings it writes double-quoted, its long lines wrapped as ruff wraps them."""
+    try:
+        analyze(copy.deepcopy(source))
+    except SpecError:
+        assume(False)
+    assert ruff_findings(emit_python(copy.deepcopy(source)), tmp_path_factory.mktemp("ruff")) == ""

@@ -438,3 +438,32 @@ def test_block_parameters_named_like_the_files_classes_hide_none(where, tmp_path
     emitted = tmp_path / "model.py"
     emitted.write_text(emit_python(spec))
     assert_equivalent(spec, emitted)
+
+
+@pytest.mark.parametrize(
+    "head",
+    ["conv: {out: num_classes, kernel: 1}", "conv: {out: 2 * num_classes, kernel: 1}", "conv: {out: 8, kernel: 1}",
+     "conv: {out: num_classes + 1, kernel: 1}", "linear: {out: num_classes}"],
+)
+def test_the_num_classes_argument_is_the_var_or_absent(head, tmp_path):
+    """Model(num_classes=n) is the spec with num_classes = n wherever the var flows; where it flows
+    into a value the argument cannot carry (2 * num_classes), the model takes no such argument
+    (it changed the classifier alone, issue 29)."""
+    spec = tmp_path / "heads.yaml"
+    flat = "linear" not in head
+    spec.write_text(
+        "archspec: 1\nname: heads\ninput: [3, 8, 8]\nvars: {num_classes: 5}\nlayers:\n"
+        + ("" if flat else "  - flatten\n")
+        + f"  - {head}\n"
+        + ("  - global_avgpool\n  - flatten\n  - linear: num_classes\n" if flat else "")
+    )
+    emitted = tmp_path / "model.py"
+    emitted.write_text(emit_python(spec))
+    generated = load_class(emitted)
+    if "num_classes: int" in emitted.read_text():
+        for n in (5, 6, 11):
+            assert manifest(generated(num_classes=n)) == manifest(compile_spec(spec, overrides={"num_classes": n}))
+    else:
+        with pytest.raises(TypeError):
+            generated(num_classes=6)
+        assert manifest(generated()) == manifest(compile_spec(spec))

@@ -139,7 +139,7 @@ def literal(value) -> str:
             raise ValueError(f"cannot emit the number {value!r}")
         return repr(value)
     if isinstance(value, str) and value.isascii() and value.replace("_", "").isalnum():
-        return repr(value)  # an option string the schema validated ('same', 'bilinear', ...)
+        return f'"{value}"'  # an option string the schema validated ("same", "bilinear", ...), as ruff writes it
     if isinstance(value, tuple):
         return "(" + ", ".join(map(literal, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list):
@@ -679,12 +679,12 @@ def render(model: Model, variant: Variant | None = None) -> str:
     if variant is not None:
         try:
             return _render(model, variant)
-        except _Unexpressible:
-            pass
+        except _Unexpressible:  # then no argument: Model(num_classes=n) would differ from the spec with n
+            return _render(model, None, classifier=False)
     return _render(model, None)
 
 
-def _render(model: Model, variant: Variant | None) -> str:
+def _render(model: Model, variant: Variant | None, classifier: bool = True) -> str:
     env = _environment()
     helpers = {registry.layer_kind(n.kind).build(n).func for n in walk(model.body) if isinstance(n, Op)}
     names = Names(func for func in helpers if not func.startswith("nn."))  # classes the kinds define themselves
@@ -692,7 +692,7 @@ def _render(model: Model, variant: Variant | None) -> str:
     roots = [model.body] + ([variant.body] if variant else [])
     params = {"num_classes": [variant.value, variant.other]} if variant else {}
     emitter = _Emitter(env, names, _Context(roots, params), Dataflow(model.body))
-    emitter.classifier = _classifier(model.body) if variant is None else None
+    emitter.classifier = _classifier(model.body) if variant is None and classifier else None
     for root in roots:
         for node in walk(root):
             if isinstance(node, Block) and node.block_args is not None:
