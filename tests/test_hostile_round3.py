@@ -541,3 +541,35 @@ def test_independent_mistakes_are_all_reported_in_one_run(chosen):
     alone = sorted(code for mistake in chosen for code in codes_of(with_mistakes([mistake])))
     assert alone == sorted(MISTAKES[mistake][1] for mistake in chosen)
     assert codes_of(with_mistakes(chosen)) == alone
+
+
+# ---------------------------------------------------------------- output bounded by the input
+
+
+@pytest.mark.parametrize("length", [129, 100_000, 1_000_000])
+def test_a_name_longer_than_any_report_should_repeat_is_one_short_error(length, capsys):
+    """A group named by 100,000 characters around 2,000 layers printed 200 MB (every row repeats
+    its path): a name is at most 128 characters."""
+    text = conv_spec("4") + f"  - group: {{name: {'g' * length}, layers: [relu: {{repeat: 2000}}]}}\n"
+    with pytest.raises(SpecError) as caught:
+        analyze(text)
+    (error,) = caught.value.diagnostics
+    assert error.code == "bad-name" and f"at most 128 characters, got one of {length:,}" in error.message
+    assert len(str(caught.value)) < 2_000
+
+
+@settings(max_examples=examples(20), deadline=None)
+@given(depth=st.integers(1, 6), count=st.integers(1, 300), fmt=st.sampled_from(["table", "json", "markdown"]))
+def test_check_prints_a_bounded_amount_per_layer(depth, count, fmt, tmp_path_factory):
+    """At the longest names, nested `depth` deep around `count` layers: each layer's row (its path
+    included) stays within a bound, so what check prints is linear in the layers made."""
+    name = "n" * 128
+    inner = f"relu: {{repeat: {count}}}"
+    for _ in range(depth):
+        inner = f"group: {{name: {name}, layers: [{inner}]}}"
+    spec = tmp_path_factory.mktemp("long") / "long.yaml"
+    spec.write_text(conv_spec("4") + f"  - {inner}\n")
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(["check", str(spec), "--format", fmt]) == 0
+    assert len(out.getvalue()) < 1_000 + (count + depth + 1) * (depth * 130 + 1_000)

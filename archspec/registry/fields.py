@@ -47,6 +47,7 @@ RESERVED_NAMES = frozenset(
 # Hyphens too: torchvision names RegNet's blocks `block1-0`. Emitted code reaches such a module by
 # getattr and add_module, never as an identifier.
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+MAX_NAME = 128  # characters of a layer's name: torchvision's longest is 20
 
 
 class Check(NamedTuple):
@@ -157,6 +158,12 @@ def check_name(value: Any) -> str:
     if keyword.iskeyword(value):
         raise PydanticCustomError(
             "bad_name", "{got} is a Python keyword and cannot be a name", {"got": show_value(value)}
+        )
+    if len(value) > MAX_NAME:  # every row of a report repeats it, in every path below it
+        raise PydanticCustomError(
+            "bad_name",
+            "a name is at most {most} characters, got one of {n}",
+            {"most": MAX_NAME, "n": f"{len(value):,}"},
         )
     if value in RESERVED_NAMES:
         raise PydanticCustomError(
@@ -309,13 +316,14 @@ Name = Annotated[
         check_name,
         "name",
         "a name: ASCII letters, digits, _ and - starting with a letter, not a Python keyword nor an "
-        "attribute of torch.nn.Module; it becomes the module's name and state_dict prefix. "
+        "attribute of torch.nn.Module, at most 128 characters; it becomes the module's name and state_dict prefix. "
         "{expression} parts are filled in: block{s + 1}-{i}",
         lambda expr: {
             "type": "string",
             "pattern": except_words({*keyword.kwlist, *RESERVED_NAMES}, LAYER_NAME_PATTERN),
             "patternErrorMessage": "a name is ASCII letters, digits, _ and - starting with a letter, not a Python "
             "keyword nor an attribute of torch.nn.Module (forward, train, ...)",
+            "maxLength": MAX_NAME,
         },
         modal=False,
     ),
