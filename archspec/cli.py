@@ -83,7 +83,7 @@ class _Safe:
         self._stream = stream
 
     def write(self, text: str) -> int:
-        return self._stream.write(terminal_safe(text))
+        return _encodable(self._stream, terminal_safe(text))
 
     def __getattr__(self, name: str):
         return getattr(self._stream, name)
@@ -96,7 +96,7 @@ class _Output(_Safe):
 
     def write(self, text: str) -> int:
         try:
-            return self._stream.write(terminal_safe(text))
+            return _encodable(self._stream, terminal_safe(text))
         except BrokenPipeError:
             raise
         except OSError as exc:
@@ -109,6 +109,15 @@ class _Output(_Safe):
             raise
         except OSError as exc:
             raise OutputError(exc.strerror or str(exc)) from None
+
+
+def _encodable(stream, text: str) -> int:
+    """Write `text`, what the stream's encoding cannot hold escaped (`\\xe9` under PYTHONIOENCODING=ascii)."""
+    try:
+        return stream.write(text)
+    except UnicodeEncodeError:
+        encoding = getattr(stream, "encoding", None) or "ascii"
+        return stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
 
 
 def _discard(stream) -> None:

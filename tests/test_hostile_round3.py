@@ -573,3 +573,20 @@ def test_check_prints_a_bounded_amount_per_layer(depth, count, fmt, tmp_path_fac
     with contextlib.redirect_stdout(out):
         assert main(["check", str(spec), "--format", fmt]) == 0
     assert len(out.getvalue()) < 1_000 + (count + depth + 1) * (depth * 130 + 1_000)
+
+
+@pytest.mark.parametrize("fmt", ["table", "markdown", "json", "sarif", "github"])
+def test_an_output_encoding_that_cannot_hold_a_name_escapes_it(fmt, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    spec = tmp_path / "résnet-ü.yaml"
+    spec.write_text(conv_spec("4"))
+    broken = tmp_path / "brökén.yaml"
+    broken.write_text(conv_spec("4").replace("conv:", "convv:"))
+    environment = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    argv = [sys.executable, "-m", "archspec", "check", str(spec), str(broken), "--format", fmt]
+    done = subprocess.run(argv, capture_output=True, env=environment)
+    assert done.returncode == 1 and b"Traceback" not in done.stderr, done.stderr
+    assert all(byte < 128 for byte in done.stdout + done.stderr)
