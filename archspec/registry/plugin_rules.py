@@ -33,8 +33,8 @@ def _sizes(value) -> str | None:
 def _shape(value) -> str | None:
     if not (isinstance(value, tuple) and len(value) == 2):
         return "not (output shape, parameter count)"
-    if _sizes(value[0]):
-        return f"its output shape is {_sizes(value[0])}"
+    if not isinstance(value[0], tuple) or _sizes(value[0]):
+        return "its output shape is not a tuple of whole sizes >= 1"
     if _count(value[1]):
         return f"its parameter count is {_count(value[1])}"
     return None
