@@ -590,3 +590,16 @@ def test_an_output_encoding_that_cannot_hold_a_name_escapes_it(fmt, tmp_path):
     done = subprocess.run(argv, capture_output=True, env=environment)
     assert done.returncode == 1 and b"Traceback" not in done.stderr, done.stderr
     assert all(byte < 128 for byte in done.stdout + done.stderr)
+
+
+@pytest.mark.parametrize("size", [16 * 2**20 + 1, 50 * 2**20])
+def test_yaml_text_given_to_analyze_is_bounded_as_a_file_is(size):
+    import time
+
+    text = "archspec: 1\n" + "#" * (size - 12)
+    start = time.perf_counter()
+    with pytest.raises(SpecError, match="more than a spec may be"):
+        analyze(text)
+    assert time.perf_counter() - start < 5
+    with pytest.raises(SpecError, match="more than a spec may be"):
+        analyze("archspec: 1\n" + "é" * (9 * 2**20))  # 9 Mi characters, 18 MiB of UTF-8

@@ -149,7 +149,12 @@ def _too_large(name: str, size: int) -> None:
 
 def load_text(text: str, path: str = "<string>") -> Document:
     """`text` read through PyYAML's safe composer (libyaml's where PyYAML has it): any YAML, every
-    error located."""
+    error located. Text given as such (to analyze()) is bounded by limit spec_bytes as a file is."""
+    limit = current().spec_bytes
+    if len(text) > limit or len(text.encode("utf-8", "surrogatepass")) > limit:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        message = f"the spec text is {show_size(size)}, more than a spec may be ({how_to_raise('spec_bytes')})"
+        raise SpecError([Diagnostic(message, LIMIT, Location(path, 1, 1))])
     doc = Document(path, None)
     try:
         _check_nesting(text, path)
