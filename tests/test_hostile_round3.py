@@ -603,3 +603,25 @@ def test_yaml_text_given_to_analyze_is_bounded_as_a_file_is(size):
     assert time.perf_counter() - start < 5
     with pytest.raises(SpecError, match="more than a spec may be"):
         analyze("archspec: 1\n" + "é" * (9 * 2**20))  # 9 Mi characters, 18 MiB of UTF-8
+
+
+def test_weights_that_cannot_fit_are_refused_before_they_are_inflated(tmp_path):
+    """A strict load reads the archive's records (keys, shapes, dtypes) first: 800 MB of tensors the
+    model has no place for are refused without being read (the peak stays far below the file)."""
+    import subprocess
+    import sys
+
+    weights = tmp_path / "big.pt"
+    save = f"import torch; torch.save({{f'w{{i}}': torch.zeros(2000, 2000) for i in range(50)}}, {str(weights)!r})"
+    subprocess.run([sys.executable, "-c", save], check=True)  # apart: a child's peak counts its parent's at fork
+    code = (
+        "import resource, sys\n"
+        "from archspec import compile_spec, WeightsError\n"
+        f"try:\n    compile_spec({str(ROOT / 'specs' / 'resnet18.yaml')!r}, weights={str(weights)!r})\n"
+        "except WeightsError as exc:\n    print(str(exc).split(': ', 1)[0][-30:])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    message, peak = done.stdout.splitlines()
+    assert "does not fit the model" in message
+    assert int(peak) < 600, f"{peak} MiB peak for an 800 MB file"

@@ -18,6 +18,10 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
     at all), returning None; or, with strict=False, every tensor that fits by key, shape and dtype,
     returning the diff.Diff of what was transferred and what was not. Every failure, of reading the
     file or of loading it, is a WeightsError that names the file."""
+    if strict:  # keys, shapes and dtypes from the archive's records first: a file that cannot fit is never inflated
+        problems = mismatches(module.state_dict(), read_state_dict(path, "meta"))
+        if problems:
+            raise WeightsError(f"{printable(path)} does not fit the model: " + "; ".join(problems))
     state = read_state_dict(path)
     if not strict:
         from .statedicts import load_partially
@@ -36,14 +40,15 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
     return None
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The state_dict in `path`: a dict of dense tensors by string key (a training checkpoint's
     "state_dict" entry too). The file must be a regular file whose tensors, once inflated, fit in
-    limit weights_bytes (checked from the archive's metadata, before torch.load reads anything)."""
+    limit weights_bytes (checked from the archive's metadata, before torch.load reads anything).
+    On the "meta" device only the records are read: keys, shapes and dtypes, no tensor's data."""
     _check_size(path)
     try:
         # weights_only: a weights file is data; unpickling anything else could run code.
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True)
     except Exception as exc:  # the file's content is the user's: whatever it makes torch raise, say so
         raise WeightsError(
             f"cannot read {printable(path)} as a state_dict (torch.load with weights_only=True): {_first_line(exc)}"
@@ -59,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             what = type(value).__name__
             raise WeightsError(f"{printable(path)} holds a {what} at {printable(key, 120)}, not a tensor")
-        if value.layout != torch.strided or value.is_quantized or value.device.type != "cpu":
+        if value.layout != torch.strided or value.is_quantized or value.device.type != device:
             what = str(value.layout).removeprefix("torch.") if value.layout != torch.strided else None
             what = what or ("quantized" if value.is_quantized else f"{value.device.type} device")
             where = f"{printable(path)} holds a {what} tensor at {printable(key, 120)}"
