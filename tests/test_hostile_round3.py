@@ -381,18 +381,28 @@ def test_a_plugin_cannot_take_a_built_in_name_whenever_it_loads(name, tmp_path):
     assert status == 2 and "is already registered" in text and "Traceback" not in text
 
 
-def test_a_plugin_file_loaded_outside_sys_modules_is_refused_with_the_reason(tmp_path):
+def test_a_plugin_file_loaded_outside_sys_modules_is_refused_with_the_reason_or_works(tmp_path):
+    """Loaded with importlib but left out of sys.modules, the example plugin's model cannot be built
+    by newer pydantic (its annotations are not resolved): that is said when it registers, naming the
+    model and the remedy, never as pydantic's "`Spec` is not fully defined" at the first spec. Where
+    pydantic builds it (2.0), the kind works."""
     import importlib.util
     import warnings
 
-    spec = importlib.util.spec_from_file_location("not_in_sys_modules", ROOT / "examples" / "scaled_tanh_plugin.py")
-    module = importlib.util.module_from_spec(spec)
-    with warnings.catch_warnings(), pytest.raises(TypeError, match="its module is not in sys.modules"):
-        warnings.simplefilter("ignore")
-        spec.loader.exec_module(module)
     from archspec import registry
 
-    assert "scaled_tanh" not in registry.KINDS
+    spec = importlib.util.spec_from_file_location("not_in_sys_modules", ROOT / "examples" / "scaled_tanh_plugin.py")
+    module = importlib.util.module_from_spec(spec)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            spec.loader.exec_module(module)
+        except TypeError as exc:
+            assert "not_in_sys_modules.ScaledTanhFields" in str(exc) and "not in sys.modules" in str(exc)
+            assert "scaled_tanh" not in registry.KINDS
+            return
+    layer = analyze(conv_spec("4") + "  - scaled_tanh: 2.0\n").body.children[-1]
+    assert (layer.kind, layer.args["scale"]) == ("scaled_tanh", 2.0)
 
 
 def test_the_same_plugin_named_twice_is_loaded_once(tmp_path):
@@ -606,20 +616,27 @@ def test_yaml_text_given_to_analyze_is_bounded_as_a_file_is(size):
 
 
 def test_weights_that_cannot_fit_are_refused_before_they_are_inflated(tmp_path):
-    """A strict load reads the archive's records (keys, shapes, dtypes) first: 800 MB of tensors the
-    model has no place for are refused without being read (the peak stays far below the file)."""
+    """A strict load reads the archive's records (keys, shapes, dtypes) first: a zip bomb of 800 MB of
+    tensors the model has no place for is refused without being inflated (the peak stays far below the file; VmHWM,
+    which exec resets, unlike ru_maxrss, which counts the forking parent's)."""
     import subprocess
     import sys
 
-    weights = tmp_path / "big.pt"
-    save = f"import torch; torch.save({{f'w{{i}}': torch.zeros(2000, 2000) for i in range(50)}}, {str(weights)!r})"
-    subprocess.run([sys.executable, "-c", save], check=True)  # apart: a child's peak counts its parent's at fork
+    import zipfile
+
+    plain, weights = tmp_path / "plain.pt", tmp_path / "bomb.pt"
+    save = f"import torch; torch.save({{f'w{{i}}': torch.zeros(2000, 2000) for i in range(50)}}, {str(plain)!r})"
+    subprocess.run([sys.executable, "-c", save], check=True)
+    with zipfile.ZipFile(plain) as source, zipfile.ZipFile(weights, "w", zipfile.ZIP_DEFLATED) as bomb:
+        for entry in source.infolist():  # the same archive, deflated: under 1 MB on disk, 800 MB inflated
+            bomb.writestr(entry.filename, source.read(entry.filename))
+    plain.unlink()
     code = (
-        "import resource, sys\n"
+        "import re\n"
         "from archspec import compile_spec, WeightsError\n"
         f"try:\n    compile_spec({str(ROOT / 'specs' / 'resnet18.yaml')!r}, weights={str(weights)!r})\n"
         "except WeightsError as exc:\n    print(str(exc).split(': ', 1)[0][-30:])\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n"
+        "print(int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)) // 1024)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     message, peak = done.stdout.splitlines()

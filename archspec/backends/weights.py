@@ -18,8 +18,9 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
     at all), returning None; or, with strict=False, every tensor that fits by key, shape and dtype,
     returning the diff.Diff of what was transferred and what was not. Every failure, of reading the
     file or of loading it, is a WeightsError that names the file."""
-    if strict:  # keys, shapes and dtypes from the archive's records first: a file that cannot fit is never inflated
-        problems = mismatches(module.state_dict(), read_state_dict(path, "meta"))
+    outline = _outline(path) if strict else None
+    if outline is not None:  # keys, shapes and dtypes from the archive's records: a misfit is never inflated
+        problems = mismatches(module.state_dict(), outline)
         if problems:
             raise WeightsError(f"{printable(path)} does not fit the model: " + "; ".join(problems))
     state = read_state_dict(path)
@@ -40,6 +41,16 @@ def load_weights(module: torch.nn.Module, path: str | Path, strict: bool = True)
     return None
 
 
+def _outline(path: str | Path) -> dict[str, torch.Tensor] | None:
+    """The state_dict's tensors on the meta device, read from the archive's records without their
+    data (mapped, not read); None where that cannot be (a legacy file, a sparse tensor on older
+    torch): the full read then says what is wrong, as before."""
+    try:
+        return read_state_dict(path, "meta")
+    except WeightsError:
+        return None
+
+
 def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Tensor]:
     """The state_dict in `path`: a dict of dense tensors by string key (a training checkpoint's
     "state_dict" entry too). The file must be a regular file whose tensors, once inflated, fit in
@@ -48,7 +59,7 @@ def read_state_dict(path: str | Path, device: str = "cpu") -> dict[str, torch.Te
     _check_size(path)
     try:
         # weights_only: a weights file is data; unpickling anything else could run code.
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = torch.load(path, map_location=device, weights_only=True, mmap=device == "meta")
     except Exception as exc:  # the file's content is the user's: whatever it makes torch raise, say so
         raise WeightsError(
             f"cannot read {printable(path)} as a state_dict (torch.load with weights_only=True): {_first_line(exc)}"
