@@ -642,3 +642,12 @@ def test_weights_that_cannot_fit_are_refused_before_they_are_inflated(tmp_path):
     message, peak = done.stdout.splitlines()
     assert "does not fit the model" in message
     assert int(peak) < 600, f"{peak} MiB peak for an 800 MB file"
+
+
+@pytest.mark.parametrize("features", [10**19, 2**63, 10**40])
+def test_diff_of_a_layer_larger_than_torch_holds_is_a_located_error(features, tmp_path):
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(conv_spec("4") + f"  - flatten\n  - linear: {features}\n")
+    status, text = run_cli(["diff", str(spec), str(spec), "--limit", "digits=100"])
+    assert status == 1 and "Traceback" not in text and "[limit]" in text, text
+    assert re.search(r"wide\.yaml:8:5: error: torch cannot make the tensors", text), text

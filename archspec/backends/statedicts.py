@@ -12,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from ..core.errors import printable
+from ..core.errors import LIMIT, Diagnostic, SpecError, printable
+from ..core.ir import Op, walk
 
 SHOWN = 20  # keys listed per section of the text report before "and N more"
 
@@ -107,8 +108,14 @@ def manifest(model) -> list[Tensor]:
 
     from .live import build_model
 
-    with torch.device("meta"):
-        module = build_model(model)
+    try:
+        with torch.device("meta"):
+            module = build_model(model)
+    except (TypeError, RuntimeError, OverflowError, ValueError) as exc:  # a size past what torch holds (int64)
+        largest = max((n for n in walk(model.body) if isinstance(n, Op)), key=lambda n: n.params, default=model.body)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        message = f"torch cannot make the tensors of {model.name}, even on its meta device: {reason}"
+        raise SpecError([Diagnostic(message, LIMIT, largest.loc, largest.notes)]) from None
     return module_manifest(module)
 
 
