@@ -184,9 +184,9 @@ FILES = {  # name: (text, code, a fragment of the message, the fragment of the l
         + "layers:\n"
         + "".join(f"  - conv: {{name: {'n' * 100_000}, out: 4, kernel: 1}}\n" for _ in range(2))
         + f"  - relu: {{from: {'n' * 100_000}x}}\n",
-        "duplicate-name",
-        "nnn...nnn",
-        6,
+        "bad-name",  # a name is at most 128 characters (issue 29): refused with its length, not shown
+        "at most 128 characters, got one of 100,000",
+        5,
     ),
 }
 
