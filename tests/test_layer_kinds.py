@@ -132,6 +132,10 @@ CASES = [
     case("upsample-linear", spec([3, 5], {"upsample": {"scale": 2.5, "mode": "linear"}})),
     case("upsample-bicubic", spec([3, 4, 4], {"upsample": {"size": [5, 6], "mode": "bicubic", "align_corners": True}})),
     case("upsample-trilinear", spec([2, 2, 3, 4], {"upsample": {"scale": 2, "mode": "trilinear"}})),
+    case("upsample-size-of-input", spec([3, 5, 7], {"conv": {"out": 4, "kernel": 3, "stride": 2}},
+                                        {"upsample": {"size_of": "input", "mode": "bilinear", "align_corners": False}})),
+    case("upsample-size-of-layer-3d", spec([2, 4, 6, 9], {"conv": {"name": "a", "out": 3, "kernel": 1}}, {"maxpool": 2},
+                                           {"upsample": {"size_of": "a"}})),
     # ------------------------------------------------------------------ misc
     case("dropout", spec([3, 4, 4], "dropout", {"dropout": 0.3}, {"dropout": {"p": 0.0}})),
     case("dropout-all", spec([3, 4], {"dropout": 1.0})),
@@ -270,6 +274,7 @@ CASES = [
     case("bottleneck-identity", spec([16, 5, 5], {"bottleneck": 4})),
     case("bottleneck-groups-stride-out", spec([8, 7, 7], {"bottleneck": {"width": 8, "out": 12, "stride": 2, "groups": 4}})),
     case("bottleneck-1d", spec([4, 9], {"bottleneck": {"width": 2, "stride": 2}})),
+    case("bottleneck-dilated-3d", spec([8, 5, 6, 7], {"bottleneck": {"width": 4, "out": 16, "dilation": 2}})),
     case("chunk-halves-joined", yaml_spec("""
         archspec: 1
         name: chunks
@@ -390,9 +395,9 @@ def run_and_record(module: torch.nn.Module, batch: torch.Tensor):
     seen: dict[str, list] = {}
 
     def hook(name):
-        def record(_module, inputs, output):
-            assert len(inputs) == 1, f"{name!r} got {len(inputs)} inputs"
-            seen.setdefault(name, []).append((_shape(inputs[0]), _shape(output)))
+        def record(_module, inputs, output):  # a resize also takes the tensor whose size it takes
+            assert len(inputs) in (1, 2), f"{name!r} got {len(inputs)} inputs"
+            seen.setdefault(name, []).append((_shape(inputs[0]), _shape(output), [_shape(t) for t in inputs[1:]]))
 
         return record
 
@@ -442,8 +447,9 @@ def check(source):
             node = nodes[path]
             where = f"{mode}: {path or '<model>'} ({node.kind})"
             assert len(calls) == 1, f"{where} ran {len(calls)} times"
-            real_in, real_out = calls[0]
+            real_in, real_out, real_like = calls[0]
             assert real_in == node.in_shape, f"{where}: real input {real_in}, static {node.in_shape}"
+            assert real_like == ([node.like_shape] if isinstance(node, Op) and node.like else []), where
             assert real_out == node.out_shape, f"{where}: real output {real_out}, static {node.out_shape}"
     return model, module
 

@@ -204,8 +204,8 @@ def test_name_templates_name_each_copy_and_hyphens_reach_the_state_dict():
         ("b{i / 2}", "a name's {i / 2} must give an integer >= 0, got 0.5", "bad-expression"),
         ("b{i - 5}", "a name's {i - 5} must give an integer >= 0, got -5", "bad-expression"),
         ("b{(}", "", "bad-expression"),
-        ("b{i}.x", "a name must be ASCII letters, digits, _ and - starting with a letter, got 'b0.x'", "bad-name"),
-        ("{i}b", "a name must be ASCII letters, digits, _ and - starting with a letter, got '0b'", "bad-name"),
+        ("b{i}.x", "a name must be ASCII letters, digits, _ and - starting with a letter, or a number (0, 1, ...), got 'b0.x'", "bad-name"),
+        ("{i}b", "a name must be ASCII letters, digits, _ and - starting with a letter, or a number (0, 1, ...), got '0b'", "bad-name"),
         ("b{0}-{i}", 'the name "b0" is already used', "duplicate-name"),
     ],
 )

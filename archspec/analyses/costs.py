@@ -24,7 +24,7 @@ from ..core.errors import show_value
 from ..core.ir import Block, Model, Node, Op, walk
 from ..core.limits import ensure_stack, magnitude_bounds
 from ..core.shape_rules import Window
-from .dataflow import Dataflow, input_of
+from .dataflow import Dataflow, input_of, tensor_path
 from .sizes import Sizes, Windows, valid_sizes, windows
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -48,13 +48,13 @@ class Field(NamedTuple):
             return "all"
         if not self.size:
             return "-"
-        size = "x".join(map(_number, self.size))
+        size = "x".join(map(number_text, self.size))
         jumps = set(self.jump)
-        jump = _number(self.jump[0]) if len(jumps) == 1 else "x".join(map(_number, self.jump))
+        jump = number_text(self.jump[0]) if len(jumps) == 1 else "x".join(map(number_text, self.jump))
         return f"{size} /{jump}"
 
 
-def _number(value: int | Fraction) -> str:
+def number_text(value: int | Fraction) -> str:
     if type(value) is int:  # most fields
         return str(value)
     return str(value.numerator) if value.denominator == 1 else f"{float(value):.3g}"
@@ -75,6 +75,15 @@ class Layer(NamedTuple):
     field: Field | None
 
 
+class Output(NamedTuple):
+    """One of the model's named outputs: timm's feature_info, computed."""
+
+    name: str
+    path: str  # the layer it returns
+    shape: tuple[int, ...] | None
+    field: Field | None  # its receptive field; `jump` is its stride (reduction) against the input
+
+
 class Costs(NamedTuple):
     """Every layer's row, and the totals torchinfo prints, for one sample unless `batch` says otherwise."""
 
@@ -93,6 +102,7 @@ class Costs(NamedTuple):
     activation_bytes: int  # per sample
     input_sizes: tuple[Sizes, ...] = ()  # per spatial dim, the sizes the model accepts (inputs.py)
     notes: tuple[str, ...] = ()
+    outputs: tuple[Output, ...] = ()  # the named outputs, where the spec names them
 
     @property
     def flops(self) -> int:
@@ -159,7 +169,14 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
         totals[""],
         valid_sizes(model, known),
         tuple(notes),
+        tuple(_output(model, name, reference, nodes, fields) for name, reference in model.outputs),
     )
+
+
+def _output(model: Model, name: str, reference: str, nodes: list, fields: dict) -> Output:
+    path = tensor_path(model.body, reference)
+    shape = next(node.out_shape for node in nodes if node.path == path)
+    return Output(name, path, shape, fields.get(path))
 
 
 # ---------------------------------------------------------------- memory

@@ -14,7 +14,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from .. import registry
-from ..core.ir import INPUT, Block, Node, Op, walk
+from ..core.ir import CAPTURED, INPUT, Block, Node, Op, is_captured, walk
 
 
 def input_of(block: Block) -> str:
@@ -23,22 +23,40 @@ def input_of(block: Block) -> str:
     return f"{block.path}:{INPUT}"
 
 
+def tensor_path(block: Block, reference: str) -> str:
+    """The path of the tensor a reference of `block`'s layers reads: `enc.conv2` is the layer at
+    block's path + ".enc.conv2", a captured `/backbone.16` the layer at backbone.16."""
+    if is_captured(reference):
+        return reference[len(CAPTURED) :]
+    if reference == INPUT:
+        return input_of(block)
+    return f"{block.path}.{reference}" if block.path else reference
+
+
 def is_plain(block: Block) -> bool:
-    """Whether nn.Sequential can run the sequence `block`: each layer reads the one before, no inner
-    output is handed out, and no layer is a bare parameter (which nn.Sequential would hold but never
-    apply). The live builder and the emitter (a user block's class too) both ask it."""
-    return not block.exports and not any(
-        child.inputs or child.exports or (isinstance(child, Op) and registry.layer_kind(child.kind).parameter)
-        for child in block.children
-    )
+    """Whether nn.Sequential can run the sequence `block`: each layer reads the one before and nothing
+    else, nothing is handed in or out, and no layer is a bare parameter (which nn.Sequential would
+    hold but never apply). The live builder and the emitter (a user block's class too) both ask it."""
+    return not block.exports and not block.captures and not any(_wired(child) for child in block.children)
+
+
+def _wired(node: Node) -> bool:
+    """Whether a layer needs more than its predecessor's output: references, or being a parameter."""
+    if node.inputs or node.exports:
+        return True
+    if isinstance(node, Block):
+        return bool(node.captures)
+    return node.like is not None or registry.layer_kind(node.kind).parameter
 
 
 class Sequence(NamedTuple):
     """The references of one sequence (a group, a residual's body, the model's body)."""
 
     sources: dict[str, tuple[str, ...]]  # a layer's name -> the paths of the tensors its `from:` reads
-    kept: frozenset[str]  # the references (`name`, `name.inner`, INPUT) a later `from:` reads or the sequence exports
+    kept: frozenset[str]  # the references a later layer reads, a block is handed or the sequence exports
     readers: Counter  # a layer's name or INPUT -> how many consumers read that tensor (the next layer included)
+    passes: dict[str, tuple[str, ...]]  # a block's name -> the references it is handed after its input (its captures)
+    likes: dict[str, str]  # a layer's name -> the path of the tensor whose size it takes
 
 
 class Dataflow:
@@ -60,31 +78,51 @@ class Dataflow:
 
 
 def _sequence(block: Block) -> Sequence:
-    paths = {child.name: child.path for child in block.children} | {INPUT: input_of(block)}
     sources = {
-        child.name: tuple(_path(paths, reference) for reference in child.inputs)
+        child.name: tuple(tensor_path(block, reference) for reference in child.inputs)
         for child in block.children
         if child.inputs
     }
-    kept = frozenset(reference for child in block.children for reference in child.inputs) | frozenset(block.exports)
-    return Sequence(sources, kept, _readers(block.children, block.exports))
+    passes = {
+        child.name: tuple(_handed(block, captured) for captured in child.captures)
+        for child in _with_shortcut(block)
+        if isinstance(child, Block) and child.captures
+    }
+    likes = {child.name: child.like for child in block.children if isinstance(child, Op) and child.like is not None}
+    references = [r for child in block.children for r in child.inputs] + [*likes.values(), *block.exports]
+    references += [r for handed in passes.values() for r in handed]
+    return Sequence(
+        sources,
+        frozenset(references),
+        _readers(block.children, references),
+        passes,
+        {name: tensor_path(block, like) for name, like in likes.items()},
+    )
 
 
-def _path(paths: dict[str, str], reference: str) -> str:
-    """The path of the tensor a `from:` reference reads: `enc.conv2` is the layer at enc's path + ".conv2"."""
-    head, _, rest = reference.partition(".")
-    return f"{paths[head]}.{rest}" if rest else paths[head]
+def _with_shortcut(block: Block) -> tuple[Node, ...]:
+    return (*block.children, block.shortcut) if block.shortcut is not None else block.children
 
 
-def _readers(children: tuple[Node, ...], exports: tuple[str, ...]) -> Counter:
+def _handed(block: Block, captured: str) -> str:
+    """The reference by which `block` hands a child the captured tensor `captured`: its own capture,
+    or the name (`backbone.16`) of what its own layers made."""
+    if captured in block.captures:
+        return captured
+    path = captured[len(CAPTURED) :]
+    return path[len(block.path) + 1 :] if block.path else path
+
+
+def _readers(children: tuple[Node, ...], references: list[str]) -> Counter:
     """How many consumers read each tensor of a sequence: its layers' outputs by name, and INPUT."""
     names = [INPUT, *(child.name for child in children)]  # names[i]: what child i reads without `from:`
     readers = Counter(names[i] for i, child in enumerate(children) if not child.inputs)
     if children:
         readers[children[-1].name] += 1  # the sequence's output, read by whatever follows it
-    references = [source for child in children for source in child.inputs] + list(exports)
     by_name = {child.name: child for child in children}
     for reference in references:
+        if is_captured(reference):
+            continue  # a tensor of a sequence around this one, counted there
         head, _, rest = reference.partition(".")
         if not rest or _aliases_output(by_name.get(head), rest):  # an inner output that is the layer's own
             readers[head] += 1

@@ -22,18 +22,29 @@ from ..core.errors import (
     in_file_order,
     show_number,
 )
-from ..core.ir import INPUT, Block, Model, Node, Op, replace
+from ..core.ir import Block, Model, Node, Op, replace
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise, magnitude_bounds
 from ..core.shape_rules import Shape, ShapeError, fmt_shape
 from ..kinds.structures import projection
+from .dataflow import input_of, tensor_path
+
+
+class _Run:
+    """One inference: the errors found, and every shaped layer by path, for the references that
+    reach across sequences (`/backbone.16`, a resize's `like`)."""
+
+    def __init__(self):
+        self.errors: list[Diagnostic] = []
+        self.shapes: dict[str, Shape | None] = {}  # every tensor's shape by path (dataflow.tensor_path)
 
 
 def infer(model: Model) -> Model:
-    errors: list[Diagnostic] = []
+    run = _Run()
+    errors = run.errors
     ensure_stack()
     try:
-        body = _infer(model.body, model.input_shape, errors)
+        body = _infer(model.body, model.input_shape, run)
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the model nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, model.body.loc)]) from None
@@ -42,23 +53,31 @@ def infer(model: Model) -> Model:
     return replace(model, body=body)
 
 
-def _infer(node: Node, shape: Shape | None, errors: list[Diagnostic]) -> Node:
+def _infer(node: Node, shape: Shape | None, run: _Run) -> Node:
+    node = _infer_node(node, shape, run)
+    run.shapes[node.path] = node.out_shape
+    return node
+
+
+def _infer_node(node: Node, shape: Shape | None, run: _Run) -> Node:
     if shape is None:
         return node
     if isinstance(node, Op) and node.standin:
         return replace(node, in_shape=shape)
     try:
         if isinstance(node, Op):
+            if node.like is not None and node.like_shape is None:  # the size it takes is unknown (reported)
+                return replace(node, in_shape=shape)
             kind = registry.layer_kind(node.kind)
             out, params = kind.shape(node, shape)
             return _bounded(_shaped(kind, node, shape, out, params))
         if not node.expanded:
             _admit(node)
             node = registry.block_kind(node.kind).expand(node, shape)
-        return _FLOWS[node.flow](node, shape, errors)
+        return _FLOWS[node.flow](node, shape, run)
     except ShapeError as exc:
         message = f"{_describe(node)} on input {fmt_shape(shape)}: {exc.message}"
-        errors.append(Diagnostic(message, exc.code, node.loc, node.notes))
+        run.errors.append(Diagnostic(message, exc.code, node.loc, node.notes))
         if exc.result is not None and isinstance(node, Op):
             out, params = exc.result
             return _shaped(registry.layer_kind(node.kind), node, shape, out, params)
@@ -106,28 +125,20 @@ def _describe(node: Node) -> str:
 # ---------------------------------------------------------------- blocks
 
 
-def _sequential(block: Block, shape: Shape, errors) -> Block:
+def _sequential(block: Block, shape: Shape, run: _Run) -> Block:
     children = []
     current: Shape | None = shape
-    produced: dict[str, Node] = {}
+    run.shapes[input_of(block)] = shape
     for child in block.children:
         if child.inputs:
-            shapes = [shape if name == INPUT else _find(produced, name).out_shape for name in child.inputs]
-            current = _merged_input(child, shapes, errors)
-        child = _infer(child, current, errors)
+            shapes = [run.shapes.get(tensor_path(block, reference)) for reference in child.inputs]
+            current = _merged_input(child, shapes, run.errors)
+        if isinstance(child, Op) and child.like is not None:
+            child = replace(child, like_shape=run.shapes.get(tensor_path(block, child.like)))
+        child = _infer(child, current, run)
         children.append(child)
-        produced[child.name] = child
         current = child.out_shape
     return _done(block, shape, current, children)
-
-
-def _find(produced: dict[str, Node], reference: str) -> Node:
-    """The (shaped) layer a `from:` names: an earlier sibling, or a layer inside one."""
-    head, *rest = reference.split(".")
-    node = produced[head]
-    for part in rest:
-        node = next(child for child in node.children if child.name == part)
-    return node
 
 
 def _merged_input(child: Node, shapes: list[Shape | None], errors) -> Shape | None:
@@ -143,15 +154,15 @@ def _merged_input(child: Node, shapes: list[Shape | None], errors) -> Shape | No
         return None
 
 
-def _residual(block: Block, shape: Shape, errors) -> Block:
-    body = _sequential(replace(block, flow="sequential"), shape, errors)
+def _residual(block: Block, shape: Shape, run: _Run) -> Block:
+    body = _sequential(replace(block, flow="sequential"), shape, run)
     out = body.out_shape
     shortcut, short_out = block.shortcut, shape
     if block.shortcut_mode == "explicit":
-        shortcut = _infer(shortcut, shape, errors)
+        shortcut = _infer(shortcut, shape, run)
         short_out = shortcut.out_shape
     elif block.shortcut_mode == "auto" and out is not None and (out != shape or (block.stride or 1) != 1):
-        shortcut = _infer(_projection(block, shape, out), shape, errors)
+        shortcut = _infer(_projection(block, shape, out), shape, run)
         short_out = shortcut.out_shape
     if out is not None and short_out is not None and out != short_out:
         raise ShapeError(
@@ -200,11 +211,12 @@ def _stride_of(node: Node, dim: int, n: int) -> int:
     return stride if isinstance(stride, int) else stride[dim] if len(stride) == n else 1
 
 
-def _dense(block: Block, shape: Shape, errors) -> Block:
+def _dense(block: Block, shape: Shape, run: _Run) -> Block:
+    errors = run.errors
     children = []
     current: Shape | None = shape
     for child in block.children:
-        child = _infer(child, current, errors)
+        child = _infer(child, current, run)
         children.append(child)
         out = child.out_shape
         if current is None or out is None:

@@ -141,9 +141,15 @@ class _Trial:
     def __init__(self, model: Model, known: Windows, dim: int):
         self.dim, self.known = dim, known
         self.flow = Dataflow(model.body)
-        self.recorded = {  # the outputs a `from:` reads, by path
-            path for sequence in self.flow.sequences.values() for paths in sequence.sources.values() for path in paths
+        sequences = self.flow.sequences.values()
+        self.like_of = {  # a resize's path -> the path of the tensor whose size it takes
+            f"{path}.{name}" if path else name: like
+            for path, sequence in self.flow.sequences.items()
+            for name, like in sequence.likes.items()
         }
+        self.recorded = {  # the outputs a `from:` reads or a resize takes its size from, by path
+            path for sequence in sequences for paths in sequence.sources.values() for path in paths
+        } | set(self.like_of.values())
         # blocks holding a recorded layer: answering them from memory would skip recording it
         self.holding = {path.rsplit(".", i)[0] for path in self.recorded for i in range(1, path.count(".") + 1)}
         self.seen: dict[str, tuple] = {}  # those outputs, in the current trial
@@ -182,6 +188,11 @@ class _Trial:
     def _op(self, op: Op) -> Callable:
         if op.in_shape is None or op.out_shape is None:
             return _same
+        if op.path in self.like_of:  # its size is another tensor's, whatever its input's
+            like, seen, dim = self.like_of[op.path], self.seen, self.dim
+            if len(op.in_shape) <= dim + 1:
+                return _same
+            return lambda state: (seen[like][0], state[1])
         if len(op.in_shape) <= self.dim + 1:  # a flat input: the size lives on as `changed`
             return self._fixed_params(op) if op.params else _same
         found = self.known.get(op.path, ())
@@ -244,7 +255,7 @@ class _Trial:
 
     def _sequence(self, block: Block) -> Callable:
         steps = [(child, self._compile(child)) for child in block.children]
-        if not any(child.inputs for child in block.children):
+        if not any(child.inputs for child in block.children) and input_of(block) not in self.recorded:
             chain = [step for _, step in steps if step is not _same]
 
             def run_chain(state):

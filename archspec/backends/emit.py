@@ -29,7 +29,7 @@ from .. import registry
 from ..analyses.analyze import SpecSource, analyze
 from ..analyses.dataflow import Dataflow, is_plain
 from ..core.errors import BAD_VALUE, NO_SOURCE_FORM, Diagnostic, SpecError, show_value
-from ..core.ir import INPUT, Block, Model, Node, Op, walk
+from ..core.ir import CAPTURED, INPUT, Block, Model, Node, Op, walk
 from ..core.shape_rules import fmt_shape
 from ..core.version import __version__
 from ..registry import Call
@@ -67,7 +67,8 @@ class Locals:
 
     def __call__(self, reference: str) -> str:
         if reference not in self.of:
-            self.of[reference] = self.names.claim(reference.replace(".", "__").replace("-", "_"))
+            wanted = reference.removeprefix(CAPTURED).replace(".", "__").replace("-", "_")
+            self.of[reference] = self.names.claim(wanted if wanted.isidentifier() else f"x_{wanted}")
         return self.of[reference]
 
 
@@ -419,8 +420,10 @@ class _Emitter:
             init = shortcut + init if block.args.get("shortcut_first") else init + shortcut
         forward = []
         local = Locals("x", "out", "identity")
+        captured = [local(reference) for reference in block.captures]  # its arguments after x
         if block.shortcut is not None:
-            step = f"{_attribute('self', block.shortcut.name)}(x)"
+            handed = [local(r) for r in self.flow.of(block).passes.get(block.shortcut.name, ())]
+            step = f"{_attribute('self', block.shortcut.name)}({', '.join(['x', *handed])})"
             forward.append(f"identity = {step}{self.shape_note(block.shortcut)}")
         lines, current = self.sequence_forward(block, "x", "out", local)
         forward += lines
@@ -450,7 +453,7 @@ class _Emitter:
         self.uses_functional |= "F." in result
         forward_info = dict(
             name="{name}", forward=forward, result=result, note=self.shape_note(block), doc=doc,
-            signature=_signature("forward", ["x: torch.Tensor"], returns),
+            signature=_signature("forward", [f"{name}: torch.Tensor" for name in ["x", *captured]], returns),
         )  # fmt: skip
         return init, forward_info
 
@@ -564,7 +567,8 @@ class _Emitter:
 
     def sequence_forward(self, block: Block, x: str, out: str, local: Locals) -> tuple[list[str], str]:
         """Forward lines applying `block`'s layers to `x`; tensors a later `from:` needs get their own name."""
-        children, keep = block.children, self.flow.of(block).kept
+        sequence = self.flow.of(block)
+        children, keep = block.children, sequence.kept
         if INPUT in keep:  # `from: input`: the caller passes an `out` other than `x`, so `x` stays the input
             local.of[INPUT] = x
         lines, current = [], x
@@ -578,7 +582,12 @@ class _Emitter:
                     lines += _statement(out, merged, self.shape_note(child, "in_shape"))
             target = local(child.name) if child.name in keep else out
             targets = ", ".join([target, *(local(f"{child.name}.{path}") for path in child.exports)])
-            lines.append(f"{targets} = {self.step(child, current)}{self.shape_note(child)}")
+            handed = sequence.passes.get(child.name, ()) + (
+                (child.like,) if isinstance(child, Op) and child.like else ()
+            )
+            lines += statement(
+                f"{targets} = ", self.step(child, current, [local(r) for r in handed]), 8, self.shape_note(child)
+            )
             current = target
         return lines, current
 
@@ -587,7 +596,8 @@ class _Emitter:
     def is_functional(self, node: Node) -> bool:
         return isinstance(node, Op) and node.name.isdigit() and registry.layer_kind(node.kind).functional is not None
 
-    def step(self, node: Node, x: str) -> str:
+    def step(self, node: Node, x: str, handed: list[str]):
+        """The expression applying `node` to `x` (and the tensors it is `handed`): text, or a call."""
         if self.is_functional(node):
             self.same(node, "inplace")
             if node.inplace:
@@ -598,7 +608,7 @@ class _Emitter:
             return text
         if _is_parameter(node):
             return f"{_attribute('self', node.name)} * {x}"
-        return f"{_attribute('self', node.name)}({x})"
+        return _attribute("self", node.name), [x, *handed]
 
 
 LINE_LENGTH = 88  # ruff format's default, which emitted files keep (tests/test_emit.py checks)
@@ -701,8 +711,13 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
     for child in model.body.children:
         if not emitter.is_functional(child):
             init += emitter.construct(child, "self", 8)
-    out = "out" if any(INPUT in child.inputs for child in model.body.children) else "x"  # keep x for `from: input`
-    forward, result = emitter.sequence_forward(model.body, "x", out, Locals("x", out))
+    out = "out" if INPUT in emitter.flow.of(model.body).kept else "x"  # keep x for `from: input`
+    local = Locals("x", out)
+    forward, result = emitter.sequence_forward(model.body, "x", out, local)
+    returns = "torch.Tensor"
+    if model.outputs:  # an ordered dict, as torchvision's segmentation models and FPNs return
+        pairs = ", ".join(f'("{name}", {local(reference)})' for name, reference in model.outputs)
+        result, returns = f"OrderedDict([{pairs}])", "dict[str, torch.Tensor]"
     params = []
     if "num_classes" in emitter.used[0]:
         params = [f"num_classes: int = {variant.value if variant else _classes(emitter.classifier)}"]
@@ -716,12 +731,22 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
         init=init,
         forward=forward,
         result=result,
+        returns=returns,
+        outputs=[name for name, _ in model.outputs],
         params=params,
         uses_functional=emitter.uses_functional,
         uses_checkpoint=any("cp.checkpoint(" in cls.text for cls in emitter.classes),  # memory-efficient dense
-        output_shape=fmt_shape(model.body.out_shape),
+        output_shape=_outputs_text(model),
         params_count=f"{model.body.params:,}",
     )
+
+
+def _outputs_text(model: Model) -> str:
+    """What the model returns, for its docstring: a shape, or each named output's."""
+    if not model.outputs:
+        return fmt_shape(model.body.out_shape)
+    shapes = {child.path: child.out_shape for child in walk(model.body)}
+    return "{" + ", ".join(f"{name}: {fmt_shape(shapes[reference])}" for name, reference in model.outputs) + "}"
 
 
 def _signature(name: str, params: list[str], returns: str) -> list[str]:

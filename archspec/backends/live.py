@@ -31,30 +31,54 @@ class Wiring:
     """Where each layer of a sequence takes its input from, when not from the layer before it.
 
     A layer with `exports` returns (output, *exported inner outputs); a sequence with exports of
-    its own returns its output followed by those it hands out.
+    its own returns its output followed by those it hands out. A block that captures tensors of
+    the sequences around it (`/backbone.16`) takes them after its input, in its `captures` order.
     """
 
     def __init__(self, block: Block, flow: Dataflow):
+        sequence = flow.of(block)
         self.inputs = {child.name: (child.inputs, child.merge) for child in block.children if child.inputs}
         self.child_exports = {child.name: child.exports for child in block.children if child.exports}
         self.exports = block.exports
-        self.keep = flow.of(block).kept
+        self.captures = block.captures
+        self.keep = sequence.kept
+        self.passes = {name: handed for name, handed in sequence.passes.items() if name != block.shortcut_name}
+        self.likes = {child.name: child.like for child in block.children if isinstance(child, Op) and child.like}
+        self.shortcut = sequence.passes.get(block.shortcut_name, ()) if block.shortcut is not None else ()
 
-    def run(self, layers, x):
+    def start(self, x, captured: tuple) -> dict:
+        """The tensors a sequence keeps before its first layer: its input, for `from: input`, and
+        what it was handed."""
+        saved = dict(zip(self.captures, captured))
+        if INPUT in self.keep:
+            saved[INPUT] = x
+        return saved
+
+    def run(self, layers, x, captured: tuple = ()):
         """Apply (name, module) pairs in order, feeding `from:` inputs and keeping what is needed later."""
-        saved = {INPUT: x} if INPUT in self.keep else {}  # `from: input`: the sequence's own input
+        saved = self.start(x, captured)
         for name, layer in layers:
             if name in self.inputs:
                 inputs, how = self.inputs[name]
                 tensors = [saved[source] for source in inputs]
                 x = tensors[0] if len(tensors) == 1 else merge(how, tensors)
-            x = layer(x)
+            if name in self.passes:
+                x = layer(x, *(saved[reference] for reference in self.passes[name]))
+            elif name in self.likes:
+                x = layer(x, saved[self.likes[name]])
+            else:
+                x = layer(x)
             if name in self.child_exports:
                 x, *inner = x
                 saved.update((f"{name}.{path}", tensor) for path, tensor in zip(self.child_exports[name], inner))
             if name in self.keep:
                 saved[name] = x
         return (x, *(saved[path] for path in self.exports)) if self.exports else x
+
+    def handed(self, captured: tuple) -> tuple:
+        """What a residual's shortcut is handed, of what the block was."""
+        saved = dict(zip(self.captures, captured))
+        return tuple(saved[reference] for reference in self.shortcut)
 
 
 def adopt(owner: nn.Module, layers: OrderedDict) -> tuple[str, ...]:
@@ -84,18 +108,28 @@ class Sequence(nn.Sequential):
         self._order = adopt(self, layers)  # underscored: never collides with a layer name
         self._wiring = wiring
 
-    def forward(self, x):
-        return self._wiring.run(steps(self, self._order), x)
+    def forward(self, x, *captured):
+        return self._wiring.run(steps(self, self._order), x, captured)
 
 
 class SpecModel(Sequence):
-    """The compiled spec: its layers in order, with the per-sample shape it expects."""
+    """The compiled spec: its layers in order, with the per-sample shape it expects. With named
+    outputs it returns them as an ordered dict, as torchvision's segmentation models and FPNs do."""
 
-    def __init__(self, layers: OrderedDict, wiring: Wiring, input_shape: tuple[int, ...], name: str):
+    def __init__(
+        self, layers: OrderedDict, wiring: Wiring, input_shape: tuple[int, ...], name: str, outputs: tuple = ()
+    ):
         super().__init__(layers, wiring)
         self.input_shape = input_shape
         self._spec_name = name
+        self._outputs = outputs  # (name, reference): the body's exports, in that order
         self.weights_report = None  # compile_spec(weights=..., strict=False): what was transferred
+
+    def forward(self, x):
+        if not self._outputs:
+            return super().forward(x)
+        found = dict(zip(self._wiring.exports, super().forward(x)[1:]))
+        return OrderedDict((name, found[reference]) for name, reference in self._outputs)
 
 
 class Residual(nn.Module):
@@ -130,9 +164,9 @@ class Residual(nn.Module):
             self._activation = functools.partial(function(registry.ACTIVATIONS[activation].inplace), inplace=True)
         self._inplace_add = inplace_add
 
-    def forward(self, x):
-        identity = x if self._shortcut is None else getattr(self, self._shortcut)(x)
-        x = self._wiring.run(steps(self, self._body), x)
+    def forward(self, x, *captured):
+        identity = x if self._shortcut is None else getattr(self, self._shortcut)(x, *self._wiring.handed(captured))
+        x = self._wiring.run(steps(self, self._body), x, captured)
         if self._inplace_add:
             x += identity
         else:
@@ -143,7 +177,8 @@ class Residual(nn.Module):
 def build_model(model: Model) -> SpecModel:
     check_fits(model)  # SpecError with the figures, before the allocator fails (or the OOM killer strikes)
     builder = _Builder(Dataflow(model.body))
-    return SpecModel(builder.children(model.body), builder.wiring(model.body), model.input_shape, model.name)
+    body = model.body
+    return SpecModel(builder.children(body), builder.wiring(body), model.input_shape, model.name, model.outputs)
 
 
 class _Builder:

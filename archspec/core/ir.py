@@ -18,6 +18,14 @@ Shape = tuple[int, ...]  # one sample: (channels, *spatial) or (features,)
 
 NO_ARGS: Mapping = MappingProxyType({})
 INPUT = "input"  # the `from:` name of the input its sequence received; no layer may take it
+# REFERENCES, in `inputs`, `like` and `exports`: a sibling's name, `group.layer` inside one, INPUT,
+# or CAPTURED + a path: a tensor of an enclosing sequence (`/backbone.16`), which every block between
+# it and the reader takes as an argument besides its input (a Block's `captures`).
+CAPTURED = "/"
+
+
+def is_captured(reference: str) -> bool:
+    return reference.startswith(CAPTURED)
 
 
 class Op(NamedTuple):
@@ -28,9 +36,11 @@ class Op(NamedTuple):
     path: str  # qualified name, as in the state_dict
     loc: Location
     args: Mapping = NO_ARGS  # the validated fields, read-only; what shapes infer lives in the fields below
-    inputs: tuple[str, ...] = ()  # earlier siblings (or INPUT) whose outputs feed this layer; () is the previous one
+    inputs: tuple[str, ...] = ()  # what feeds this layer (REFERENCES below); () is the previous layer
     merge: str | None = None  # how several inputs combine: a registry merge (concat, add, mul)
     notes: tuple = ()  # the block uses this layer was expanded through
+    like: str | None = None  # a reference whose spatial size the output takes (a resize to a tensor's size)
+    like_shape: Shape | None = None  # that tensor's shape, for the kind's shape rule
     exports: tuple[str, ...] = ()  # always () for a single layer; see Block
     standin: bool = False  # an identity in place of a wrong layer (reported already): its output is unknown
     inplace: bool = False  # an activation that overwrites its input (archspec.inplace decides, after shapes)
@@ -66,6 +76,7 @@ class Block(NamedTuple):
     merge: str | None = None
     notes: tuple = ()
     exports: tuple[str, ...] = ()  # inner layers (relative names) whose outputs a later `from:` needs
+    captures: tuple[str, ...] = ()  # captured references its layers read: its arguments after its input
     block_args: tuple | None = None  # a user block's use: its (parameter, value)s; None otherwise
     in_shape: Shape | None = None
     out_shape: Shape | None = None
@@ -88,6 +99,7 @@ class Model(NamedTuple):
     body: Block
     vars: Mapping = NO_ARGS  # the spec's vars, as evaluated
     files: tuple[str, ...] = ()  # the files the spec was read from: its own and its bases'
+    outputs: tuple[tuple[str, str], ...] = ()  # (name, reference) it returns as an ordered dict; (): the body's output
 
 
 def walk(node: Node):

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from .. import registry
 from ..core.errors import BAD_NAME, BAD_REFERENCE, DUPLICATE_NAME, LIMIT, Diagnostic, Location, SpecError, did_you_mean
-from ..core.ir import INPUT, Block, Model, Node, Op, replace
+from ..core.ir import CAPTURED, INPUT, Block, Model, Node, Op, replace
 from ..core.limits import current as current_limits
 from ..core.limits import ensure_stack, how_to_raise
 from ..kinds import merges
@@ -29,33 +29,68 @@ def resolve(spec: Spec, doc: Expanded, standins: frozenset = frozenset(), errors
     raising, errors = errors is None, [] if errors is None else errors
     root_loc = doc.locate(("layers",))
     ensure_stack()
+    outputs = spec.outputs or ()
     try:
-        children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins)
+        children = _resolve_list(spec.layers, ("layers",), "", doc, errors, standins=standins, outputs=outputs)
     except RecursionError:  # only with limit depth raised past what Python's stack takes
         message = f"the spec nests too deeply for Python's stack; lower the nesting or {how_to_raise('depth')}"
         raise SpecError([*errors, Diagnostic(message, LIMIT, root_loc)]) from None
     if raising and errors:
         raise SpecError(errors)
-    body = Block("model", "", "", root_loc, "sequential", children)
-    return Model(spec.name, doc.path, tuple(spec.input), body, MappingProxyType(dict(doc.vars)), doc.files)
+    exports = tuple(dict.fromkeys(reference for _, reference in outputs))
+    body = Block("model", "", "", root_loc, "sequential", children, exports=exports)
+    vars_ = MappingProxyType(dict(doc.vars))
+    return Model(spec.name, doc.path, tuple(spec.input), body, vars_, doc.files, outputs)
+
+
+class _Scope:
+    """One sequence being resolved: the layers made so far, by name, and what is asked of them."""
+
+    def __init__(self, path: str, names: list[str], sealed: bool, captures: list[str]):
+        self.path = path
+        self.names = names  # every layer's name, made or not: a reference to a later one reads too early
+        self.sealed = sealed  # a user block's layers: its references stay inside it
+        self.built: dict[str, Node] = {}
+        self.current = ""  # the name of the layer being made
+        self.exports: dict[str, list[str]] = {}  # sibling name -> inner layers a later reference reaches into
+        self.captures = captures  # captured references its layers read: its block's, shared by its lists
+
+    def absolute(self, reference: str) -> str:
+        return f"{self.path}.{reference}" if self.path else reference
 
 
 def _resolve_list(
-    layers, yaml_path: tuple, prefix: str, doc: Expanded, errors, reserved=(), standins=frozenset(), level: int = 1
+    layers,
+    yaml_path: tuple,
+    prefix: str,
+    doc: Expanded,
+    errors,
+    reserved=(),
+    standins=frozenset(),
+    level: int = 1,
+    around: tuple[_Scope, ...] = (),
+    sealed: bool = False,
+    captures: list | None = None,
+    outputs: tuple = (),
 ):
     """The nodes of a list of layers `level` lists deep (expansion bounds that by limit depth; a
-    schema.Spec given as such is bounded here)."""
+    schema.Spec given as such is bounded here), inside the sequences `around` (outermost first)."""
     nodes = []
     seen: dict[str, Location] = {}
-    built: dict[str, Node] = {}
-    exports: dict[str, list[str]] = {}  # sibling name -> inner layers a later `from:` reaches into
+    scope = _Scope(
+        prefix,
+        [layer.name or str(i) for i, layer in enumerate(layers)],
+        sealed,
+        captures if captures is not None else [],
+    )
+    scopes = (*around, scope)
     too_deep = level >= current_limits().depth
     for i, layer in enumerate(layers):
         path = yaml_path + (i,)
-        name = layer.name or str(i)
+        name = scope.current = scope.names[i]
         loc, notes = doc.place(path)
         fields_at = path + (layer.kind,)
-        reachable = _check_references(layer, built, exports, doc, fields_at, notes, errors)
+        references = _references(layer, scopes, doc, fields_at, notes, errors)
         _check_name(name, reserved, seen, doc, fields_at, loc, notes, errors)
         qualified = f"{prefix}.{name}" if prefix else name
         if too_deep and isinstance(registry.KINDS.get(layer.kind), registry.Structure):
@@ -68,13 +103,14 @@ def _resolve_list(
                 )
             )
             node = Op(STANDIN, name, qualified, loc, standin=True)
-        elif not reachable:  # what it reads is unknown: stood in for, so the layers after it are checked
+        elif references is None:  # what it reads is unknown: stood in for, so the layers after it are checked
             nodes.append(Op(STANDIN, name, qualified, loc, notes=notes, standin=True))
-            built.setdefault(name, nodes[-1])
+            scope.built.setdefault(name, nodes[-1])
             continue
         else:
-            node = _resolve(layer, path, name, qualified, loc, doc, errors, standins, level)
-        changes = _wiring(layer, notes) if layer.sources or layer.merge or notes else {}
+            nested = _Nested(fields_at, doc, errors, standins, level, scopes, path in doc.block_uses)
+            node = _resolve(layer, name, qualified, loc, nested)
+        changes = _wiring(layer, references, notes)
         if path in standins:
             changes["standin"] = True
         if path in doc.block_uses and isinstance(node, Block):  # not a stand-in for a use that failed
@@ -82,25 +118,92 @@ def _resolve_list(
         if changes:  # most layers take their input from the layer before and come from no block
             node = replace(node, **changes)
         nodes.append(node)
-        built.setdefault(name, node)
+        scope.built.setdefault(name, node)
+    scope.current = ""
+    for key, reference in outputs:
+        _reference(reference, scopes, errors, (doc.locate(("outputs", key)), ()), f"output {key}")
+    exports = scope.exports
     return tuple(_exporting(node, exports[node.name]) if node.name in exports else node for node in nodes)
 
 
-def _check_references(layer, built: dict, exports: dict, doc: Expanded, fields_at: tuple, notes: tuple, errors) -> bool:
-    """Report the `from:` references that read no earlier layer; record the inner layers the others
-    reach into (`enc.conv2`), which that sibling must then export. Whether all read one."""
-    reachable = True
-    for source in layer.sources or ():
-        problem = _unreachable(source, built)
-        if problem:
-            errors.append(Diagnostic(f"from: {problem}", BAD_REFERENCE, doc.locate(fields_at + ("from",)), notes))
-            reachable = False
-        elif "." in source:
-            head, _, rest = source.partition(".")
-            wanted = exports.setdefault(head, [])
-            if rest not in wanted:
-                wanted.append(rest)
-    return reachable
+def _references(layer, scopes, doc: Expanded, fields_at: tuple, notes: tuple, errors) -> dict | None:
+    """The layer's references (`from:`, and the tensor whose size it takes) as its node holds them, or
+    None where one reads no earlier layer (reported)."""
+    found = {}
+    located = doc.locate(fields_at + ("from",)), notes
+    sources = [_reference(source, scopes, errors, located, "from") for source in layer.sources or ()]
+    if None in sources:
+        return None
+    if sources:
+        found["inputs"] = tuple(sources)
+    kind = registry.KINDS.get(layer.kind)
+    like = kind.like if isinstance(kind, registry.LayerKind) else None
+    if like and getattr(layer, like) is not None:
+        located = doc.locate(fields_at + (like,)), notes
+        found["like"] = _reference(getattr(layer, like), scopes, errors, located, like)
+        if found["like"] is None:
+            return None
+    return found
+
+
+def _reference(reference: str, scopes: tuple[_Scope, ...], errors, located: tuple, field: str) -> str | None:
+    """`reference` as a node holds it: as written where it names a layer of its own sequence (or
+    INPUT), else captured from the innermost enclosing sequence that made the layer it names. Every
+    sequence it passes through takes it as an argument, and the layer it reaches into exports it.
+    None where it reads nothing (reported)."""
+    head, _, rest = reference.partition(".")
+    scope = _defining(head, scopes)
+    problem = _unreachable(reference, scope.built) if scope else _too_early(head, scopes) or _missing(head, scopes)
+    if problem:
+        errors.append(Diagnostic(f"{field}: {problem}", BAD_REFERENCE, *located))
+        return None
+    if rest:
+        wanted = scope.exports.setdefault(head, [])
+        if rest not in wanted:
+            wanted.append(rest)
+    if scope is scopes[-1]:
+        return reference
+    captured = CAPTURED + scope.absolute(reference)
+    for inner in scopes[scopes.index(scope) + 1 :]:
+        if captured not in inner.captures:
+            inner.captures.append(captured)
+    return captured
+
+
+def _defining(head: str, scopes: tuple[_Scope, ...]) -> _Scope | None:
+    """The innermost sequence, of those a reference may reach, that made the layer `head`."""
+    if head == INPUT:
+        return scopes[-1]
+    for scope in reversed(scopes):
+        if head in scope.built:
+            return scope
+        if scope.sealed:
+            return None
+    return None
+
+
+def _too_early(head: str, scopes: tuple[_Scope, ...]) -> str | None:
+    """Why a reference to `head` names a layer not yet computed where it is read, or None."""
+    for scope in reversed(scopes):
+        if head == scope.current:
+            return f'"{head}" is the layer this reference is in, which has no output yet'
+        if head in scope.names:
+            return f'"{head}" comes later in its sequence: its output is not computed yet here'
+        if scope.sealed:
+            return None
+    return None
+
+
+def _missing(head: str, scopes: tuple[_Scope, ...]) -> str:
+    visible, where = [*scopes[-1].built, INPUT], "this sequence"
+    for scope in reversed(scopes[:-1]):
+        if scopes[-1].sealed:
+            break
+        visible += scope.built
+        where = "this sequence or one around it"
+        if scope.sealed:
+            break
+    return f'no earlier layer named "{head}" in {where}{did_you_mean(head, visible)}'
 
 
 def _check_name(name: str, reserved, seen: dict, doc: Expanded, fields_at: tuple, loc: Location, notes, errors) -> None:
@@ -117,13 +220,12 @@ def _check_name(name: str, reserved, seen: dict, doc: Expanded, fields_at: tuple
     seen.setdefault(name, loc)
 
 
-def _wiring(layer, notes: tuple) -> dict:
+def _wiring(layer, references: dict, notes: tuple) -> dict:
     """The fields of a layer's node that say where its input comes from and how it was made, where
     they differ from the defaults."""
-    wiring = {}
-    if layer.sources:
-        wiring["inputs"] = layer.sources
-        wiring["merge"] = layer.merge or (merges.DEFAULT if len(layer.sources) > 1 else None)
+    wiring = dict(references)
+    if "inputs" in wiring:
+        wiring["merge"] = layer.merge or (merges.DEFAULT if len(wiring["inputs"]) > 1 else None)
     elif layer.merge:
         wiring["merge"] = layer.merge
     if notes:
@@ -160,11 +262,12 @@ def _exporting(block: Block, paths: list[str]) -> Block:
     return replace(block, children=children, exports=tuple(paths))
 
 
-def _resolve(layer, entry_path, name, path, loc, doc, errors, standins, level) -> Node:
-    """The node of `layer`, the entry at `entry_path` of its expanded list."""
+def _resolve(layer, name, path, loc, nested: _Nested) -> Node:
+    """The node of `layer`, the entry at `nested`'s path of its expanded list."""
     kind = registry.kind(layer.kind)
     if isinstance(kind, registry.Structure):
-        return kind.resolve(layer, name, path, loc, _Nested(entry_path + (layer.kind,), doc, errors, standins, level))
+        block = kind.resolve(layer, name, path, loc, nested)
+        return replace(block, captures=tuple(nested.captures)) if nested.captures else block
     args = MappingProxyType({field: getattr(layer, field) for field in _fields(type(layer))})
     if isinstance(kind, registry.BlockKind):
         return Block(layer.kind, name, path, loc, "sequential", (), args=args, expanded=False)
@@ -178,14 +281,28 @@ def _fields(model: type) -> list[str]:
 
 class _Nested:
     """What a structure's resolve rule (registry.Structure.resolve) is handed: the lists of layers its
-    fields hold, resolved one level deeper, and its fields' positions."""
+    fields hold, resolved one level deeper inside the sequences around it, and its fields' positions."""
 
-    def __init__(self, yaml_path: tuple, doc: Expanded, errors: list, standins: frozenset, level: int):
+    def __init__(self, yaml_path: tuple, doc: Expanded, errors: list, standins: frozenset, level: int, around, sealed):
         self.yaml_path, self.doc, self.errors, self.standins, self.level = yaml_path, doc, errors, standins, level
+        self.around, self.sealed = around, sealed  # sealed: a user block's use, whose layers reach only each other
+        self.captures: list[str] = []  # what its lists' layers capture from the sequences around it
 
     def layers(self, items, field: str, prefix: str, reserved: tuple = ()) -> tuple[Node, ...]:
         at = self.yaml_path + (field,)
-        return _resolve_list(items, at, prefix, self.doc, self.errors, reserved, self.standins, self.level + 1)
+        return _resolve_list(
+            items,
+            at,
+            prefix,
+            self.doc,
+            self.errors,
+            reserved,
+            self.standins,
+            self.level + 1,
+            self.around,
+            self.sealed,
+            self.captures,
+        )
 
     def locate(self, field: str) -> Location:
         return self.doc.locate(self.yaml_path + (field,))

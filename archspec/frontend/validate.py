@@ -53,6 +53,7 @@ from ..registry.fields import (
     FormatVersion,
     InputShape,
     Name,
+    Outputs,
     after,
     check_name,
     declared_fields,
@@ -74,6 +75,7 @@ class Spec(Declaration):
     description: str | None = None
     input: InputShape
     layers: list[AnyLayer] = field(min_length=1)
+    outputs: Outputs | None = None
 
     @after
     def _checks(self):

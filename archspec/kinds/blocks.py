@@ -32,8 +32,18 @@ class _Layers:
     def __call__(self, kind: str, name: str, **args):
         return op(kind, name, f"{self.path}.{name}", self.loc, **args)
 
-    def conv(self, name, out, kernel, stride=1, padding=0, groups=1, bias=False):
-        return self("conv", name, out=out, kernel=kernel, stride=stride, padding=padding, groups=groups, bias=bias)
+    def conv(self, name, out, kernel, stride=1, padding=0, groups=1, bias=False, dilation=1):
+        return self(
+            "conv",
+            name,
+            out=out,
+            kernel=kernel,
+            stride=stride,
+            padding=padding,
+            groups=groups,
+            bias=bias,
+            dilation=dilation,
+        )
 
     def norm(self, name):
         return self("batchnorm", name)
@@ -99,6 +109,7 @@ class Bottleneck(Fields):
     out: PosInt | None = None  # 4 * width by default, as in ResNet-50
     stride: PosInt = 1
     groups: PosInt = 1
+    dilation: PosInt = 1  # of the 3x3 conv, padded to keep the size (torchvision's replace_stride_with_dilation)
 
 
 def _bottleneck_out(args) -> int:
@@ -111,7 +122,7 @@ def _bottleneck(block: Block, shape) -> Block:
         layer.conv("conv1", a["width"], 1),
         layer.norm("bn1"),
         layer("relu", "relu1"),
-        layer.conv("conv2", a["width"], 3, a["stride"], 1, groups=a["groups"]),  # stride on the 3x3, as torchvision
+        layer.conv("conv2", a["width"], 3, a["stride"], a["dilation"], groups=a["groups"], dilation=a["dilation"]),
         layer.norm("bn2"),
         layer("relu", "relu2"),
         layer.conv("conv3", _bottleneck_out(a), 1),
@@ -129,14 +140,16 @@ def _bottleneck_arguments(b: Block) -> Call:
         _bottleneck_out(a),
         stride=a["stride"],
         groups=a["groups"],
-        defaults=ONE,
+        dilation=a["dilation"],
+        defaults={**ONE, "dilation": 1},
     )
 
 
 register(
     BlockKind(
         "bottleneck",
-        "ResNet's bottleneck (v1.5: the stride is on the 3x3 conv), with groups for ResNeXt",
+        "ResNet's bottleneck (v1.5: the stride is on the 3x3 conv), with groups for ResNeXt and dilation "
+        "for segmentation backbones",
         Bottleneck,
         _bottleneck,
         "bottleneck.py.jinja",

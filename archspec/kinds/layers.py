@@ -40,6 +40,7 @@ from ..registry.fields import (
     PosFloatOrSizes,
     PosInt,
     Probability,
+    Reference,
     Sizes,
     Stds,
     after,
@@ -665,13 +666,14 @@ class Upsample(Fields):
     kind: Literal["upsample"]
     scale: PosFloatOrSizes | None = None
     size: Sizes | None = None
+    size_of: Reference | None = None  # the spatial size of another tensor (or `input`), at run time
     mode: Literal["nearest", "linear", "bilinear", "bicubic", "trilinear"] = "nearest"
     align_corners: Bool | None = None
 
     @after
     def _scale_or_size(self):
-        if (self.scale is None) == (self.size is None):
-            raise PydanticCustomError("bad_value", "give exactly one of scale and size")
+        if sum(value is not None for value in (self.scale, self.size, self.size_of)) != 1:
+            raise PydanticCustomError("bad_value", "give exactly one of scale, size and size_of")
         if self.align_corners is not None and self.mode == "nearest":
             raise PydanticCustomError("bad_value", "align_corners only applies to the interpolating modes, not nearest")
         return self
@@ -687,6 +689,12 @@ def _upsample_shape(op, shape):
         raise ShapeError(f"mode {mode!r} needs {_UPSAMPLE_RANKS[mode]} spatial dims, the input has {n}", RANK)
     if op.args["size"] is not None:
         return (shape[0], *per_dim(op, "size", n)), 0
+    if op.args["size_of"] is not None:
+        like = op.like_shape
+        if len(like) != len(shape):
+            got = f"{len(like) - 1} spatial dims" if len(like) > 1 else "none"
+            raise ShapeError(f"size_of {op.args['size_of']} has {got}, the input has {n}", RANK)
+        return (shape[0], *like[1:]), 0
     scale = op.args["scale"]
     scales = (scale,) * n if isinstance(scale, (int, float)) else tuple(scale)
     if len(scales) != n:
@@ -704,13 +712,19 @@ def _upsample_shape(op, shape):
     return (shape[0], *sizes), 0
 
 
+def _resize_module():
+    from .torch_modules import Resize as module
+
+    return module
+
+
 _TAPS = {"nearest": 1, "linear": 2, "bilinear": 2, "trilinear": 2, "bicubic": 4}  # input positions one output reads
 
 
 def _upsample_window(op) -> tuple[Window, ...]:
     n, taps = dims(op), _TAPS[op.args["mode"]]
-    if op.args["size"] is not None:
-        return tuple(Window(taps, size=size) for size in per_dim(op, "size", n))
+    if op.args["size"] is not None or op.args["size_of"] is not None:
+        return tuple(Window(taps, size=size) for size in op.out_shape[1:])
     scale = op.args["scale"]
     scales = (scale,) * n if isinstance(scale, (int, float)) else tuple(scale)
     return tuple(Window(taps, scale=float(factor)) for factor in scales)
@@ -718,6 +732,13 @@ def _upsample_window(op) -> tuple[Window, ...]:
 
 def _upsample_call(op) -> Call:
     a = op.args
+    if a["size_of"] is not None:  # the size is known only at run time: Resize takes that tensor too
+        return call(
+            "Resize",
+            mode=a["mode"],
+            align_corners=a["align_corners"],
+            defaults=dict(mode="nearest", align_corners=None),
+        )
     scale = a["scale"]
     if scale is not None:
         scale = float(scale) if isinstance(scale, (int, float)) else tuple(float(s) for s in scale)
@@ -734,12 +755,15 @@ def _upsample_call(op) -> Call:
 register(
     LayerKind(
         "upsample",
-        "resize by a scale or to a size (nearest or interpolating)",
+        "resize by a scale, to a size, or to another tensor's size (nearest or interpolating)",
         Upsample,
         _upsample_shape,
         _upsample_call,
         window=_upsample_window,
         saves=(),
+        module=_resize_module,
+        template="resize.py.jinja",
+        like="size_of",
     )
 )
 

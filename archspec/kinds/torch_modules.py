@@ -78,6 +78,18 @@ class DenseBlock(nn.ModuleDict):
         return torch.cat(features, 1)
 
 
+class Resize(nn.Module):
+    """Resizes its input to the spatial size of a second tensor, read at run time, as torchvision's
+    segmentation heads do: F.interpolate(x, size=like.shape[2:], mode=mode, align_corners=align_corners)."""
+
+    def __init__(self, mode: str = "nearest", align_corners: bool | None = None):
+        super().__init__()
+        self.mode, self.align_corners = mode, align_corners
+
+    def forward(self, x, like):
+        return nn.functional.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)
+
+
 class Chunk(nn.Module):
     """One of `parts` equal slices of the channels (dim 1), by index: a view, as x.chunk(parts, 1)[index]."""
 

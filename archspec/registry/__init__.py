@@ -77,6 +77,9 @@ class LayerKind(NamedTuple):
     # Its output has its input's shape whatever its fields say (an activation, a norm, dropout): a wrong
     # one stands in for itself with its shape known, so the layers after it are still checked.
     keeps_shape: bool = False
+    # The field naming a tensor (a `from:`-style reference) whose spatial size its output takes:
+    # upsample's size_of. Resolved like `from:` into the op's `like`; its shape rule reads `like_shape`.
+    like: str | None = None
 
 
 class BlockKind(NamedTuple):

@@ -44,9 +44,10 @@ RESERVED_NAMES = frozenset(
     requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train training
     type update values weights_report xpu zero_grad""".split()
 )
-# Hyphens too: torchvision names RegNet's blocks `block1-0`. Emitted code reaches such a module by
-# getattr and add_module, never as an identifier.
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+# Hyphens too: torchvision names RegNet's blocks `block1-0`; and digit strings, a ModuleList's keys
+# (`convs.0`, `inner_blocks.3`). Emitted code reaches such a module by getattr and add_module, never
+# as an identifier.
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*|0|[1-9][0-9]*")
 MAX_NAME = 128  # characters of a layer's name: torchvision's longest is 20
 
 
@@ -80,8 +81,10 @@ def after(method: Callable) -> Callable:
 # so an editor reports the mistake made ("not an expression" for `out: 6 apples`, "above the
 # maximum" for `p: 1.5`) rather than what another alternative wanted.
 
-LAYER_NAME_PATTERN = r"^[A-Za-z](?:[A-Za-z0-9_-]|\{[^{}]+\})*$"  # _name, with the {expression} parts expand fills
-REFERENCE_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(?:\.[A-Za-z][A-Za-z0-9_-]*)*$"  # _reference
+_WORD = r"(?:[A-Za-z][A-Za-z0-9_-]*|0|[1-9][0-9]*)"  # _NAME
+_PART = r"(?:[A-Za-z0-9_-]|\{[^{}]+\})"  # a character of a name, or an {expression} part expand fills
+LAYER_NAME_PATTERN = rf"^(?:(?:[A-Za-z]|\{{[^{{}}]+\}}){_PART}*|0|[1-9][0-9]*)$"  # _NAME with {expression} parts
+REFERENCE_PATTERN = rf"^{_WORD}(?:\.{_WORD})*$"  # _reference
 # PyYAML (YAML 1.1) reads these as booleans; yaml-language-server (YAML 1.2) as strings.
 YAML11_BOOLEANS = [w for word in ("yes", "no", "on", "off") for w in (word, word.capitalize(), word.upper())]
 
@@ -149,10 +152,14 @@ def _is_int(value: Any) -> bool:
 
 
 def check_name(value: Any) -> str:
+    if _is_int(value) and value >= 0:  # YAML reads `name: 0` as a number
+        raise PydanticCustomError(
+            "bad_name", 'a name is text: write the number in quotes, name: "{got}"', {"got": str(value)}
+        )
     if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise PydanticCustomError(
             "bad_name",
-            "a name must be ASCII letters, digits, _ and - starting with a letter, got {got}",
+            "a name must be ASCII letters, digits, _ and - starting with a letter, or a number (0, 1, ...), got {got}",
             {"got": show_value(value)},
         )
     if keyword.iskeyword(value):
@@ -291,6 +298,21 @@ def _reference(value: str) -> str:
     return value
 
 
+def _outputs(value: Any) -> tuple[tuple[str, str], ...]:
+    """The model's named outputs: (name, reference) pairs, in the order written."""
+    if not isinstance(value, dict) or not value:
+        fail("expected a mapping of output names to layers (out: head, aux: aux_head)", value)
+    pairs = []
+    for key, reference in value.items():
+        key = str(key) if _is_int(key) and key >= 0 else key  # `0: fpn.layer_blocks.0`
+        if not isinstance(key, str) or not _NAME.fullmatch(key) or len(key) > MAX_NAME:
+            fail("an output's name is ASCII letters, digits, _ and - starting with a letter, or a number", key)
+        if not isinstance(reference, str):
+            fail(f"expected the layer output {key} returns", reference)
+        pairs.append((key, _reference(reference)))
+    return tuple(pairs)
+
+
 def _sources(value: Any):
     if isinstance(value, str):
         return (_reference(value),)
@@ -315,14 +337,15 @@ Name = Annotated[
     Check(
         check_name,
         "name",
-        "a name: ASCII letters, digits, _ and - starting with a letter, not a Python keyword nor an "
-        "attribute of torch.nn.Module, at most 128 characters; it becomes the module's name and state_dict prefix. "
+        "a name: ASCII letters, digits, _ and - starting with a letter, or a number (a ModuleList's key: 0, 1, "
+        "...), not a Python keyword nor an attribute of torch.nn.Module, at most 128 characters; it becomes the "
+        "module's name and state_dict prefix. "
         "{expression} parts are filled in: block{s + 1}-{i}",
         lambda expr: {
             "type": "string",
             "pattern": except_words({*keyword.kwlist, *RESERVED_NAMES}, LAYER_NAME_PATTERN),
-            "patternErrorMessage": "a name is ASCII letters, digits, _ and - starting with a letter, not a Python "
-            "keyword nor an attribute of torch.nn.Module (forward, train, ...)",
+            "patternErrorMessage": "a name is ASCII letters, digits, _ and - starting with a letter, or a number, "
+            "not a Python keyword nor an attribute of torch.nn.Module (forward, train, ...)",
             "maxLength": MAX_NAME,
         },
         modal=False,
@@ -415,6 +438,32 @@ Sources = Annotated[
         "the name of an earlier layer of this sequence (group.layer reaches into an earlier group), "
         "or a list of two or more, merged by `merge`",
         lambda e: typed({"type": "array", "minItems": 2, "items": _reference_json()}, _reference_json()),
+        modal=False,
+    ),
+]
+Reference = Annotated[
+    str,
+    Check(
+        lambda value: _reference(value) if isinstance(value, str) else fail("expected a layer's name", value),
+        "reference",
+        "an earlier layer: its name, group.layer inside one, a layer of a sequence around this one, or input",
+        lambda e: _reference_json(),
+        modal=False,
+    ),
+]
+Outputs = Annotated[
+    tuple,
+    Check(
+        _outputs,
+        "outputs",
+        "what the model returns: a mapping of names to layers anywhere in it (out: classifier, aux: "
+        "aux_classifier), returned as an ordered dict; without it, the last layer's output",
+        lambda e: {
+            "type": "object",
+            "minProperties": 1,
+            "propertyNames": {"pattern": f"^{_WORD}$", "maxLength": MAX_NAME},
+            "additionalProperties": _reference_json(),
+        },
         modal=False,
     ),
 ]

@@ -12,7 +12,7 @@ from functools import lru_cache
 from itertools import starmap
 from operator import itemgetter
 
-from ..analyses.costs import Costs, Field, Layer
+from ..analyses.costs import Costs, Field, Layer, number_text
 from ..core.errors import Diagnostic, printable
 from ..core.shape_rules import fmt_shape
 
@@ -66,9 +66,34 @@ def table(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_C
     line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
     lines = [f"{costs.model} ({printable(source)})", f"input {fmt_shape(costs.input_shape)}"]
     lines += map(str.rstrip, starmap(line.format, (header, *zip(*cells))))
-    lines.append(f"output {fmt_shape(costs.output_shape)}")
+    lines += _outputs_table(costs) if costs.outputs else [f"output {fmt_shape(costs.output_shape)}"]
     lines += totals(costs)
     return "\n".join(lines)
+
+
+OUTPUT_HEADER = ("output", "layer", "shape", "channels", "stride", "receptive field")
+
+
+def _output_cells(output) -> tuple[str, ...]:
+    """An output's row: its name, layer, shape, channels, stride (its reduction against the input,
+    per spatial dim where they differ) and receptive field."""
+    field, shape = output.field, output.shape
+    stride = size = "-"
+    if field is not None and field.size and not field.whole:
+        jumps = dict.fromkeys(map(number_text, field.jump))
+        stride, size = "x".join(jumps), "x".join(map(number_text, field.size))
+    elif field is not None and field.whole:
+        size = "all"
+    channels = f"{shape[0]:,}" if shape else "?"
+    return (output.name, output.path, fmt_shape(shape), channels, stride, size)
+
+
+def _outputs_table(costs: Costs) -> list[str]:
+    rows = [OUTPUT_HEADER, *map(_output_cells, costs.outputs)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(OUTPUT_HEADER))]
+    right = (False, False, False, True, True, False)
+    line = "  " + "  ".join(f"{{:{'>' if r else '<'}{w}}}" for w, r in zip(widths, right))
+    return ["outputs", *(line.format(*row).rstrip() for row in rows)]
 
 
 def markdown(costs: Costs, source: str, depth: int | None = None, columns=DEFAULT_COLUMNS) -> str:
@@ -80,7 +105,12 @@ def markdown(costs: Costs, source: str, depth: int | None = None, columns=DEFAUL
     cells = [[f"`{row.path}`" for row in shown], [row.kind for row in shown], *(COLUMNS[c][2](shown) for c in columns)]
     for row in zip(*cells):
         lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
-    lines += ["", f"output `{fmt_shape(costs.output_shape)}`", ""]
+    if costs.outputs:
+        lines += ["", "| " + " | ".join(OUTPUT_HEADER) + " |", "| --- | --- | --- | ---: | ---: | --- |"]
+        lines += ["| " + " | ".join(_output_cells(output)) + " |" for output in costs.outputs]
+        lines.append("")
+    else:
+        lines += ["", f"output `{fmt_shape(costs.output_shape)}`", ""]
     lines += [f"- {line}" for line in totals(costs)]
     return "\n".join(lines)
 
@@ -158,6 +188,20 @@ def as_json(costs: Costs, source: str, depth: int | None = None) -> dict:
         },
         "input_sizes": [_sizes(sizes) for sizes in costs.input_sizes],
         "notes": list(costs.notes),
+        "outputs": [_output(output) for output in costs.outputs],
+    }
+
+
+def _output(output) -> dict:
+    field = output.field
+    stride = [_number(v) for v in field.jump] if field is not None and not field.whole else None
+    return {
+        "name": output.name,
+        "layer": output.path,
+        "shape": _shape(output.shape),
+        "channels": output.shape[0] if output.shape else None,
+        "stride": stride,
+        "receptive_field": _field(field),
     }
 
 
