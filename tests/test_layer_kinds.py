@@ -290,6 +290,7 @@ CASES = [
     case("inverted-residual-skip", spec([8, 6, 6], {"inverted_residual": 8})),
     case("inverted-residual-no-expansion", spec([8, 6, 6], {"inverted_residual": {"out": 8, "expand_ratio": 1}})),
     case("inverted-residual-stride-widen", spec([4, 7, 7], {"inverted_residual": {"out": 6, "stride": 2, "expand_ratio": 2.5}})),
+    case("inverted-residual-dilated", spec([8, 9, 9], {"inverted_residual": {"out": 8, "expand_ratio": 2, "dilation": 3}})),
     case("inverted-residual-1d-chain", spec([4, 9], {"inverted_residual": 4}, {"inverted_residual": {"out": 4, "stride": 2}})),
     case("dense_block-plain", spec([4, 5, 5], {"dense_block": {"num_layers": 3, "growth": 2}})),
     case("dense_block-bn_size-dropout-bias", spec([4, 5, 5], {"dense_block": {

@@ -321,6 +321,7 @@ class InvertedResidual(Fields):
     out: PosInt
     stride: PosInt = 1
     expand_ratio: PosFloat = 6
+    dilation: PosInt = 1  # of the depthwise conv, padded to keep the size
 
 
 def _hidden(block: Block, channels: int) -> int:
@@ -333,13 +334,18 @@ def _inverted_residual(block: Block, shape) -> Block:
     a, hidden = block.args, _hidden(block, shape[0])
     conv = _Layers(block, f"{block.path}.conv")
 
-    def conv_norm_relu6(index: int, out: int, kernel: int, stride: int, groups: int) -> Block:
+    def conv_norm_relu6(index: int, out: int, kernel: int, stride: int, groups: int, dilation: int = 1) -> Block:
         unit = _Layers(block, f"{conv.path}.{index}")
-        ops = (unit.conv("0", out, kernel, stride, kernel // 2, groups), unit.norm("1"), unit("relu6", "2"))
+        padding = kernel // 2 * dilation
+        ops = (
+            unit.conv("0", out, kernel, stride, padding, groups, dilation=dilation),
+            unit.norm("1"),
+            unit("relu6", "2"),
+        )
         return Block("conv_norm_activation", str(index), unit.path, block.loc, "sequential", ops)
 
     units = [conv_norm_relu6(0, hidden, 1, 1, 1)] if a["expand_ratio"] != 1 else []
-    units.append(conv_norm_relu6(len(units), hidden, 3, a["stride"], hidden))
+    units.append(conv_norm_relu6(len(units), hidden, 3, a["stride"], hidden, a["dilation"]))
     units += [conv.conv(str(len(units)), a["out"], 1), conv.norm(str(len(units) + 1))]
     body = (Block("group", "conv", conv.path, block.loc, "sequential", tuple(units)),)
     if a["stride"] == 1 and shape[0] == a["out"]:  # torchvision's use_res_connect
@@ -362,7 +368,8 @@ register(
             b.args["out"],
             stride=b.args["stride"],
             expand_ratio=b.args["expand_ratio"],
-            defaults={"stride": 1, "expand_ratio": 6},
+            dilation=b.args["dilation"],
+            defaults={"stride": 1, "expand_ratio": 6, "dilation": 1},
         ),
         channels=(0, 1),
     )
