@@ -132,6 +132,8 @@ CASES = [
     case("upsample-linear", spec([3, 5], {"upsample": {"scale": 2.5, "mode": "linear"}})),
     case("upsample-bicubic", spec([3, 4, 4], {"upsample": {"size": [5, 6], "mode": "bicubic", "align_corners": True}})),
     case("upsample-trilinear", spec([2, 2, 3, 4], {"upsample": {"scale": 2, "mode": "trilinear"}})),
+    case("frozen-batchnorm-2d", spec([3, 4, 5], {"conv": {"out": 4, "kernel": 3}}, {"frozen_batchnorm": {"eps": 0.001}})),
+    case("frozen-batchnorm-3d", spec([2, 3, 4, 5], "frozen_batchnorm")),
     case("upsample-size-of-input", spec([3, 5, 7], {"conv": {"out": 4, "kernel": 3, "stride": 2}},
                                         {"upsample": {"size_of": "input", "mode": "bilinear", "align_corners": False}})),
     case("upsample-size-of-layer-3d", spec([2, 4, 6, 9], {"conv": {"name": "a", "out": 3, "kernel": 1}}, {"maxpool": 2},

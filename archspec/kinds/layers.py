@@ -265,6 +265,37 @@ register(
 )
 
 
+class FrozenBatchNorm(Fields):
+    kind: Literal["frozen_batchnorm"]
+    eps: Eps = 1e-5
+
+
+def _frozen_batchnorm_module():
+    from .torch_modules import FrozenBatchNorm as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "frozen_batchnorm",
+        "batch normalisation with fixed statistics and affine (torchvision's FrozenBatchNorm2d, what its "
+        "pretrained detectors use): weight, bias, running_mean and running_var are buffers, none learns",
+        FrozenBatchNorm,
+        lambda op, shape: (shape, 0),
+        lambda op: call("FrozenBatchNorm", op.in_shape[0], eps=op.args["eps"], defaults=dict(eps=1e-5)),
+        buffers=lambda op: ((4 * op.in_shape[0], "float"),),
+        macs=lambda op: 0,
+        saves=(),
+        fresh=True,
+        module=_frozen_batchnorm_module,
+        template="frozen_batchnorm.py.jinja",
+        channels=(0,),
+        keeps_shape=True,
+    )
+)
+
+
 class LayerNorm(Fields):
     primary: ClassVar = "dims"
     kind: Literal["layernorm"]

@@ -15,13 +15,15 @@ def _listed(named: list) -> str:
 
 
 def _concat(named: list):
+    """Along dim 1: channels, or a flat tensor's features."""
     shapes = [shape for _, shape in named]
-    if len(shapes[0]) >= 2 and len({len(s) for s in shapes}) == 1 and len({s[1:] for s in shapes}) == 1:
+    if len({len(s) for s in shapes}) == 1 and len({s[1:] for s in shapes}) == 1:
         return (sum(s[0] for s in shapes), *shapes[0][1:])
-    raise ShapeError(
-        f"cannot concatenate the outputs of {_listed(named)} on the channel axis: the sizes after the channel differ",
-        CONCAT_MISMATCH,
-    )
+    if len({len(s) for s in shapes}) > 1:
+        why = "their ranks differ"
+    else:
+        why = "the sizes after the channel differ"
+    raise ShapeError(f"cannot concatenate the outputs of {_listed(named)} on the channel axis: {why}", CONCAT_MISMATCH)
 
 
 def _add(named: list):
@@ -53,7 +55,7 @@ DEFAULT = "concat"  # how several `from:` inputs combine where `merge:` says not
 register(
     Merge(
         DEFAULT,
-        "concatenate on the channel axis (the default for several inputs)",
+        "concatenate on the channel axis, or a flat tensor's features (the default for several inputs)",
         _concat,
         source=lambda names: f"torch.cat([{', '.join(names)}], 1)",
         live=lambda tensors, torch: torch.cat(tensors, 1),

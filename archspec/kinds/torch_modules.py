@@ -78,6 +78,30 @@ class DenseBlock(nn.ModuleDict):
         return torch.cat(features, 1)
 
 
+class FrozenBatchNorm(nn.Module):
+    """Batch normalisation with fixed statistics and affine, as torchvision.ops.FrozenBatchNorm2d (the
+    same state_dict keys and arithmetic) for any rank: its four tensors are buffers."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        for name, value in (("weight", 1.0), ("bias", 0.0), ("running_mean", 0.0), ("running_var", 1.0)):
+            self.register_buffer(name, torch.full((num_features,), value))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args):
+        state_dict.pop(prefix + "num_batches_tracked", None)  # a BatchNorm's checkpoint loads as it is
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
+    def forward(self, x):
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scale = self.weight * (self.running_var + self.eps).rsqrt()
+        bias = self.bias - self.running_mean * scale
+        return x * scale.reshape(shape) + bias.reshape(shape)
+
+    def extra_repr(self) -> str:
+        return f"{self.weight.shape[0]}, eps={self.eps}"
+
+
 class Resize(nn.Module):
     """Resizes its input to the spatial size of a second tensor, read at run time, as torchvision's
     segmentation heads do: F.interpolate(x, size=like.shape[2:], mode=mode, align_corners=align_corners)."""
@@ -88,6 +112,9 @@ class Resize(nn.Module):
 
     def forward(self, x, like):
         return nn.functional.interpolate(x, size=like.shape[2:], mode=self.mode, align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"mode={self.mode!r}, align_corners={self.align_corners}"
 
 
 class Chunk(nn.Module):
