@@ -32,6 +32,7 @@ SLOW_TESTS = {
     "test_static_shapes_agree_with_torch",  # hypothesis, a forward per example
     "test_compiled_module_output_matches_static_shape",
     "test_random_specs_emit_the_live_module",
+    "test_random_specs_static_shapes_equal_torch",
     "test_whatever_archspec_accepts_the_schema_accepts",  # hypothesis, 300 random specs
     "test_study_prunes_invalid_configurations_before_building",  # an Optuna study that trains
     # torch.export and dynamo trace whole graphs, seconds each (a small spec's compile test stays quick)

@@ -50,8 +50,10 @@ def test_check_table_golden(capsys, monkeypatch, name, update_golden):
             ["--format", "markdown", "--depth", "1", "--columns", "input,output,macs,field,memory"],
         ),
         ("resnet18-batch", ["--depth", "1", "--batch", "32", "--dtype", "float16", "--input", "3x160x128"]),
+        ("fcn_resnet50-outputs", ["--depth", "1", "--input", "3x256x320"]),
+        ("fcn_resnet50-markdown", ["--format", "markdown", "--depth", "1"]),
     ],
-    ids=["markdown", "batch-dtype-input"],
+    ids=["markdown", "batch-dtype-input", "named-outputs", "named-outputs-markdown"],
 )
 def test_check_options_golden(capsys, monkeypatch, name, argv, update_golden):
     monkeypatch.chdir(ROOT)

@@ -29,12 +29,13 @@ from archspec.backends.emit import emit_python
 
 try:
     from test_layer_kinds import CASES
+    from test_layer_kinds import check as check_against_torch
 except ImportError:  # tests/ is not on sys.path (another import mode): load the module by path
     _path = Path(__file__).resolve().parent / "test_layer_kinds.py"
     _spec = importlib.util.spec_from_file_location("_archspec_test_layer_kinds", _path)
     _module = importlib.util.module_from_spec(_spec)
     _spec.loader.exec_module(_module)
-    CASES = _module.CASES
+    CASES, check_against_torch = _module.CASES, _module.check
 
 BATCH = 2
 _module_ids = itertools.count()
@@ -79,6 +80,8 @@ def assert_emitted_equals_live(source):
         expected = live(batch)
         torch.manual_seed(0)
         actual = generated(batch)
+        if isinstance(expected, dict):  # named outputs: the same keys in the same order
+            assert list(actual) == list(expected)
         torch.testing.assert_close(actual, expected, msg=lambda m, mode=mode: f"outputs differ in {mode} mode: {m}")
     torch.testing.assert_close(generated.state_dict(), live.state_dict())  # same running-stat updates
 
@@ -388,18 +391,34 @@ class Scope:
 
 
 @st.composite
-def sequence(draw, shape, depth, min_size=1, max_size=3):
-    """(layers, out shape, {inner reference: shape}) for a sequence taking `shape`."""
+def sequence(draw, shape, depth, min_size=1, max_size=3, outer=None):
+    """(layers, out shape, {inner reference: shape}) for a sequence taking `shape`, inside sequences
+    whose references (made before it) are `outer`: a `from:` may read them too (captured)."""
     scope = Scope()
     layers = []
     entry = shape
+    outer = outer or {}
     for _ in range(draw(st.integers(min_size, max_size))):
         in_shape = shape
-        refs = {**scope.refs, "input": entry}  # `from: input`: the sequence's own input
+        visible = {r: s for r, s in outer.items() if r.partition(".")[0] not in scope.names}  # not shadowed
+        refs = {**visible, **scope.refs, "input": entry}  # `from: input`: the sequence's own input
+        if draw(st.integers(0, 7)) == 0:  # resize to another tensor's size
+            like = draw(st.sampled_from(sorted(refs)))
+            fields = {"size_of": like, "mode": draw(st.sampled_from(["nearest", "bilinear"]))}
+            if fields["mode"] == "bilinear" and draw(st.booleans()):
+                fields["align_corners"] = draw(st.booleans())
+            name = scope.new_name(draw) if draw(st.booleans()) else None
+            layers.append({"upsample": {**({"name": name} if name else {}), **fields}})
+            shape = (shape[0], *refs[like][1:])
+            if name is not None:
+                scope.refs[name] = shape
+            continue
         inputs = None
         if refs and draw(st.integers(0, 2)) == 0:  # take the input from earlier layers
             qualified = sorted(r for r in refs if "." in r)
             pool = qualified if qualified and draw(st.booleans()) else sorted(refs)
+            if visible and draw(st.booleans()):  # a layer of a sequence around this one
+                pool = sorted(visible)
             names = draw(st.lists(st.sampled_from(pool), min_size=1, max_size=3))
             if qualified and draw(st.booleans()):
                 names.append(draw(st.sampled_from(sorted(refs))))
@@ -413,7 +432,7 @@ def sequence(draw, shape, depth, min_size=1, max_size=3):
                 merge, inputs, in_shape = "concat", names, (sum(s[0] for s in shapes), *shapes[0][1:])
             if isinstance(inputs, list) and sum(s[0] for s in shapes) > 24:
                 inputs, in_shape = None, shape
-        kind, fields, out, inner, named = draw(layer(in_shape, depth))
+        kind, fields, out, inner, named = draw(layer(in_shape, depth, {**visible, **scope.refs}))
         if named or inputs is not None:
             name = scope.new_name(draw)
             fields = {"name": name, **fields}
@@ -439,8 +458,9 @@ def sequence(draw, shape, depth, min_size=1, max_size=3):
 
 
 @st.composite
-def layer(draw, shape, depth):
-    """(kind, fields, out shape, {inner reference: shape}, wants a name)."""
+def layer(draw, shape, depth, outer=None):
+    """(kind, fields, out shape, {inner reference: shape}, wants a name); a group or residual's layers
+    may read `outer`, the references made before it around it."""
     c, h, w = shape
     named = draw(st.integers(0, 2)) == 0
     options = ["conv", "conv", "batchnorm", "activation", "user", "dense_block", "basic_block", "bottleneck"]
@@ -525,10 +545,10 @@ def layer(draw, shape, depth):
             return block, fields, out_shape, {}, named
         return block, fields, out_shape, {p: out_shape for p in USER_INNER[block]}, named
     if choice == "group":
-        layers, out_shape, inner = draw(sequence(shape, depth + 1))
+        layers, out_shape, inner = draw(sequence(shape, depth + 1, outer=outer))
         return "group", {"layers": layers}, out_shape, inner, named
     # residual
-    body, out_shape, _ = draw(sequence(shape, depth + 1))
+    body, out_shape, _ = draw(sequence(shape, depth + 1, outer=outer))
     fields = {"body": body}
     mode = draw(st.sampled_from(["auto", "auto", "identity", "explicit"]))
     stride = projection_stride((h, w), out_shape[1:])
@@ -538,6 +558,9 @@ def layer(draw, shape, depth):
         fields["shortcut"] = "identity"
     elif mode == "explicit":
         shortcut = [{"conv": {"out": out_shape[0], "kernel": 1, "stride": stride}}]
+        alike = sorted(r for r, s in (outer or {}).items() if s == shape)
+        if alike and draw(st.booleans()):  # the shortcut reads a layer around the block instead of its input
+            shortcut[0]["conv"]["from"] = draw(st.sampled_from(alike))
         if draw(st.booleans()):
             shortcut.append("batchnorm")
         fields["shortcut"] = shortcut
@@ -553,7 +576,11 @@ def layer(draw, shape, depth):
 @st.composite
 def random_specs(draw):
     shape = (draw(st.integers(1, 8)), draw(st.integers(4, 12)), draw(st.integers(4, 12)))
-    layers, _, _ = draw(sequence(shape, 1, min_size=1, max_size=5))
+    layers, _, refs = draw(sequence(shape, 1, min_size=1, max_size=5))
+    outputs = {}
+    if refs and draw(st.integers(0, 3)) == 0:  # named outputs: an ordered dict of layers anywhere
+        chosen = draw(st.lists(st.sampled_from(sorted(refs)), min_size=1, max_size=3, unique=True))
+        outputs = {draw(st.sampled_from(["out", "aux", "0", "1", "pool"])): reference for reference in chosen}
     if draw(st.integers(0, 3)) == 0:  # a classifier head: its last linear becomes `num_classes`
         head = draw(st.sampled_from(["linear", "group", "from-group"]))
         if head == "linear":
@@ -564,7 +591,8 @@ def random_specs(draw):
             branches = [{"linear": {"name": "a", "out": 4}}, {"linear": {"name": "b", "out": 4}}]
             merged = {"identity": {"from": ["a", "b"], "merge": "add"}}
             layers += ["flatten", {"group": [*branches, merged, {"linear": 3}]}]
-    return spec(shape, *layers, name="random", blocks=copy.deepcopy(USER_BLOCKS))
+    top = {"outputs": outputs} if outputs and len(outputs) == len(set(outputs.values())) else {}
+    return spec(shape, *layers, name="random", blocks=copy.deepcopy(USER_BLOCKS), **top)
 
 
 @settings(max_examples=40, deadline=None, report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow])
@@ -575,6 +603,18 @@ def test_random_specs_emit_the_live_module(source):
     except SpecError:
         assume(False)
     assert_emitted_equals_live(source)
+
+
+@settings(max_examples=40, deadline=None, report_multiple_bugs=False, suppress_health_check=[HealthCheck.too_slow])
+@given(random_specs())
+def test_random_specs_static_shapes_equal_torch(source):
+    """Every layer's static input and output shape, every named output's, equal what torch computes,
+    in specs with captured references, resizes to a tensor's size and named outputs."""
+    try:
+        analyze(copy.deepcopy(source))
+    except SpecError:
+        assume(False)
+    check_against_torch(copy.deepcopy(source))
 
 
 def ruff_findings(source: str, folder) -> str:

@@ -22,6 +22,7 @@ import torch
 from archspec import SpecError, analyze, compile_spec, registry
 from archspec.frontend import validate as schema
 from archspec.registry.fields import LAYER_FIELDS, declared_fields
+from archspec.analyses.dataflow import tensor_path
 from archspec.core.ir import Op, walk
 from archspec.frontend.expand import expand
 from archspec.analyses.analyze import read
@@ -398,9 +399,12 @@ def run_and_record(module: torch.nn.Module, batch: torch.Tensor):
     seen: dict[str, list] = {}
 
     def hook(name):
-        def record(_module, inputs, output):  # a resize also takes the tensor whose size it takes
-            assert len(inputs) in (1, 2), f"{name!r} got {len(inputs)} inputs"
-            seen.setdefault(name, []).append((_shape(inputs[0]), _shape(output), [_shape(t) for t in inputs[1:]]))
+        def record(_module, inputs, output):  # and what a resize or a capturing block is handed
+            assert inputs, f"{name!r} got no input"
+            if isinstance(output, tuple):  # a sequence handing out inner outputs besides its own
+                output = output[0]
+            out = None if isinstance(output, dict) else _shape(output)  # the model's named outputs: checked apart
+            seen.setdefault(name, []).append((_shape(inputs[0]), out, [_shape(t) for t in inputs[1:]]))
 
         return record
 
@@ -443,7 +447,12 @@ def check(source):
         torch.manual_seed(0)
         batch = torch.randn(batch_size, *model.input_shape)
         out, seen = run_and_record(module, batch)
-        assert tuple(out.shape) == (batch_size, *model.body.out_shape), mode
+        if model.outputs:  # an ordered dict: each named output's shape is its layer's
+            shapes = {node.path: node.out_shape for node in walk(model.body)}
+            static = [(name, (batch_size, *shapes[tensor_path(model.body, ref)])) for name, ref in model.outputs]
+            assert [(name, tuple(tensor.shape)) for name, tensor in out.items()] == static, mode
+            out = torch.cat([tensor.reshape(-1) for tensor in out.values()])
+        assert tuple(out.shape) == (batch_size, *model.body.out_shape) or model.outputs, mode
         assert torch.isfinite(out).all(), f"{mode}: non-finite output"
         assert set(seen) == set(nodes), f"{mode}: modules that never ran: {sorted(set(nodes) - set(seen))}"
         for path, calls in seen.items():
@@ -452,8 +461,12 @@ def check(source):
             assert len(calls) == 1, f"{where} ran {len(calls)} times"
             real_in, real_out, real_like = calls[0]
             assert real_in == node.in_shape, f"{where}: real input {real_in}, static {node.in_shape}"
-            assert real_like == ([node.like_shape] if isinstance(node, Op) and node.like else []), where
-            assert real_out == node.out_shape, f"{where}: real output {real_out}, static {node.out_shape}"
+            if isinstance(node, Op):
+                assert real_like == ([node.like_shape] if node.like else []), where
+            else:
+                assert len(real_like) == len(node.captures), where
+            if real_out is not None:
+                assert real_out == node.out_shape, f"{where}: real output {real_out}, static {node.out_shape}"
     return model, module
 
 

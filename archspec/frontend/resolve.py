@@ -195,14 +195,13 @@ def _too_early(head: str, scopes: tuple[_Scope, ...]) -> str | None:
 
 
 def _missing(head: str, scopes: tuple[_Scope, ...]) -> str:
-    visible, where = [*scopes[-1].built, INPUT], "this sequence"
-    for scope in reversed(scopes[:-1]):
-        if scopes[-1].sealed:
-            break
-        visible += scope.built
-        where = "this sequence or one around it"
-        if scope.sealed:
-            break
+    reach = [scopes[-1]]  # the sequences a reference may read: out to the first sealed one
+    while not reach[-1].sealed and len(reach) < len(scopes):
+        reach.append(scopes[-len(reach) - 1])
+    visible = [*scopes[-1].built, INPUT, *(name for scope in reach[1:] for name in scope.built)]
+    where = "this sequence" if len(reach) == 1 else "this sequence or one around it"
+    if reach[-1].sealed:
+        where += "; a block's layers reach only each other"
     return f'no earlier layer named "{head}" in {where}{did_you_mean(head, visible)}'
 
 
@@ -287,10 +286,11 @@ class _Nested:
         self.yaml_path, self.doc, self.errors, self.standins, self.level = yaml_path, doc, errors, standins, level
         self.around, self.sealed = around, sealed  # sealed: a user block's use, whose layers reach only each other
         self.captures: list[str] = []  # what its lists' layers capture from the sequences around it
+        self.captured: dict[str, tuple[str, ...]] = {}  # the same, by the field holding the list
 
     def layers(self, items, field: str, prefix: str, reserved: tuple = ()) -> tuple[Node, ...]:
-        at = self.yaml_path + (field,)
-        return _resolve_list(
+        at, captures = self.yaml_path + (field,), []
+        nodes = _resolve_list(
             items,
             at,
             prefix,
@@ -301,8 +301,11 @@ class _Nested:
             self.level + 1,
             self.around,
             self.sealed,
-            self.captures,
+            captures,
         )
+        self.captured[field] = tuple(captures)
+        self.captures += [reference for reference in captures if reference not in self.captures]
+        return nodes
 
     def locate(self, field: str) -> Location:
         return self.doc.locate(self.yaml_path + (field,))

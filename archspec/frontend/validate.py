@@ -190,7 +190,9 @@ def _without_wrong_layers(data: dict, found: list[dict], standins: set) -> dict 
     patched = dict(data)
     for err in found:
         loc = tuple(err["loc"])
-        if loc[:1] in (("name",), ("description",)) or (len(loc) == 1 and err["type"] == "extra_forbidden"):
+        if loc[:1] in (("name",), ("description",), ("outputs",)) or (
+            len(loc) == 1 and err["type"] == "extra_forbidden"
+        ):
             patched.pop(loc[0], None)
             patched.setdefault("name", "model")
             continue

@@ -21,6 +21,7 @@ from ..core.shape_rules import (
     Window,
     below_one,
     dims,
+    fmt_shape,
     groups_divide,
     per_dim,
     spatial,
@@ -723,8 +724,8 @@ def _upsample_shape(op, shape):
     if op.args["size_of"] is not None:
         like = op.like_shape
         if len(like) != len(shape):
-            got = f"{len(like) - 1} spatial dims" if len(like) > 1 else "none"
-            raise ShapeError(f"size_of {op.args['size_of']} has {got}, the input has {n}", RANK)
+            got = f"{len(like) - 1} spatial dims" if len(like) > 1 else "no spatial dims"
+            raise ShapeError(f"size_of {op.args['size_of']} {fmt_shape(like)} has {got}, the input {n}", RANK)
         return (shape[0], *like[1:]), 0
     scale = op.args["scale"]
     scales = (scale,) * n if isinstance(scale, (int, float)) else tuple(scale)

@@ -48,7 +48,15 @@ def _residual(layer, name, path, loc, nested) -> Block:
     if isinstance(layer.shortcut, list):
         short_path = f"{path}.{layer.shortcut_name}"
         inner = nested.layers(layer.shortcut, "shortcut", short_path)
-        shortcut = Block("shortcut", layer.shortcut_name, short_path, nested.locate("shortcut"), "sequential", inner)
+        shortcut = Block(
+            "shortcut",
+            layer.shortcut_name,
+            short_path,
+            nested.locate("shortcut"),
+            "sequential",
+            inner,
+            captures=nested.captured["shortcut"],
+        )
         mode = "explicit"
     args = MappingProxyType({"shortcut_first": True}) if layer.shortcut_first else NO_ARGS
     return Block(

@@ -109,7 +109,8 @@ class Structure(NamedTuple):
     doc: str
     fields: type
     # (validated layer, name, path, location, nested) -> its Block; `nested.layers(items, field,
-    # prefix, reserved=())` resolves the layers a field holds, `nested.locate(field)` places a field
+    # prefix, reserved=())` resolves the layers a field holds (`nested.captured[field]`: the references
+    # of sequences around them they read), `nested.locate(field)` places a field
     resolve: Callable
 
 
