@@ -140,10 +140,10 @@ def test_long_merge_lines_are_written_as_ruff_formats_them(tmp_path, count, widt
 
 
 @pytest.mark.parametrize("specs", SPEC_SETS)
-def test_emitted_file_imports_only_torch(emitted, specs):
+def test_emitted_file_imports_only_torch(emitted, specs):  # and the standard library's OrderedDict
     for path in (emitted(spec.stem) for spec in specs):
         imports = [line for line in path.read_text().splitlines() if line.startswith(("import ", "from "))]
-        assert all(line.split()[1].split(".")[0] == "torch" for line in imports), imports
+        assert all(line.split()[1].split(".")[0] in ("torch", "collections") for line in imports), imports
         assert "archspec" not in "\n".join(imports)
 
 

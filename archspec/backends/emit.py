@@ -429,7 +429,7 @@ class _Emitter:
         forward += lines
         returns = "torch.Tensor"
         if block.exports:  # the output, then the inner outputs a later `from:` reaches for
-            result = ", ".join([current, *(local(path) for path in block.exports)])
+            result = [current, *(local(path) for path in block.exports)]
             returns = f"tuple[{', '.join(['torch.Tensor'] * (1 + len(block.exports)))}]"
             doc = f"The sequence {block.kind if block.block_args is not None else block.path}; also returns "
             doc += f"{', '.join(block.exports)} for later layers"
@@ -450,10 +450,15 @@ class _Emitter:
             result, doc = current, "A sequence whose layers take inputs from earlier ones"
             if not any(child.inputs for child in block.children):
                 doc = "A sequence that applies a parameter of its own (nn.Sequential would only hold it)"
-        self.uses_functional |= "F." in result
+        result = result if isinstance(result, list) else [result]
+        self.uses_functional |= any("F." in item for item in result)
+        params = [f"{name}: torch.Tensor" for name in ["x", *captured]]
+        signature = _signature("forward", params, returns)
+        if any(len(INDENT + line) > LINE_LENGTH for line in signature):  # many tensors handed out
+            signature = _signature("forward", params, "tuple[torch.Tensor, ...]")
         forward_info = dict(
-            name="{name}", forward=forward, result=result, note=self.shape_note(block), doc=doc,
-            signature=_signature("forward", [f"{name}: torch.Tensor" for name in ["x", *captured]], returns),
+            name="{name}", forward=forward, result=_return(result, self.shape_note(block)), doc=doc,
+            signature=signature,
         )  # fmt: skip
         return init, forward_info
 
@@ -582,12 +587,9 @@ class _Emitter:
                     lines += _statement(out, merged, self.shape_note(child, "in_shape"))
             target = local(child.name) if child.name in keep else out
             targets = ", ".join([target, *(local(f"{child.name}.{path}") for path in child.exports)])
-            handed = sequence.passes.get(child.name, ()) + (
-                (child.like,) if isinstance(child, Op) and child.like else ()
-            )
-            lines += statement(
-                f"{targets} = ", self.step(child, current, [local(r) for r in handed]), 8, self.shape_note(child)
-            )
+            like = (child.like,) if isinstance(child, Op) and child.like else ()
+            handed = [local(reference) for reference in sequence.passes.get(child.name, ()) + like]
+            lines += _assign(targets, self.step(child, current, handed), self.shape_note(child))
             current = target
         return lines, current
 
@@ -607,7 +609,10 @@ class _Emitter:
             self.uses_functional |= text.startswith("F.")
             return text
         if _is_parameter(node):
-            return f"{_attribute('self', node.name)} * {x}"
+            factor = _attribute("self", node.name)
+            if node.args.get("flat") and len(node.in_shape) > 1:  # a (C,) parameter on a (C, H, W) input
+                factor += f".view(-1{', 1' * (len(node.in_shape) - 1)})"
+            return f"{factor} * {x}"
         return _attribute("self", node.name), [x, *handed]
 
 
@@ -715,9 +720,11 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
     local = Locals("x", out)
     forward, result = emitter.sequence_forward(model.body, "x", out, local)
     returns = "torch.Tensor"
-    if model.outputs:  # an ordered dict, as torchvision's segmentation models and FPNs return
-        pairs = ", ".join(f'("{name}", {local(reference)})' for name, reference in model.outputs)
-        result, returns = f"OrderedDict([{pairs}])", "dict[str, torch.Tensor]"
+    result = [f"return {result}"]
+    if model.outputs:  # an ordered dict, written as torchvision's segmentation models write theirs
+        forward.append("result = OrderedDict()")
+        forward += [f'result["{name}"] = {local(reference)}' for name, reference in model.outputs]
+        result, returns = ["return result"], "dict[str, torch.Tensor]"
     params = []
     if "num_classes" in emitter.used[0]:
         params = [f"num_classes: int = {variant.value if variant else _classes(emitter.classifier)}"]
@@ -739,6 +746,27 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
         output_shape=_outputs_text(model),
         params_count=f"{model.body.params:,}",
     )
+
+
+def _return(items: list[str], note: str) -> list[str]:
+    """`return a, b  # note`, its items one per line where that is too long, as ruff formats it."""
+    line = f"return {', '.join(items)}{note}"
+    if len(items) == 1 or 2 * len(INDENT) + len(line) <= LINE_LENGTH:
+        return [line]
+    return ["return (", *(f"{INDENT}{item}," for item in items), f"){note}"]
+
+
+def _assign(targets: str, expr, note: str, indent: int = 8) -> list[str]:
+    """`targets = expr  # note` as ruff formats it: one line; else the call's arguments on a line of
+    their own; else the call in parentheses; else the targets one per line."""
+    lines = statement(f"{targets} = ", expr, indent, note)
+    if isinstance(expr, str) or all(indent + len(line) <= LINE_LENGTH for line in lines):
+        return lines
+    if indent + len(f"{targets} = (") <= LINE_LENGTH:
+        inner = statement("", expr, indent + len(INDENT))
+        return [f"{targets} = (", *(INDENT + line for line in inner), f"){note}"]
+    exploded = [f"{INDENT}{target}," for target in targets.split(", ")]
+    return ["(", *exploded, *statement(") = ", expr, indent, note)]
 
 
 def _outputs_text(model: Model) -> str:

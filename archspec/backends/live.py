@@ -96,7 +96,14 @@ def steps(owner: nn.Module, names: tuple[str, ...]):
     Looked up on every call, so a parameter replaced by load_state_dict(assign=True) or .to() is the one used."""
     for name in names:
         layer = getattr(owner, name)
-        yield name, (functools.partial(torch.mul, layer) if isinstance(layer, nn.Parameter) else layer)
+        yield name, (functools.partial(_scale, layer) if isinstance(layer, nn.Parameter) else layer)
+
+
+def _scale(parameter: nn.Parameter, x: torch.Tensor) -> torch.Tensor:
+    """A bare parameter applied: a (C,) one viewed to broadcast over the spatial dims (SSD's scale_weight)."""
+    if parameter.dim() == 1 and x.dim() > 2:
+        return parameter.view(-1, *(1,) * (x.dim() - 2)) * x
+    return torch.mul(parameter, x)
 
 
 class Sequence(nn.Sequential):

@@ -387,10 +387,16 @@ class LayerScale(Fields):
     primary: ClassVar = "init"
     kind: Literal["layer_scale"]
     init: Float = 1e-6
+    flat: Bool = False  # a (C,) parameter, viewed as (C, 1, 1) where applied (SSD's scale_weight)
 
 
 def _layer_scale_shape(op, shape):
     return shape, shape[0]
+
+
+def _layer_scale_size(op) -> tuple[int, ...]:
+    """One factor per channel, broadcast over the spatial dims: (C, 1, 1) for a (C, H, W) input."""
+    return (op.in_shape[0],) if op.args["flat"] else (op.in_shape[0],) + (1,) * (len(op.in_shape) - 1)
 
 
 register(
@@ -400,10 +406,35 @@ register(
         "named as the layer (ConvNeXt's layer_scale), not a module of its own",
         LayerScale,
         _layer_scale_shape,
-        # one factor per channel, broadcast over the spatial dims: (C, 1, 1) for a (C, H, W) input
-        lambda op: Call("torch.full", ((op.in_shape[0],) + (1,) * (len(op.in_shape) - 1), op.args["init"])),
+        lambda op: Call("torch.full", (_layer_scale_size(op), op.args["init"])),
         parameter=True,
         macs=lambda op: 0,  # torchinfo counts no mult-adds for a module's own parameters
+    )
+)
+
+
+class L2Norm(Fields):
+    kind: Literal["l2norm"]
+    eps: Eps = 1e-12
+
+
+def _l2norm_module():
+    from .torch_modules import L2Norm as module
+
+    return module
+
+
+register(
+    LayerKind(
+        "l2norm",
+        "divides each position's channel vector by its L2 norm (F.normalize(x, dim=1); SSD's conv4_3)",
+        L2Norm,
+        lambda op, shape: (shape, 0),
+        lambda op: call("L2Norm", eps=op.args["eps"], defaults=dict(eps=1e-12)),
+        module=_l2norm_module,
+        template="l2norm.py.jinja",
+        channels=(),
+        keeps_shape=True,
     )
 )
 

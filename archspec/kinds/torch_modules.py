@@ -102,6 +102,17 @@ class FrozenBatchNorm(nn.Module):
         return f"{self.weight.shape[0]}, eps={self.eps}"
 
 
+class L2Norm(nn.Module):
+    """Each position's channel vector divided by its L2 norm: F.normalize(x, dim=1)."""
+
+    def __init__(self, eps: float = 1e-12):
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x):
+        return nn.functional.normalize(x, dim=1, eps=self.eps)
+
+
 class Resize(nn.Module):
     """Resizes its input to the spatial size of a second tensor, read at run time, as torchvision's
     segmentation heads do: F.interpolate(x, size=like.shape[2:], mode=mode, align_corners=align_corners)."""
