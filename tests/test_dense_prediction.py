@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from archspec import analyze, compile_spec, measure
+from archspec import SpecError, analyze, compile_spec, measure
 from archspec.emit import emit_python
 from reference_weights import fill, reference_input
 
@@ -114,3 +114,20 @@ def test_emitted_source_equals_torchvision(name, tmp_path):
     loaded.loader.exec_module(module)
     model = next(getattr(module, cls) for cls in module.__all__)()
     assert_matches(outputs_of(filled(model, recorded), tuple(recorded["input"])), recorded["outputs"])
+
+
+def test_a_pyramid_wired_to_the_wrong_tap_is_a_located_error():
+    """Written with a fixed 2x upsample (as hand-written pyramids often are), the pyramid accepts only
+    sizes every level halves exactly, and a lateral wired to the wrong stage fails at the add that
+    meets it, at its line, with both shapes, before anything is built."""
+    text = spec_path("fasterrcnn_resnet50_fpn_backbone").read_text()
+    fixed = re.sub(r"size_of: inner_blocks\.\d", "scale: 2", text)
+    sizes = measure(analyze(fixed)).input_sizes
+    assert [s.describe() for s in sizes] == ["H >= 29, H mod 32 in {0, 29, 30, 31}", "W >= 29, W mod 32 in {0, 29, 30, 31}"]
+    wrong = fixed.replace('- lateral: {name: "1", from: body.layer2}', '- lateral: {name: "1", from: body.layer3}')
+    with pytest.raises(SpecError) as caught:
+        analyze(wrong)
+    [error] = caught.value.diagnostics
+    line = next(i for i, text in enumerate(wrong.splitlines(), 1) if "name: top_down1" in text)
+    assert (error.code, error.loc.line) == ("branch-mismatch", line)
+    assert "inner_blocks.1 (B, 256, 50, 68), up1 (B, 256, 100, 136)" in error.message

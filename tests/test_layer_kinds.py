@@ -165,7 +165,7 @@ CASES = [
     case("layer_scale", spec([3, 4, 5], {"layer_scale": {"name": "gamma", "init": 0.5}}, "layer_scale")),
     case("layer_scale-1d-flat-3d", spec([2, 3, 4, 3], {"layer_scale": 2.0}, "flatten", {"layer_scale": -1})),
     case("layer_scale-flat", spec([3, 4, 5], {"conv": {"out": 4, "kernel": 1}}, {"l2norm": {"eps": 1e-6}}, {"layer_scale": {"name": "scale_weight", "init": 20.0, "flat": True}})),
-    case("l2norm-flat", spec([6], "l2norm", {"layer_scale": {"init": 2.0, "flat": True}})),
+    case("l2norm-flat", spec([6, 4], "flatten", "l2norm", {"layer_scale": {"init": 2.0, "flat": True}})),
     case("convnext-block", spec([4, 6, 6], {"residual": {"shortcut": "identity", "activation": None, "body": [
         {"group": {"name": "block", "layers": [
             {"conv": {"out": 4, "kernel": 7, "padding": 3, "groups": 4}}, {"permute": [0, 2, 3, 1]},

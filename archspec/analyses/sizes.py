@@ -105,13 +105,21 @@ def _dim_sizes(model: Model, known: Windows, dim: int, name: str) -> Sizes:
     tail = [n for n in range(far, far + period) if trial(n)]
     if not tail:  # nothing larger passes: a bounded set, as after a flatten
         return _bounded(name, [n for n in range(smallest, far) if trial(n)])
-    residues = tuple(sorted({n % period for n in tail}))
+    residues = {n % period for n in tail}
     if len(residues) == period:
         return Sizes(name, smallest)
-    step = math.gcd(period, *(r - residues[0] for r in residues))  # residues evenly spaced: a smaller period
-    if len(residues) == period // step:
-        period, residues = step, (residues[0] % step,)
+    period, residues = _shortest_period(period, residues)
     return Sizes(name, smallest, period, residues)
+
+
+def _shortest_period(period: int, residues: set[int]) -> tuple[int, tuple[int, ...]]:
+    """The smallest divisor of `period` the pattern repeats within, and its residues there: sizes
+    n % 4096 in {0, 29, 30, 31, 32, 61, ...} are n % 32 in {0, 29, 30, 31}."""
+    for divisor in (d for d in range(1, period) if period % d == 0):
+        reduced = {r % divisor for r in residues}
+        if len(reduced) * (period // divisor) == len(residues):  # each residue mod divisor recurs every time
+            return divisor, tuple(sorted(reduced))
+    return period, tuple(sorted(residues))
 
 
 def _bounded(name: str, passing: list[int]) -> Sizes:

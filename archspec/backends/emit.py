@@ -722,8 +722,8 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
     returns = "torch.Tensor"
     result = [f"return {result}"]
     if model.outputs:  # an ordered dict, written as torchvision's segmentation models write theirs
-        forward.append("result = OrderedDict()")
-        forward += [f'result["{name}"] = {local(reference)}' for name, reference in model.outputs]
+        returned = [f'result["{name}"] = {local(reference)}' for name, reference in model.outputs]
+        forward = [*_unassigned(forward, returned), "result = OrderedDict()", *returned]
         result, returns = ["return result"], "dict[str, torch.Tensor]"
     params = []
     if "num_classes" in emitter.used[0]:
@@ -746,6 +746,21 @@ def _render(model: Model, variant: Variant | None, classifier: bool = True) -> s
         output_shape=_outputs_text(model),
         params_count=f"{model.body.params:,}",
     )
+
+
+def _unassigned(forward: list[str], after: list[str]) -> list[str]:
+    """The forward with each result no line reads left unassigned: layers an output does not need
+    still run, as in the live module, but an unread `out = ...` is an error to linters (F841)."""
+    code = [re.sub(r'"[^"]*"', '""', line).partition("  #")[0] for line in forward + after]  # not its words
+    unread = []
+    for line in forward:
+        target, equals, _ = line.partition(" = ")
+        if equals and target.isidentifier():  # one statement on one line: `out = self.head(x)  # ...`
+            loads = sum(len(re.findall(rf"\b{target}\b", other)) for other in code)
+            assigns = sum(other.startswith(f"{target} = ") for other in code)
+            if loads == assigns:
+                unread.append(target)
+    return [line[line.index(" = ") + 3 :] if line.partition(" = ")[0] in unread else line for line in forward]
 
 
 def _return(items: list[str], note: str) -> list[str]:
