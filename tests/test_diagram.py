@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from archspec import analyze
+from archspec.analyses.dataflow import tensor_path
 from archspec.reports.diagram import dot, dot_text, mermaid, mermaid_text
 from archspec.core.ir import Block, Op, replace, walk
 from archspec.core.shape_rules import fmt_shape
@@ -184,8 +185,12 @@ def test_both_formats_parse_and_agree(spec, depth):
     chart = read_mermaid(mermaid(model, depth))
     same_graph(chart, read_dot(dot(model, depth)))
     assert [lines for _, lines in chart.boxes.values()].count(["input"]) == 1
-    assert chart.boxes[chart.edges[-1][2]] == ("([", ["output"])
-    assert chart.edges[-1][1] == fmt_shape(model.body.out_shape)
+    shapes = {node.path: node.out_shape for node in walk(model.body)}
+    ends = [(name, shapes[tensor_path(model.body, ref)]) for name, ref in model.outputs]  # named outputs
+    ends = ends or [("output", model.body.out_shape)]
+    last = chart.edges[-len(ends) :]  # into a closed group, an edge label names the inner layer too
+    assert [chart.boxes[edge[2]] for edge in last] == [("([", [name]) for name, _ in ends]
+    assert all(edge[1].endswith(fmt_shape(shape)) for edge, (_, shape) in zip(last, ends))
 
 
 @pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz's dot is not installed")

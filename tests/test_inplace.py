@@ -97,6 +97,8 @@ def run(module: torch.nn.Module, batch: torch.Tensor, mode: str = "train") -> di
     x = batch.clone().requires_grad_()
     torch.manual_seed(0)  # dropout and stochastic depth draw the same masks
     out = module(x)
+    if isinstance(out, dict):  # named outputs: every one takes part in the loss
+        out = torch.cat([tensor.reshape(-1) for tensor in out.values()])
     weight = torch.randn(out.shape, generator=torch.Generator().manual_seed(1))
     (out * weight).sum().backward()
     assert x._version == 0, "the model wrote to its input"

@@ -163,3 +163,24 @@ def test_malformed_outputs_are_located_errors(outputs, message):
     with pytest.raises(SpecError) as caught:
         analyze({**source, "outputs": outputs})
     assert message in str(caught.value)
+
+
+def test_a_layer_no_output_depends_on_is_noted():
+    """It still runs (and costs) in the live and emitted modules; check says so, once, for the
+    outermost such part, with its line."""
+    source = {
+        "archspec": 1,
+        "name": "unread",
+        "input": [3, 8, 8],
+        "layers": [
+            {"conv": {"name": "a", "out": 4, "kernel": 1}},
+            {"group": {"name": "b", "layers": [{"conv": {"out": 4, "kernel": 1}}, "relu"]}},
+            {"conv": {"name": "c", "out": 4, "kernel": 1, "from": "a"}},
+            {"conv": {"name": "d", "out": 2, "kernel": 1}},
+        ],
+    }
+    notes = [note for note in measure(analyze(copy.deepcopy(source))).notes if "no output" in note]
+    assert notes == ["b (group, line 1): no output depends on it"]  # d is the model's output
+    named = measure(analyze({**source, "outputs": {"out": "c"}})).notes
+    assert [note.partition(" ")[0] for note in named if "no output" in note] == ["b", "d"]
+    assert_emitted_equals_live({**source, "outputs": {"out": "c"}})

@@ -24,7 +24,7 @@ from ..core.errors import show_value
 from ..core.ir import Block, Model, Node, Op, walk
 from ..core.limits import ensure_stack, magnitude_bounds
 from ..core.shape_rules import Window
-from .dataflow import Dataflow, input_of, tensor_path
+from .dataflow import Dataflow, input_of, tensor_path, unread
 from .sizes import Sizes, Windows, valid_sizes, windows
 
 DTYPE_BYTES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}
@@ -133,6 +133,7 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     nodes = list(walk(model.body))
     known = windows(model, nodes)
     fields, notes = receptive_fields(model, known)
+    notes += [f"{node.path} ({node.kind}, line {node.loc.line}): no output depends on it" for node in unread(model)]
     memory = _Memory(item, Dataflow(model.body))
     memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()

@@ -138,3 +138,23 @@ def _aliases_output(node: Node | None, path: str) -> bool:
             return False
         node = node.children[-1]
     return True
+
+
+def unread(model) -> list[Node]:
+    """The layers whose output nothing reads: no later layer, reference, or output of the model
+    (with named outputs, not even the last layer's). The outermost of each such part, in order:
+    they still run, and cost, in the live and emitted modules."""
+    flow, found = Dataflow(model.body), []
+    for block in walk(model.body):
+        if not isinstance(block, Block) or block.flow not in ("sequential", "residual"):
+            continue
+        sequence = flow.of(block)
+        heads = {reference.partition(".")[0] for reference in sequence.kept}
+        readers = sequence.readers
+        for i, child in enumerate(block.children):
+            last = i == len(block.children) - 1
+            read = readers[child.name] - (last and block is model.body and bool(model.outputs))
+            if read <= 0 and child.name not in heads:
+                found.append(child)
+    outer = {node.path for node in found}  # a part inside an unread one is not named again
+    return [node for node in found if not any(node.path.startswith(f"{path}.") for path in outer)]

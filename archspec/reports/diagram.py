@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..analyses.dataflow import Dataflow
-from ..core.ir import INPUT, JOINS, Block, Model, Node, Op
+from ..core.ir import CAPTURED, INPUT, JOINS, Block, Model, Node, Op, is_captured
 from ..core.shape_rules import fmt_shape
 from ..kinds import merges
 
@@ -100,12 +100,14 @@ class _Drawer:
         self.depth, self.collapse, self.flow = depth, collapse, flow
         self.edges: list[Edge] = []
         self.count = 0
+        self.around: list[tuple[str, dict]] = []  # (path, drawn layers) of the sequences being drawn, outermost first
 
     def model(self, model: Model) -> Drawing:
         root = Cluster("root", model.name)
         start = self.box(root, ("input",), "io")
-        out, _ = self.sequence(model.body, Port(start, model.input_shape), 1, root)
-        self.connect(out, self.box(root, ("output",), "io"))
+        out, produced = self.sequence(model.body, Port(start, model.input_shape), 1, root)
+        for name, reference in model.outputs or (("output", None),):  # named outputs: a box each
+            self.connect(_source(produced, reference) if reference else out, self.box(root, (name,), "io"))
         return Drawing(model.name, root, self.edges)
 
     def new_id(self, prefix: str) -> str:
@@ -161,6 +163,7 @@ class _Drawer:
     def sequence(self, block: Block, port: Port, level: int, cluster: Cluster) -> tuple[Port, dict]:
         produced: dict[str, Drawn] = {INPUT: Drawn(block, port)}  # `from: input`: an edge from the entry
         current = port
+        self.around.append((block.path, produced))
         for run in self.runs(block):
             child = run[0]
             if child.inputs:
@@ -172,17 +175,30 @@ class _Drawer:
             for each in run:
                 produced[each.name] = drawn
             current = drawn.out
+        self.around.pop()
         return current, produced
 
     def gather(self, child: Node, produced: dict[str, Drawn], cluster: Cluster) -> Port:
         """The input of a layer with `from:`: one source, or several joined in a merge node."""
-        sources = [_source(produced, reference) for reference in child.inputs]
+        sources = [self.source(produced, reference) for reference in child.inputs]
         if len(sources) == 1:
             return sources[0]
         join = self.box(cluster, (child.merge or merges.DEFAULT,), "merge")
         for source in sources:
             self.connect(source, join)
         return Port(join, child.in_shape)
+
+    def source(self, produced: dict[str, Drawn], reference: str) -> Port:
+        """The port a reference reads: in this sequence, or captured from the innermost sequence
+        around it that drew the layer (as resolve found it)."""
+        if not is_captured(reference):
+            return _source(produced, reference)
+        path = reference[len(CAPTURED) :]
+        for scope, drawn in reversed(self.around[:-1]):
+            local = path[len(scope) + 1 :] if scope else path
+            if (not scope or path.startswith(f"{scope}.")) and local.partition(".")[0] in drawn:
+                return _source(drawn, local)
+        raise KeyError(reference)  # resolve made sure it names a layer drawn before
 
     def residual(self, block: Block, port: Port, level: int, cluster: Cluster) -> Port:
         body, _ = self.sequence(block, port, level, cluster)
