@@ -132,12 +132,9 @@ def _measure(model: Model, batch: int, dtype: str) -> Costs:
     item = DTYPE_BYTES[dtype]
     nodes = list(walk(model.body))
     known = windows(model, nodes)
-    flow = Dataflow(model.body)  # one view of who reads what, for every pass below
-    fields, notes = receptive_fields(model, known, flow)
-    notes += [
-        f"{node.path} ({node.kind}, line {node.loc.line}): no output depends on it" for node in unread(model, flow)
-    ]
-    memory = _Memory(item, flow)
+    fields, notes = receptive_fields(model, known)
+    notes += [f"{node.path} ({node.kind}, line {node.loc.line}): no output depends on it" for node in unread(model)]
+    memory = _Memory(item, Dataflow(model.body))
     memory.visit(model.body, _Tensor(math.prod(model.input_shape), "input"))  # the input is counted apart
     kept = memory.kept_bytes()
     totals = _totals_by_block(model.body, kept)
@@ -315,13 +312,10 @@ def _buffer_bytes(nodes: list[Node], item: int) -> int:
 # ---------------------------------------------------------------- receptive field
 
 
-def receptive_fields(
-    model: Model, known: Windows | None = None, flow: Dataflow | None = None
-) -> tuple[dict[str, Field], list[str]]:
+def receptive_fields(model: Model, known: Windows | None = None) -> tuple[dict[str, Field], list[str]]:
     """The receptive field of every layer's output, by path, and notes on merges of unlike paths."""
     spatial = len(model.input_shape) - 1
-    flow = Dataflow(model.body) if flow is None else flow
-    composition = _Composition(windows(model) if known is None else known, flow)
+    composition = _Composition(windows(model) if known is None else known, Dataflow(model.body))
     composition.field(model.body, Field((1,) * spatial, (1,) * spatial, (0,) * spatial))
     return composition.fields, composition.notes
 

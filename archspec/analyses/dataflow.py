@@ -140,11 +140,11 @@ def _aliases_output(node: Node | None, path: str) -> bool:
     return True
 
 
-def unread(model, flow: Dataflow) -> list[Node]:
+def unread(model) -> list[Node]:
     """The layers whose output nothing reads: no later layer, reference, or output of the model
     (with named outputs, not even the last layer's). The outermost of each such part, in order:
-    they still run, and cost, in the live and emitted modules. `flow`: the model's Dataflow."""
-    found = []
+    they still run, and cost, in the live and emitted modules."""
+    flow, found = Dataflow(model.body), []
     for block in walk(model.body):
         if not isinstance(block, Block) or block.flow not in ("sequential", "residual"):
             continue
